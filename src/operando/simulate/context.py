@@ -1,0 +1,47 @@
+"""The contract between the beamtime orchestrator and each stream simulator.
+
+Each stream module exposes ``simulate_<stream>(ctx: SimContext) -> StreamResult``.
+It writes its files under ``ctx.outdir / <stream>/`` (through writers in
+:mod:`operando.io`), and returns the paths it wrote (relative to ``ctx.outdir``)
+and its ground truth as JSON-serialisable values. Times in the truth are on the
+potentiostat clock (seconds since ``Acquisition started on``).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from operando.simulate.clock import ClockModel
+from operando.simulate.echem import EchemProfile
+from operando.simulate.presets import Preset
+
+
+@dataclass(frozen=True)
+class SimContext:
+    outdir: Path
+    preset: Preset
+    echem: EchemProfile
+    clock: ClockModel
+    seed: int
+    data_dir: Path | None = None  # ../shared/data when present (real XANES standards, Fe foil)
+
+    def rng(self, stream: str) -> np.random.Generator:
+        """An independent, reproducible generator per stream (order of streams does not matter)."""
+        return np.random.default_rng([self.seed, zlib.crc32(stream.encode())])
+
+    def stream_dir(self, stream: str) -> Path:
+        d = self.outdir / stream
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+@dataclass
+class StreamResult:
+    files: dict[str, str]  # role -> path relative to ctx.outdir
+    truth: dict[str, Any]  # JSON-serialisable; lists for arrays
+    notes: list[str] = field(default_factory=list)  # printed to the user (e.g. fallbacks taken)

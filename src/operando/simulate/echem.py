@@ -1,0 +1,143 @@
+"""Galvanostatic LiFePO4 | Li half cell: the electrochemical ground truth.
+
+The protocol is CC charge (delithiation, I > 0), rest, CC discharge (I < 0), rest.
+Li content follows Faraday's law,
+
+    x(t) = x_start - Q(t) / (F * n_mol * n_e),   Q(t) = ∫ I dt  [C],
+
+with n_mol = m_active / M. The cell voltage is an equivalent circuit on top of an
+open-circuit voltage U(x):
+
+    E(t) = U(x) + I * R_ohm + V_rc,   dV_rc/dt = (I * R_ct - V_rc) / tau_rc.
+
+Everything here is pure numpy; :mod:`operando.simulate.beamtime` writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from operando.simulate.presets import FARADAY_C_PER_MOL, EchemSpec
+
+SEGMENT_NAMES = ("charge", "rest", "discharge", "rest")
+
+
+@dataclass(frozen=True)
+class EchemProfile:
+    """Sampled electrochemistry on the potentiostat clock (t = 0 at acquisition start)."""
+
+    time_s: np.ndarray
+    current_A: np.ndarray
+    voltage_V: np.ndarray
+    charge_C: np.ndarray  # ∫ I dt since t = 0 (positive on charge)
+    x_li: np.ndarray  # Li content in LixFePO4
+    segment_index: np.ndarray  # 0..3 into ``segment_bounds_s``
+    segment_bounds_s: tuple[tuple[float, float], ...]
+    segment_names: tuple[str, ...]
+    capacity_theoretical_C: float
+    current_1c_A: float
+    spec: EchemSpec
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.segment_bounds_s[-1][1])
+
+    def x_li_at(self, t_s: np.ndarray | float) -> np.ndarray:
+        """Exact Faraday Li content at arbitrary potentiostat times (piecewise linear in t)."""
+        return x_li_exact(np.asarray(t_s, dtype=float), self)
+
+    def faraday_fepo4_fraction_at(self, t_s: np.ndarray | float) -> np.ndarray:
+        """FePO4 fraction expected from the charge passed, two-phase with end members x=1, x=0."""
+        return np.clip(1.0 - self.x_li_at(t_s), 0.0, 1.0)
+
+    def current_at(self, t_s: np.ndarray | float) -> np.ndarray:
+        """Programmed current (A) at potentiostat time t (piecewise constant)."""
+        t = np.asarray(t_s, dtype=float)
+        out = np.zeros_like(t)
+        for (t0, t1), amps in zip(self.segment_bounds_s, _segment_currents(self), strict=True):
+            out = np.where((t >= t0) & (t < t1), amps, out)
+        return out
+
+
+def _segment_currents(p: EchemProfile) -> tuple[float, ...]:
+    i = p.current_1c_A * p.spec.c_rate_per_h
+    return (i, 0.0, -i, 0.0)
+
+
+def theoretical_capacity_C(spec: EchemSpec) -> float:
+    """Q_th = F * n_e * m / M  (C)."""
+    n_mol = spec.active_mass_mg * 1e-3 / spec.molar_mass_g_mol
+    return FARADAY_C_PER_MOL * spec.electrons_per_formula_unit * n_mol
+
+
+def ocv_V(x_li: np.ndarray, plateau_V: float) -> np.ndarray:
+    """Open-circuit voltage of LixFePO4 (V vs Li+/Li).
+
+    A flat two-phase plateau with steep single-phase ends:
+    U = U_p + 0.008 ln((1-x)/x) + 0.05 [exp(-x/0.02) ... ] expressed through
+    logarithmic terms that rise near x → 0 and fall near x → 1.
+    """
+    x = np.clip(np.asarray(x_li, dtype=float), 1e-4, 1.0 - 1e-4)
+    return plateau_V + 0.008 * np.log((1.0 - x) / x) + 0.02 * (np.log(0.05 / x).clip(0) -
+                                                                 np.log(0.05 / (1 - x)).clip(0))
+
+
+def x_li_exact(t: np.ndarray, p: EchemProfile) -> np.ndarray:
+    x = np.full_like(t, p.spec.x_start, dtype=float)
+    q_per_x = p.capacity_theoretical_C
+    for (t0, t1), amps in zip(p.segment_bounds_s, _segment_currents(p), strict=True):
+        dt = np.clip(t, t0, t1) - t0
+        x = x - amps * dt / q_per_x
+    return x
+
+
+def simulate_echem(spec: EchemSpec) -> EchemProfile:
+    """Sample the protocol every ``spec.sample_period_s`` (plus every segment boundary)."""
+    q_th = theoretical_capacity_C(spec)
+    i_1c = q_th / 3600.0
+    t_cc = spec.depth_of_charge * 3600.0 / spec.c_rate_per_h
+    durations = (t_cc, spec.rest_s, t_cc, spec.rest_s)
+    edges = np.concatenate([[0.0], np.cumsum(durations)])
+    bounds = tuple((float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True))
+
+    times: list[np.ndarray] = []
+    segs: list[np.ndarray] = []
+    for k, (t0, t1) in enumerate(bounds):
+        n = max(int(np.ceil((t1 - t0) / spec.sample_period_s)), 1)
+        # include the segment start, exclude its end (next segment starts there)
+        tk = t0 + np.arange(n) * spec.sample_period_s
+        tk = tk[tk < t1]
+        times.append(tk)
+        segs.append(np.full(tk.size, k, dtype=np.int8))
+    times.append(np.array([bounds[-1][1]]))
+    segs.append(np.array([len(bounds) - 1], dtype=np.int8))
+    t = np.concatenate(times)
+    seg = np.concatenate(segs)
+
+    profile = EchemProfile(
+        time_s=t, current_A=np.zeros_like(t), voltage_V=np.zeros_like(t),
+        charge_C=np.zeros_like(t), x_li=np.zeros_like(t), segment_index=seg,
+        segment_bounds_s=bounds, segment_names=SEGMENT_NAMES,
+        capacity_theoretical_C=q_th, current_1c_A=i_1c, spec=spec,
+    )
+    seg_i = np.asarray(_segment_currents(profile))
+    current = seg_i[seg]
+    current[-1] = 0.0
+    x = x_li_exact(t, profile)
+    charge = (spec.x_start - x) * q_th
+
+    # RC element integrated exactly for piecewise-constant current between samples
+    v_rc = np.zeros_like(t)
+    for k in range(1, t.size):
+        dt = t[k] - t[k - 1]
+        target = current[k - 1] * spec.r_ct_ohm
+        v_rc[k] = target + (v_rc[k - 1] - target) * np.exp(-dt / spec.tau_rc_s)
+    voltage = ocv_V(x, spec.ocv_plateau_V) + current * spec.r_ohm_ohm + v_rc
+
+    return EchemProfile(
+        time_s=t, current_A=current, voltage_V=voltage, charge_C=charge, x_li=x,
+        segment_index=seg, segment_bounds_s=bounds, segment_names=SEGMENT_NAMES,
+        capacity_theoretical_C=q_th, current_1c_A=i_1c, spec=spec,
+    )
