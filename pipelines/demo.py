@@ -1,0 +1,50 @@
+"""The demo flow: simulate a beamtime, validate its run config, reduce what exists.
+
+At this stage the reduction reads the electrochemistry back; later streams add
+their tasks here in the order of DESIGN.md's table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+
+from operando.config import RunConfig, load_config
+from operando.echem.summary import SegmentSummary, segments
+from operando.io.biologic import read_mpt
+from operando.simulate.beamtime import BeamtimeResult, simulate_beamtime
+
+
+@task(name="simulate beamtime")
+def simulate_task(workdir: Path, preset: str, seed: int) -> BeamtimeResult:
+    log = get_run_logger()
+    res = simulate_beamtime(workdir, preset, seed, progress=lambda s: log.info("simulating %s", s))
+    for note in res.notes:
+        log.warning(note)
+    return res
+
+
+@task(name="validate run config")
+def validate_task(config_path: Path) -> RunConfig:
+    return load_config(config_path)
+
+
+@task(name="read electrochemistry")
+def echem_task(cfg: RunConfig) -> list[SegmentSummary]:
+    if cfg.echem is None:
+        return []
+    ds = read_mpt(cfg.echem.files, timezone=cfg.echem.timezone)
+    return segments(ds)
+
+
+@flow(name="operando-demo", log_prints=True)
+def demo_flow(workdir: Path, preset: str = "lfp-1c", seed: int = 0) -> dict[str, Any]:
+    """Simulate ``preset`` into ``workdir`` and reduce it with the reduction that exists."""
+    workdir = Path(workdir)
+    res = simulate_task(workdir, preset, seed)
+    cfg = validate_task(res.run_config_path)
+    segs = echem_task(cfg)
+    get_run_logger().info("electrochemistry read back: %d segments", len(segs))
+    return {"simulation": res, "config": cfg, "segments": segs}

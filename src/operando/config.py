@@ -1,0 +1,490 @@
+"""The typed run configuration.
+
+A run config is a YAML file that says what to reduce and how. It is validated
+by :class:`RunConfig` (pydantic v2, unknown keys rejected). Relative paths are
+resolved against the directory of the config file. Every problem is reported
+with the config file, the key path, what was expected and what was found::
+
+    run.yaml: xrd.npt: expected a positive integer, found -5
+
+Schema evolution: every file carries ``schema_version``. A file written for an
+older version is upgraded by the functions in :data:`MIGRATIONS` (one per
+version step) before validation; a newer version than this operando knows is
+an error.
+"""
+
+from __future__ import annotations
+
+import difflib
+import glob
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION = 1
+
+#: ``MIGRATIONS[n]`` turns a raw mapping of schema version ``n`` into version ``n + 1``.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be used; ``problems`` holds one line per problem."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: {p}" for p in problems]
+        super().__init__(
+            f"invalid run config {source} ({len(problems)} problem"
+            f"{'s' if len(problems) != 1 else ''}):\n  " + "\n  ".join(lines)
+        )
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a path relative to the config file's directory (``context['base_dir']``)."""
+    value = Path(value).expanduser()
+    base = (info.context or {}).get("base_dir")
+    if not value.is_absolute() and base is not None:
+        value = Path(base) / value
+    return Path(value).resolve() if not _is_glob(str(value)) else value
+
+
+def _is_glob(text: str) -> bool:
+    return any(ch in text for ch in "*?[")
+
+
+def _check_exists(value: Path, info: ValidationInfo) -> Path:
+    if not (info.context or {}).get("check_files", False):
+        return value
+    if _is_glob(str(value)):
+        if not glob.glob(str(value)):
+            raise ValueError(f"expected at least one file matching the pattern, found none: {value}")
+    elif not value.exists():
+        raise ValueError(f"expected an existing file, found nothing at {value}")
+    return value
+
+
+#: An input path (file or glob pattern), resolved against the config's folder and checked.
+InputPath = Annotated[Path, AfterValidator(_resolve_path), AfterValidator(_check_exists)]
+#: An output path, resolved against the config's folder; need not exist.
+OutputPath = Annotated[Path, AfterValidator(_resolve_path)]
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Expand glob patterns (sorted, natural order of names) and keep literal paths."""
+    out: list[Path] = []
+    for p in paths:
+        out.extend(sorted(Path(m) for m in glob.glob(str(p))) if _is_glob(str(p)) else [p])
+    return out
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"expected an IANA timezone name such as 'Europe/Paris' or 'UTC', found {value!r}"
+        ) from None
+    return value
+
+
+Timezone = Annotated[str, AfterValidator(_timezone)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class RunSection(_Section):
+    """What was measured."""
+
+    name: str = Field(
+        description="Run identifier; products go to <output.directory>/<name>/.",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+    )
+    sample: str = Field("", description="Sample / cell description.")
+    beamline: str = Field("", description="Beamline and facility.")
+    proposal: str = Field("", description="Proposal or experiment number.")
+    description: str = Field("", description="Free text.")
+
+
+class OutputSection(_Section):
+    """Where and how products are written."""
+
+    directory: OutputPath = Field(description="Parent folder of the per-run product folder.")
+    format: Literal["netcdf", "zarr"] = Field("netcdf", description="Product file format.")
+    overwrite: bool = Field(
+        False, description="Replace existing products (otherwise an existing product is kept)."
+    )
+    report: bool = Field(True, description="Write PNG figures and a summary to report/.")
+
+
+class CsvColumns(_Section):
+    """Column names of a generic CSV/TSV cycler export (``echem.format: csv``)."""
+
+    time_s: str = Field(description="Column with elapsed time in seconds.")
+    voltage_V: str = Field(description="Column with the working-electrode voltage in V.")
+    current_A: str = Field(description="Column with the current.")
+    current_scale: float = Field(1.0, description="Multiply the current column by this to get A.")
+    charge_C: str | None = Field(None, description="Column with charge; integrated when absent.")
+    charge_scale: float = Field(1.0, description="Multiply the charge column by this to get C.")
+    step: str | None = None
+    cycle: str | None = None
+    delimiter: str | None = Field(None, description="Field separator; sniffed when absent.")
+
+
+class EchemSection(_Section):
+    """The potentiostat / cycler log and the Faraday quantities derived from it."""
+
+    files: list[InputPath] = Field(
+        min_length=1, description="Cycler files of the run in time order (a continuation after "
+        "a pause is a second file). Globs allowed."
+    )
+    format: Literal["auto", "biologic-mpt", "biologic-mpr", "neware", "csv"] = "auto"
+    timezone: Timezone = Field(
+        description="IANA timezone of the cycler PC clock, e.g. 'Europe/Paris'. Required: a "
+        "naive local time is never guessed."
+    )
+    columns: CsvColumns | None = Field(None, description="Column map; required for format csv.")
+    active_mass_mg: float = Field(gt=0, description="Active material mass in mg.")
+    molar_mass_g_mol: float = Field(157.757, gt=0, description="Molar mass of the active "
+                                    "material (LiFePO4: 157.757 g/mol).")
+    electrons_per_formula_unit: float = Field(1.0, gt=0)
+    x0: float = Field(1.0, description="Li content x in LixMO at the start of the file.")
+    capacity_reference: Literal["theoretical", "achieved"] = Field(
+        "theoretical", description="Capacity that defines the Faraday-expected phase fraction."
+    )
+
+    @model_validator(mode="after")
+    def _csv_needs_columns(self) -> EchemSection:
+        if self.format == "csv" and self.columns is None:
+            raise ValueError("format 'csv' expects a 'columns' map, found none")
+        return self
+
+
+class SyncSection(_Section):
+    """Putting X-ray timestamps on the potentiostat clock."""
+
+    method: Literal["triggers", "timestamps"] = Field(
+        "triggers", description="'triggers': fit a clock model (offset + drift) to trigger pulses "
+        "seen by both sides. 'timestamps': use absolute timestamps (+ fixed_offset_s)."
+    )
+    trigger_file: InputPath | None = Field(
+        None, description="Trigger times recorded by the potentiostat (its clock)."
+    )
+    reference_stream: Literal["xrd", "xanes", "confocal"] = Field(
+        "xrd", description="X-ray stream whose per-frame timestamps are the sent triggers."
+    )
+    fixed_offset_s: float = Field(0.0, description="Added to beamline times (timestamps method).")
+    drift: bool = Field(True, description="Fit a linear drift as well as an offset.")
+    max_rms_residual_s: float = Field(0.05, gt=0, description="Fail when the fit RMS exceeds it.")
+    max_abs_residual_s: float = Field(0.25, gt=0, description="Fail when a residual exceeds it.")
+
+    @model_validator(mode="after")
+    def _triggers_need_file(self) -> SyncSection:
+        if self.method == "triggers" and self.trigger_file is None:
+            raise ValueError("method 'triggers' expects 'trigger_file', found none")
+        return self
+
+
+class IntegrationSection(_Section):
+    """Azimuthal integration with pyFAI (shared by xrd and confocal)."""
+
+    poni: InputPath = Field(description="pyFAI PONI geometry file.")
+    mask: InputPath | None = Field(None, description="Mask image (1 = masked), read with fabio.")
+    dark: InputPath | None = None
+    flat: InputPath | None = None
+    unit: Literal["q_A^-1", "2th_deg", "d_A"] = "q_A^-1"
+    npt: int = Field(2000, gt=0, description="Number of radial bins.")
+    radial_range: tuple[float, float] | None = Field(None, description="(min, max) in `unit`.")
+    azimuth_range_deg: tuple[float, float] | None = None
+    npt_azimuthal: int | None = Field(None, gt=0, description="Also write a 2D cake when set.")
+    error_model: Literal["poisson", "azimuthal", "none"] = "poisson"
+    polarization_factor: float | None = Field(0.99, ge=-1, le=1)
+    correct_solid_angle: bool = True
+    chunk_frames: int = Field(200, gt=0, description="Frames per work unit.")
+
+    @field_validator("radial_range", "azimuth_range_deg")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not v[0] < v[1]:
+            raise ValueError(f"expected (min, max) with min < max, found {list(v)}")
+        return v
+
+
+class XrdSection(_Section):
+    """Time-resolved XRD: detector frames to I(q) per frame."""
+
+    files: list[InputPath] = Field(min_length=1, description="Frame files (HDF5/NeXus, Eiger "
+                                   "master, or images fabio reads). Globs allowed.")
+    dataset: str | None = Field(None, description="HDF5 path of the frame stack; found "
+                                "automatically (NXdetector/data) when absent.")
+    timestamp_path: str | None = Field(None, description="HDF5 path of per-frame epoch seconds.")
+    count_time_path: str | None = None
+    monitor_path: str | None = None
+    integration: IntegrationSection
+
+
+class XanesStandard(_Section):
+    name: str
+    file: InputPath
+    column: str | None = Field(None, description="Column in a multicolumn file (Athena .nor).")
+
+
+class XanesSection(_Section):
+    """XANES scans: normalisation, energy alignment, linear-combination fitting."""
+
+    files: list[InputPath] = Field(min_length=1)
+    scans: str = Field("*", description="Glob over scan entry names in the HDF5 file(s).")
+    mode: Literal["transmission", "fluorescence"] = "transmission"
+    energy_path: str = "measurement/energy"
+    i0_path: str = "measurement/I0"
+    it_path: str | None = "measurement/It"
+    if_path: str | None = None
+    iref_path: str | None = "measurement/Iref"
+    epoch_path: str | None = "measurement/epoch"
+    start_time_path: str | None = "start_time"
+    end_time_path: str | None = "end_time"
+    reference_e0_eV: float | None = Field(
+        None, description="Tabulated edge of the reference foil (Fe: 7112.0 eV by Bearden; "
+        "use the value your standards were calibrated to)."
+    )
+    standards: list[XanesStandard] = Field(default_factory=list)
+    fit_range_eV: tuple[float, float] = Field((-20.0, 60.0), description="LCF window relative "
+                                              "to E0 (eV).")
+    sum_to_one: bool = True
+
+    @model_validator(mode="after")
+    def _channels(self) -> XanesSection:
+        need = self.it_path if self.mode == "transmission" else self.if_path
+        if need is None:
+            key = "it_path" if self.mode == "transmission" else "if_path"
+            raise ValueError(f"mode {self.mode!r} expects '{key}', found none")
+        return self
+
+
+class ConfocalSection(_Section):
+    """Depth-resolved XRD: passes over depth positions through the electrode."""
+
+    files: list[InputPath] = Field(min_length=1)
+    scans: str = Field("*", description="Glob over scan (pass) entry names.")
+    detector_path: str = "instrument/pilatus/data"
+    depth_path: str = "instrument/positioners/sz"
+    depth_unit: Literal["mm", "um"] = "mm"
+    depth_origin: Literal["separator", "current_collector"] = "separator"
+    depth_zero: float = Field(0.0, description="Motor position (depth_unit) of the origin.")
+    depth_sign: Literal[1, -1] = Field(1, description="-1 when the motor runs toward the origin.")
+    epoch_path: str = "measurement/epoch"
+    count_time_path: str | None = "measurement/count_time"
+    monitor_path: str | None = "measurement/mon"
+    integration: IntegrationSection
+
+
+class KineticsSection(_Section):
+    """Cyclic voltammetry at several scan rates, Randles–Sevcik analysis."""
+
+    cv_files: list[InputPath] = Field(default_factory=list)
+    cv_format: Literal["auto", "nova", "biologic-mpt", "biologic-mpr", "csv"] = "auto"
+    map_file: InputPath | None = None
+    n_electrons: int = Field(1, gt=0)
+    area_cm2: float | None = Field(None, gt=0, description="Electrode area for the cell CVs.")
+    concentration_mol_cm3: float = Field(gt=0)
+    temperature_K: float = Field(298.15, gt=0)
+    linearity_tolerance: float = Field(
+        0.05, gt=0, lt=1, description="Relative deviation from the i_p ∝ √v line that ends the "
+        "linear range."
+    )
+
+    @model_validator(mode="after")
+    def _some_input(self) -> KineticsSection:
+        if not self.cv_files and self.map_file is None:
+            raise ValueError("expected 'cv_files' or 'map_file', found neither")
+        if self.cv_files and self.area_cm2 is None:
+            raise ValueError("'cv_files' expects 'area_cm2' (electrode area), found none")
+        return self
+
+
+class RunConfig(_Section):
+    """A whole run: what was measured, where products go, and each stream to reduce."""
+
+    schema_version: int = Field(SCHEMA_VERSION, description="Config schema version.")
+    run: RunSection
+    output: OutputSection
+    echem: EchemSection | None = None
+    sync: SyncSection | None = None
+    xrd: XrdSection | None = None
+    xanes: XanesSection | None = None
+    confocal: ConfocalSection | None = None
+    kinetics: KineticsSection | None = None
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> RunConfig:
+        if self.sync is not None and self.echem is None:
+            raise ValueError("'sync' expects an 'echem' section to sync to, found none")
+        if self.sync is not None and getattr(self, self.sync.reference_stream) is None:
+            raise ValueError(
+                f"sync.reference_stream is {self.sync.reference_stream!r}, but that section is "
+                "absent"
+            )
+        return self
+
+    @property
+    def product_dir(self) -> Path:
+        """``<output.directory>/<run.name>/``."""
+        return self.output.directory / self.run.name
+
+    def to_yaml(self) -> str:
+        """The resolved config (absolute paths) as YAML text."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def migrate(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Upgrade a raw config mapping to :data:`SCHEMA_VERSION` with :data:`MIGRATIONS`."""
+    version = raw.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ConfigError(source, [f"schema_version: expected an integer, found {version!r}"])
+    if version > SCHEMA_VERSION:
+        raise ConfigError(source, [
+            f"schema_version: expected at most {SCHEMA_VERSION} (this operando), found {version}; "
+            "upgrade operando to read this file"
+        ])
+    while version < SCHEMA_VERSION:
+        step = MIGRATIONS.get(version)
+        if step is None:
+            raise ConfigError(source, [
+                f"schema_version: no migration from version {version} to {version + 1}"
+            ])
+        raw = step(dict(raw))
+        version += 1
+        raw["schema_version"] = version
+    return raw
+
+
+def _loc_text(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model section a location points into (for 'did you mean')."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        for cand in getattr(ann, "__args__", ()) + (ann,):
+            inner = getattr(cand, "__args__", ())
+            for c in (cand, *inner):
+                if isinstance(c, type) and issubclass(c, BaseModel):
+                    current = c
+                    break
+            else:
+                continue
+            break
+    return list(getattr(current, "model_fields", {}))
+
+
+def _describe(err: dict[str, Any]) -> str:
+    loc = tuple(err.get("loc", ()))
+    kind = err.get("type", "")
+    found = err.get("input")
+    if kind == "extra_forbidden":
+        key = loc[-1] if loc else "?"
+        allowed = _allowed_keys(RunConfig, loc)
+        hint = difflib.get_close_matches(str(key), allowed, n=1)
+        did = f"; did you mean '{hint[0]}'?" if hint else ""
+        expected = f"one of {', '.join(allowed)}" if allowed else "no such key"
+        return f"{_loc_text(loc)}: unknown key '{key}' (expected {expected}){did}"
+    if kind == "missing":
+        return f"{_loc_text(loc)}: required key is missing"
+    msg = str(err.get("msg", "")).removeprefix("Value error, ")
+    if kind == "value_error":  # our own validators word their messages fully
+        return f"{_loc_text(loc)}: {msg}"
+    if kind == "too_short":
+        ctx = err.get("ctx", {})
+        return (f"{_loc_text(loc)}: expected at least {ctx.get('min_length')} item(s), "
+                f"found {ctx.get('actual_length')}")
+    msg = msg.removeprefix("Input should be ").removeprefix("Input ")
+    if isinstance(found, dict | list):
+        found_text = type(found).__name__
+    else:
+        found_text = repr(found)
+    return f"{_loc_text(loc)}: expected {msg[0].lower() + msg[1:]}; found {found_text}"
+
+
+def validate_config(
+    raw: Any, *, source: str = "<config>", base_dir: Path | None = None, check_files: bool = True
+) -> RunConfig:
+    """Validate a mapping (already parsed YAML) into a :class:`RunConfig`."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [
+            f"(top level): expected a mapping of sections, found {type(raw).__name__}"
+        ])
+    raw = migrate(raw, source)
+    try:
+        return RunConfig.model_validate(
+            raw, context={"base_dir": base_dir, "check_files": check_files}
+        )
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def load_config(path: str | Path, *, check_files: bool = True) -> RunConfig:
+    """Read, migrate and validate a YAML run config; relative paths resolve to its folder."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, ["expected a YAML run config, found no such file"]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, ["expected a YAML run config, found a directory"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}expected valid YAML, found a syntax error ({problem})"]
+                          ) from None
+    return validate_config(raw, source=source, base_dir=path.resolve().parent,
+                           check_files=check_files)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of :class:`RunConfig` (written to docs/config-schema.json)."""
+    schema = RunConfig.model_json_schema()
+    schema["$id"] = "https://operando.invalid/config-schema.json"
+    schema["title"] = "operando run config"
+    return schema

@@ -1,0 +1,27 @@
+"""Locating the real reference data (``../shared/data`` beside the checkout)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ENV_VAR = "OPERANDO_SHARED_DATA"
+
+
+def find_shared_data(start: Path | None = None) -> Path | None:
+    """The real-data folder, or ``None`` when it is not on this machine.
+
+    Looked for, in order: ``$OPERANDO_SHARED_DATA``; ``shared/data`` in the parents
+    of ``start`` (default: the current directory) and of this source file.
+    """
+    env = os.environ.get(ENV_VAR)
+    if env:
+        p = Path(env).expanduser()
+        return p if p.is_dir() else None
+    roots = [Path(start or Path.cwd()).resolve(), Path(__file__).resolve()]
+    for root in roots:
+        for parent in [root, *root.parents]:
+            cand = parent / "shared" / "data"
+            if cand.is_dir() and (cand / "README.md").exists():
+                return cand
+    return None

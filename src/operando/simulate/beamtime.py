@@ -1,0 +1,317 @@
+"""A whole synthetic operando beamtime, written in the layouts real beamlines use.
+
+``simulate_beamtime(outdir, preset, seed)`` writes::
+
+    outdir/
+      echem/cell.mpt          BioLogic EC-Lab text export (potentiostat clock, local time header)
+      echem/triggers.txt      trigger pulses as the potentiostat recorded them (missing, spurious)
+      xrd/xrd_0001.h5         NeXus frames (bitshuffle-LZ4) + geometry.poni + mask.edf
+      xanes/xanes_scans.h5    Bliss-like XANES scans (energy, I0, It, Iref, epoch)
+      confocal/confocal.h5    Bliss-like master + LIMA frame files, per pass over depth
+      kinetics/cv_*.txt       Autolab NOVA exports, one per scan rate; seccm_map.h5
+      truth.json              every ground-truth value the reduction must recover
+      run.yaml                a valid run config that reduces this run
+
+Deterministic for a seed: every stream draws from its own generator
+(:meth:`SimContext.rng`), so the streams do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from operando import __version__
+from operando.config import validate_config
+from operando.io.atomic import write_text_atomic
+from operando.io.biologic import simulated_cell_columns, write_mpt
+from operando.io.shared_data import find_shared_data
+from operando.io.triggers import write_trigger_record
+from operando.simulate.clock import make_clock, record_triggers
+from operando.simulate.context import SimContext, StreamResult
+from operando.simulate.echem import simulate_echem
+from operando.simulate.presets import Preset, get_preset
+
+STREAMS: tuple[str, ...] = ("xrd", "xanes", "confocal", "kinetics")
+
+CLOCK_CONVENTION = (
+    "beamline_epoch_s = acquisition_start_epoch_s + offset_s "
+    "+ (1 + drift_ppm * 1e-6) * t_potentiostat_s"
+)
+
+
+@dataclass
+class BeamtimeResult:
+    outdir: Path
+    preset: Preset
+    seed: int
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # stream -> role -> rel path
+    truth: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def run_config_path(self) -> Path:
+        return self.outdir / "run.yaml"
+
+    @property
+    def truth_path(self) -> Path:
+        return self.outdir / "truth.json"
+
+
+def _run_stream(name: str, ctx: SimContext) -> StreamResult:
+    if name == "xrd":
+        from operando.simulate.xrd import simulate_xrd
+
+        return simulate_xrd(ctx)
+    if name == "xanes":
+        from operando.simulate.xanes import simulate_xanes
+
+        return simulate_xanes(ctx)
+    if name == "confocal":
+        from operando.simulate.confocal import simulate_confocal
+
+        return simulate_confocal(ctx)
+    if name == "kinetics":
+        from operando.simulate.cv import simulate_kinetics
+
+        return simulate_kinetics(ctx)
+    raise ValueError(f"unknown stream {name!r}; expected one of {STREAMS}")
+
+
+def _to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None  # JSON has no NaN; null marks a missing value
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _echem_truth(ctx: SimContext) -> dict[str, Any]:
+    e = ctx.echem
+    spec = e.spec
+    return {
+        "timezone": spec.timezone,
+        "acquisition_start_local": spec.acquisition_start_local,
+        "acquisition_start_epoch_s": ctx.clock.start_epoch_s,
+        "c_rate_per_h": spec.c_rate_per_h,
+        "active_mass_mg": spec.active_mass_mg,
+        "molar_mass_g_mol": spec.molar_mass_g_mol,
+        "electrons_per_formula_unit": spec.electrons_per_formula_unit,
+        "x_start": spec.x_start,
+        "capacity_theoretical_C": e.capacity_theoretical_C,
+        "capacity_theoretical_mAh": e.capacity_theoretical_C / 3.6,
+        "current_1c_A": e.current_1c_A,
+        "current_A": e.current_1c_A * spec.c_rate_per_h,
+        "segments": [
+            {"name": n, "start_s": a, "end_s": b}
+            for n, (a, b) in zip(e.segment_names, e.segment_bounds_s, strict=True)
+        ],
+        "charge_passed_C": float(e.charge_C.max()),
+        "x_li_min": float(e.x_li.min()),
+        "duration_s": e.duration_s,
+    }
+
+
+def _run_config(res: BeamtimeResult, ctx: SimContext) -> dict[str, Any]:
+    """The run config (relative paths) that reduces this simulated run."""
+    spec = ctx.preset.echem
+    f = res.files
+    cfg: dict[str, Any] = {
+        "schema_version": 1,
+        "run": {
+            "name": f"sim-{ctx.preset.name}-seed{ctx.seed}",
+            "sample": "LiFePO4 | Li half cell (simulated)",
+            "beamline": "operando.simulate",
+            "description": f"Synthetic operando beamtime, preset {ctx.preset.name}, seed "
+                           f"{ctx.seed}; ground truth in truth.json.",
+        },
+        "output": {"directory": "reduced"},
+        "echem": {
+            "files": [f["echem"]["mpt"]],
+            "format": "biologic-mpt",
+            "timezone": spec.timezone,
+            "active_mass_mg": spec.active_mass_mg,
+            "molar_mass_g_mol": spec.molar_mass_g_mol,
+            "electrons_per_formula_unit": spec.electrons_per_formula_unit,
+            "x0": spec.x_start,
+        },
+    }
+    if "xrd" in f:
+        t = res.truth["xrd"]
+        cfg["sync"] = {
+            "method": "triggers",
+            "trigger_file": f["echem"]["triggers"],
+            "reference_stream": "xrd",
+        }
+        cfg["xrd"] = {
+            "files": [f["xrd"]["frames"]],
+            "dataset": t.get("dataset_path", "/entry/instrument/detector/data"),
+            "timestamp_path": t.get("timestamp_path", "/entry/instrument/detector/timestamp"),
+            "count_time_path": "/entry/instrument/detector/count_time",
+            "monitor_path": "/entry/instrument/monitor/data",
+            "integration": {
+                "poni": f["xrd"]["poni"], "mask": f["xrd"]["mask"], "unit": "q_A^-1",
+                "npt": 1500,
+            },
+        }
+    if "xanes" in f:
+        t = res.truth["xanes"]
+        paths = t.get("paths", {})
+        section: dict[str, Any] = {
+            "files": [f["xanes"]["scans"]],
+            "scans": "*.1",
+            "mode": "transmission",
+            "energy_path": paths.get("energy", "measurement/energy"),
+            "i0_path": paths.get("I0", "measurement/I0"),
+            "it_path": paths.get("It", "measurement/It"),
+            "iref_path": paths.get("Iref", "measurement/Iref"),
+            "epoch_path": paths.get("epoch", "measurement/epoch"),
+            "reference_e0_eV": t.get("foil_e0_eV"),
+        }
+        standards = [
+            {"name": name, "file": rel} for role, rel in sorted(f["xanes"].items())
+            if role.startswith("standard_") for name in [role.removeprefix("standard_")]
+        ]
+        if standards:
+            section["standards"] = standards
+        cfg["xanes"] = section
+    if "confocal" in f:
+        t = res.truth["confocal"]
+        motor = t.get("depth_motor", {"path": "instrument/positioners/sz", "units": "mm"})
+        cfg["confocal"] = {
+            "files": [f["confocal"]["master"]],
+            "scans": "*.1",
+            "detector_path": t.get("detector_path", "instrument/pilatus/data"),
+            "depth_path": motor["path"],
+            "depth_unit": "um" if motor.get("units") in ("um", "µm") else "mm",
+            "depth_origin": t.get("origin", "separator"),
+            "integration": {
+                "poni": f["confocal"]["poni"], "mask": f["confocal"]["mask"], "unit": "q_A^-1",
+                "npt": 1000,
+            },
+        }
+    if "kinetics" in f:
+        t = res.truth["kinetics"]
+        cv = [rel for role, rel in f["kinetics"].items() if role.startswith("cv_")]
+        cfg["kinetics"] = {
+            "cv_files": sorted(cv),
+            "cv_format": "nova",
+            "map_file": f["kinetics"].get("map"),
+            "n_electrons": t["n_electrons"],
+            "area_cm2": t["area_cm2"],
+            "concentration_mol_cm3": t["concentration_mol_cm3"],
+            "temperature_K": t["temperature_K"],
+        }
+    return cfg
+
+
+def simulate_beamtime(
+    outdir: str | Path,
+    preset: str | Preset = "small",
+    seed: int = 0,
+    *,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    streams: Sequence[str] = STREAMS,
+    data_dir: Path | None | str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> BeamtimeResult:
+    """Simulate a run and write it to ``outdir`` (see the module docstring).
+
+    ``data_dir="auto"`` looks for ``../shared/data`` (real XANES standards and Fe
+    foil); ``None`` forces the analytic fallbacks.
+    """
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    p = p.with_overrides(overrides)
+    unknown = set(streams) - set(STREAMS)
+    if unknown:
+        raise ValueError(f"unknown stream(s) {sorted(unknown)}; expected some of {STREAMS}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    ddir = find_shared_data() if data_dir == "auto" else (Path(data_dir) if data_dir else None)
+    say = progress or (lambda _msg: None)
+
+    echem = simulate_echem(p.echem)
+    clock = make_clock(p.echem, p.clock)
+    ctx = SimContext(outdir=outdir, preset=p, echem=echem, clock=clock, seed=seed,
+                     data_dir=ddir)
+    res = BeamtimeResult(outdir=outdir, preset=p, seed=seed)
+    start_local = datetime.fromisoformat(p.echem.acquisition_start_local)
+
+    say("electrochemistry")
+    mpt = write_mpt(ctx.stream_dir("echem") / "cell.mpt", simulated_cell_columns(echem),
+                    acquisition_start=start_local)
+    res.files["echem"] = {"mpt": str(mpt.relative_to(outdir))}
+    res.truth["echem"] = _echem_truth(ctx)
+
+    for name in streams:
+        say(name)
+        sr = _run_stream(name, ctx)
+        res.files[name] = dict(sr.files)
+        res.truth[name] = sr.truth
+        res.notes.extend(f"{name}: {n}" for n in sr.notes)
+
+    clock_truth: dict[str, Any] = {
+        "offset_s": p.clock.offset_s,
+        "drift_ppm": p.clock.drift_ppm,
+        "convention": CLOCK_CONVENTION,
+        "acquisition_start_epoch_s": clock.start_epoch_s,
+    }
+    if "xrd" in res.truth:
+        say("trigger record")
+        sent = np.asarray(res.truth["xrd"]["trigger_time_s"], dtype=float)
+        rec = record_triggers(sent, p.clock, ctx.rng("triggers"))
+        path = write_trigger_record(ctx.stream_dir("echem") / "triggers.txt", rec.time_s,
+                                    source="xrd frame triggers (BNC trigger input)",
+                                    acquisition_start=start_local)
+        res.files["echem"]["triggers"] = str(path.relative_to(outdir))
+        clock_truth.update({
+            "n_sent": int(sent.size),
+            "n_recorded": int(rec.time_s.size),
+            "missing_trigger_index": rec.missing_index,
+            "spurious_trigger_time_s": rec.spurious_time_s,
+        })
+    res.truth = {
+        "operando_version": __version__,
+        "preset": p.name,
+        "seed": seed,
+        "time_base": "seconds on the potentiostat clock since 'Acquisition started on'",
+        "clock": clock_truth,
+        **res.truth,
+        "preset_parameters": asdict(p),
+        "notes": res.notes,
+    }
+    write_text_atomic(res.truth_path, json.dumps(_to_jsonable(res.truth), indent=1) + "\n")
+
+    cfg = _run_config(res, ctx)
+    validate_config(cfg, source=str(res.run_config_path), base_dir=outdir)  # never write a bad one
+    header = (
+        f"# Run config written by `operando simulate` (operando {__version__}).\n"
+        f"# Reduce with: operando reduce {res.run_config_path}\n"
+        "# Paths are relative to this file. Ground truth: truth.json.\n"
+    )
+    write_text_atomic(res.run_config_path,
+                      header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
+    return res
+
+
+def load_truth(path: str | Path) -> dict[str, Any]:
+    """Read a ``truth.json`` written by :func:`simulate_beamtime`."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+__all__ = ["STREAMS", "BeamtimeResult", "load_truth", "simulate_beamtime"]

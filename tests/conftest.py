@@ -1,0 +1,28 @@
+"""Shared fixtures: the real-data folder and a simulated `small` run (made once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from operando.io.shared_data import find_shared_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests that need it skip with a reason when it is absent."""
+    d = find_shared_data(REPO)
+    if d is None:
+        pytest.skip("real reference data (../shared/data) is not on this machine")
+    return d
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory: pytest.TempPathFactory):
+    """The `small` preset, seed 0, all streams: simulated once and shared (read-only)."""
+    from operando.simulate.beamtime import simulate_beamtime
+
+    return simulate_beamtime(tmp_path_factory.mktemp("small-seed0"), "small", seed=0)
