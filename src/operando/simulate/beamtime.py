@@ -207,9 +207,10 @@ def _run_config(res: BeamtimeResult, ctx: SimContext) -> dict[str, Any]:
         }
     if "kinetics" in f:
         t = res.truth["kinetics"]
-        cv = [rel for role, rel in f["kinetics"].items() if role.startswith("cv_")]
+        cv_roles = sorted((r for r in f["kinetics"] if r.startswith("cv_")),
+                          key=lambda r: int(r.removeprefix("cv_")))  # ascending scan rate
         cfg["kinetics"] = {
-            "cv_files": sorted(cv),
+            "cv_files": [f["kinetics"][r] for r in cv_roles],
             "cv_format": "nova",
             "map_file": f["kinetics"].get("map"),
             "n_electrons": t["n_electrons"],
