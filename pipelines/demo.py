@@ -20,7 +20,8 @@ from operando.simulate.beamtime import BeamtimeResult, simulate_beamtime
 @task(name="simulate beamtime")
 def simulate_task(workdir: Path, preset: str, seed: int) -> BeamtimeResult:
     log = get_run_logger()
-    res = simulate_beamtime(workdir, preset, seed, progress=lambda s: log.info("simulating %s", s))
+    res = simulate_beamtime(workdir / "raw", preset, seed, output_directory="../reduced",
+                            progress=lambda s: log.info("simulating %s", s))
     for note in res.notes:
         log.warning(note)
     return res
@@ -41,7 +42,7 @@ def echem_task(cfg: RunConfig) -> list[SegmentSummary]:
 
 @flow(name="operando-demo", log_prints=True)
 def demo_flow(workdir: Path, preset: str = "lfp-1c", seed: int = 0) -> dict[str, Any]:
-    """Simulate ``preset`` into ``workdir`` and reduce it with the reduction that exists."""
+    """Simulate ``preset`` into ``workdir/raw`` and reduce it into ``workdir/reduced``."""
     workdir = Path(workdir)
     res = simulate_task(workdir, preset, seed)
     cfg = validate_task(res.run_config_path)

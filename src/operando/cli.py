@@ -152,9 +152,8 @@ def demo(
         raise typer.Exit(code=2)
     from pipelines.demo import demo_flow
 
-    raw = workdir / "raw"
     console.rule(f"operando demo: preset {preset}, seed {seed}")
-    out = demo_flow(raw, preset=preset, seed=seed)
+    out = demo_flow(workdir, preset=preset, seed=seed)
     res, cfg, segs = out["simulation"], out["config"], out["segments"]
     console.print(_files_table(res))
 

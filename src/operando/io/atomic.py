@@ -36,9 +36,15 @@ def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         raise
 
 
-def write_text_atomic(final: str | Path, text: str, *, encoding: str = "utf-8",
-                      newline: str | None = None) -> Path:
-    """Write text to ``final`` atomically."""
-    with atomic_path(final) as tmp, open(tmp, "w", encoding=encoding, newline=newline) as fh:
-        fh.write(text)
+def write_bytes_atomic(final: str | Path, data: bytes) -> Path:
+    """Write bytes to ``final`` atomically (flushed to disk before the rename)."""
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
     return Path(final)
+
+
+def write_text_atomic(final: str | Path, text: str, *, encoding: str = "utf-8") -> Path:
+    """Write text to ``final`` atomically (no newline translation)."""
+    return write_bytes_atomic(final, text.encode(encoding))

@@ -31,7 +31,7 @@ import yaml
 from operando import __version__
 from operando.config import validate_config
 from operando.io.atomic import write_text_atomic
-from operando.io.biologic import simulated_cell_columns, write_mpt
+from operando.io.biologic import gcpl_settings_lines, simulated_cell_columns, write_mpt
 from operando.io.shared_data import find_shared_data
 from operando.io.triggers import write_trigger_record
 from operando.simulate.clock import make_clock, record_triggers
@@ -127,7 +127,7 @@ def _echem_truth(ctx: SimContext) -> dict[str, Any]:
     }
 
 
-def _run_config(res: BeamtimeResult, ctx: SimContext) -> dict[str, Any]:
+def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> dict[str, Any]:
     """The run config (relative paths) that reduces this simulated run."""
     spec = ctx.preset.echem
     f = res.files
@@ -140,7 +140,7 @@ def _run_config(res: BeamtimeResult, ctx: SimContext) -> dict[str, Any]:
             "description": f"Synthetic operando beamtime, preset {ctx.preset.name}, seed "
                            f"{ctx.seed}; ground truth in truth.json.",
         },
-        "output": {"directory": "reduced"},
+        "output": {"directory": output_directory},
         "echem": {
             "files": [f["echem"]["mpt"]],
             "format": "biologic-mpt",
@@ -228,13 +228,15 @@ def simulate_beamtime(
     *,
     overrides: dict[str, dict[str, Any]] | None = None,
     streams: Sequence[str] = STREAMS,
-    data_dir: Path | None | str = "auto",
+    data_dir: Path | str | None = "auto",
+    output_directory: str = "reduced",
     progress: Callable[[str], None] | None = None,
 ) -> BeamtimeResult:
     """Simulate a run and write it to ``outdir`` (see the module docstring).
 
     ``data_dir="auto"`` looks for ``../shared/data`` (real XANES standards and Fe
-    foil); ``None`` forces the analytic fallbacks.
+    foil); ``None`` forces the analytic fallbacks. ``output_directory`` is the
+    run config's ``output.directory`` (relative to ``outdir``).
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     p = p.with_overrides(overrides)
@@ -255,7 +257,7 @@ def simulate_beamtime(
 
     say("electrochemistry")
     mpt = write_mpt(ctx.stream_dir("echem") / "cell.mpt", simulated_cell_columns(echem),
-                    acquisition_start=start_local)
+                    acquisition_start=start_local, settings_lines=gcpl_settings_lines(echem))
     res.files["echem"] = {"mpt": str(mpt.relative_to(outdir))}
     res.truth["echem"] = _echem_truth(ctx)
 
@@ -298,7 +300,7 @@ def simulate_beamtime(
     }
     write_text_atomic(res.truth_path, json.dumps(_to_jsonable(res.truth), indent=1) + "\n")
 
-    cfg = _run_config(res, ctx)
+    cfg = _run_config(res, ctx, output_directory)
     validate_config(cfg, source=str(res.run_config_path), base_dir=outdir)  # never write a bad one
     header = (
         f"# Run config written by `operando simulate` (operando {__version__}).\n"
