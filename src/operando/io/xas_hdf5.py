@@ -1,0 +1,202 @@
+"""Bliss-like HDF5 files of step-scanned XAS (one NXentry per scan).
+
+Layout written by :func:`write_xas_scans` (and read by :func:`read_xas_scans`)::
+
+    /                                   NX_class=NXroot, creator, file_name, file_time
+    /<n>.1/                             NX_class=NXentry   (n = 1, 2, ...)
+        title           "xanes <n>"
+        start_time      ISO-8601 UTC with explicit offset, e.g. 2026-03-14T08:30:11.7+00:00
+        end_time        ISO-8601 UTC
+        measurement/                    NX_class=NXcollection
+            energy      (npts,) float64, units="eV"  — monochromator reading
+            I0, It, Iref (npts,) counts, units="counts"
+            epoch       (npts,) float64, units="s"  — beamline epoch of each point
+        instrument/                     NX_class=NXinstrument
+            positioners/                NX_class=NXcollection
+                energy  hard link to measurement/energy
+                <motor> scalar start positions (e.g. sample_x_mm)
+
+The file is written under a temporary name in the same folder and renamed when
+complete, so a file at the final name is always whole.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from operando.io.atomic import atomic_path
+
+__all__ = [
+    "MEASUREMENT_UNITS",
+    "XasScan",
+    "XasScanFileError",
+    "epoch_to_iso",
+    "read_xas_scans",
+    "write_xas_scans",
+]
+
+#: Units written on ``measurement/`` datasets (anything else gets "counts").
+MEASUREMENT_UNITS = {"energy": "eV", "epoch": "s"}
+
+
+class XasScanFileError(ValueError):
+    """An XAS scan file does not have the expected layout (the message names file and path)."""
+
+
+@dataclass
+class XasScan:
+    """One step scan: per-point arrays under ``measurement`` plus scan metadata.
+
+    ``measurement`` maps dataset names to 1-D arrays of equal length; it must hold
+    ``energy`` (eV). ``positioners`` holds scalar motor positions at scan start.
+    """
+
+    number: int
+    title: str
+    start_time: str
+    end_time: str
+    measurement: dict[str, np.ndarray]
+    positioners: dict[str, float] = field(default_factory=dict)
+    positioner_units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.number}.1"
+
+
+def epoch_to_iso(epoch_s: float) -> str:
+    """ISO-8601 UTC string with an explicit ``+00:00`` offset and microseconds."""
+    return datetime.fromtimestamp(float(epoch_s), tz=timezone.utc).isoformat(
+        timespec="microseconds"
+    )
+
+
+def _check_scan(path: Path, scan: XasScan) -> None:
+    if "energy" not in scan.measurement:
+        raise XasScanFileError(
+            f"{path}: scan {scan.name} has no 'energy' in measurement; found "
+            f"{sorted(scan.measurement)}"
+        )
+    sizes = {k: np.asarray(v).shape for k, v in scan.measurement.items()}
+    if any(len(s) != 1 for s in sizes.values()) or len({s[0] for s in sizes.values()}) != 1:
+        raise XasScanFileError(
+            f"{path}: scan {scan.name} measurement arrays must be 1-D of equal length; "
+            f"found shapes {sizes}"
+        )
+
+
+def write_xas_scans(
+    path: str | os.PathLike[str],
+    scans: Iterable[XasScan],
+    *,
+    attrs: Mapping[str, str] | None = None,
+) -> Path:
+    """Write scans to ``path`` in the Bliss-like layout above (atomic rename).
+
+    ``attrs`` are extra string attributes on the root group.
+    """
+    p = Path(path)
+    with atomic_path(p) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["NX_class"] = "NXroot"
+        f.attrs["creator"] = "operando"
+        f.attrs["file_name"] = p.name
+        f.attrs["file_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value
+        for scan in scans:
+            _check_scan(p, scan)
+            if scan.name in f:
+                raise XasScanFileError(f"{p}: duplicate scan number {scan.number}")
+            entry = f.create_group(scan.name)
+            entry.attrs["NX_class"] = "NXentry"
+            entry["title"] = scan.title
+            entry["start_time"] = scan.start_time
+            entry["end_time"] = scan.end_time
+            meas = entry.create_group("measurement")
+            meas.attrs["NX_class"] = "NXcollection"
+            for key, values in scan.measurement.items():
+                arr = np.asarray(values)
+                ds = meas.create_dataset(key, data=arr)
+                ds.attrs["units"] = MEASUREMENT_UNITS.get(key, "counts")
+            instrument = entry.create_group("instrument")
+            instrument.attrs["NX_class"] = "NXinstrument"
+            pos = instrument.create_group("positioners")
+            pos.attrs["NX_class"] = "NXcollection"
+            pos["energy"] = meas["energy"]  # hard link: the scanned axis
+            for key, value in scan.positioners.items():
+                ds = pos.create_dataset(key, data=float(value))
+                if key in scan.positioner_units:
+                    ds.attrs["units"] = scan.positioner_units[key]
+    return p
+
+
+def _as_str(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return _as_str(value[()])
+    return str(value)
+
+
+def _scan_key(name: str) -> tuple[int, int]:
+    head, _, tail = name.partition(".")
+    return (
+        (int(head), int(tail or 0)) if head.isdigit() and (tail or "0").isdigit() else (1 << 30, 0)
+    )
+
+
+def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
+    """Read every ``<n>.1`` entry of a Bliss-like XAS scan file, in scan order.
+
+    Raises :class:`XasScanFileError` naming the file and dataset path when an
+    entry lacks ``measurement/energy`` or ``start_time``/``end_time``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise XasScanFileError(f"{p}: no such file (expected a Bliss-like XAS scan HDF5 file)")
+    out: list[XasScan] = []
+    with h5py.File(p, "r") as f:
+        names = sorted((k for k in f if isinstance(f[k], h5py.Group)), key=_scan_key)
+        for name in names:
+            entry = f[name]
+            for required in ("measurement/energy", "start_time", "end_time"):
+                if required not in entry:
+                    raise XasScanFileError(
+                        f"{p}: /{name}/{required} missing; expected a Bliss-like scan entry "
+                        f"with measurement/energy, start_time, end_time; found {sorted(entry)}"
+                    )
+            meas = {
+                k: entry["measurement"][k][()]
+                for k in entry["measurement"]
+                if isinstance(entry["measurement"][k], h5py.Dataset)
+            }
+            positioners: dict[str, float] = {}
+            units: dict[str, str] = {}
+            if "instrument/positioners" in entry:
+                for k, ds in entry["instrument/positioners"].items():
+                    if isinstance(ds, h5py.Dataset) and ds.shape == ():
+                        positioners[k] = float(ds[()])
+                        if "units" in ds.attrs:
+                            units[k] = _as_str(ds.attrs["units"])
+            number = _scan_key(name)[0]
+            out.append(
+                XasScan(
+                    number=number,
+                    title=_as_str(entry["title"][()]) if "title" in entry else name,
+                    start_time=_as_str(entry["start_time"][()]),
+                    end_time=_as_str(entry["end_time"][()]),
+                    measurement=meas,
+                    positioners=positioners,
+                    positioner_units=units,
+                )
+            )
+    if not out:
+        raise XasScanFileError(f"{p}: no scan entries (expected groups named '<n>.1')")
+    return out
