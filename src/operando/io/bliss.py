@@ -1,0 +1,165 @@
+"""Bliss / ESRF-style HDF5 output: a master scan file plus LIMA detector files.
+
+Layout written (what :func:`write_lima_file` and :func:`write_bliss_master` make)::
+
+    <dir>/<master>.h5                       NXroot
+      /{n}.1                                NXentry, one per scan, n = 1, 2, ...
+        title                               str, e.g. "ascan sz 0.00944 0.16056 8 8"
+        start_time, end_time                ISO-8601 UTC strings with offset (+00:00)
+        instrument/                         NXinstrument
+          positioners/                      NXcollection
+            <motor>                         (n_points,) float64, attrs units
+          <detector>/                       NXdetector
+            data                            ExternalLink -> <lima file>:/entry_0000/measurement/data
+        measurement/                        NXcollection
+          <counter>                         (n_points,) float64, attrs units (epoch, sz, mon, ...)
+          <detector>                        SoftLink -> /{n}.1/instrument/<detector>/data
+    <dir>/scan{n:04d}/<detector>_0000.h5    LIMA file, NXroot
+      /entry_0000                           NXentry
+        measurement/data                    (n_points, ny, nx), chunks (1, ny, nx),
+                                            bitshuffle-LZ4 (HDF5 filter 32008)
+        instrument/<detector>/data          hard link to the same dataset (NXdetector)
+
+External-link file names are relative to the master file's folder, so the whole
+tree can be moved. Every file is written under a temporary name and renamed
+when complete; the LIMA files are written first, the master last, so a master
+on disk always points at whole data files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+from operando.io.atomic import atomic_path
+
+LIMA_DATA_PATH = "/entry_0000/measurement/data"
+
+
+def epoch_to_iso(epoch_s: float) -> str:
+    """UTC ISO-8601 string with explicit offset, microsecond precision."""
+    return datetime.fromtimestamp(float(epoch_s), tz=timezone.utc).isoformat(
+        timespec="microseconds"
+    )
+
+
+def lima_file_name(scan_number: int, detector: str) -> str:
+    """Path of scan ``n``'s LIMA file relative to the master's folder."""
+    return f"scan{scan_number:04d}/{detector}_0000.h5"
+
+
+@dataclass(frozen=True)
+class BlissScan:
+    """Metadata of one Bliss scan (one NXentry ``"{number}.1"``).
+
+    ``positioners`` and ``counters`` map a name to ``(values per point, units)``;
+    ``lima_file`` is relative to the master's folder (see :func:`lima_file_name`).
+    """
+
+    number: int
+    title: str
+    start_epoch_s: float
+    end_epoch_s: float
+    n_points: int
+    frame_shape: tuple[int, int]
+    lima_file: str
+    positioners: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+    counters: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+
+
+def _nx(group: h5py.Group, nx_class: str) -> h5py.Group:
+    group.attrs["NX_class"] = nx_class
+    return group
+
+
+def _root_attrs(f: h5py.File, final_name: str, creator: str) -> None:
+    f.attrs["NX_class"] = "NXroot"
+    f.attrs["creator"] = creator
+    f.attrs["file_name"] = final_name
+    f.attrs["file_time"] = datetime.now(timezone.utc).isoformat()
+    f.attrs["HDF5_Version"] = h5py.version.hdf5_version
+    f.attrs["h5py_version"] = h5py.version.version
+
+
+def write_lima_file(
+    path: str | Path,
+    frames: Iterable[np.ndarray],
+    *,
+    n_frames: int,
+    frame_shape: tuple[int, int],
+    detector: str = "pilatus",
+    dtype: np.dtype | type = np.uint32,
+) -> Path:
+    """Write a LIMA-style detector file, consuming ``frames`` one at a time.
+
+    ``frames`` may be a generator: only one frame is held in memory. The data
+    set is ``(n_frames, ny, nx)`` of ``dtype``, one chunk per frame, compressed
+    with bitshuffle-LZ4. Raises ``ValueError`` naming the file when the number
+    or shape of the frames does not match.
+    """
+    path = Path(path)
+    ny, nx = frame_shape
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _root_attrs(f, path.name, "operando.io.bliss (LIMA layout)")
+        entry = _nx(f.create_group("entry_0000"), "NXentry")
+        meas = _nx(entry.create_group("measurement"), "NXcollection")
+        dset = meas.create_dataset(
+            "data", shape=(n_frames, ny, nx), dtype=dtype, chunks=(1, ny, nx),
+            **hdf5plugin.Bitshuffle(cname="lz4"),
+        )
+        dset.attrs["interpretation"] = "image"
+        det = _nx(_nx(entry.create_group("instrument"), "NXinstrument").create_group(detector),
+                  "NXdetector")
+        det["data"] = dset  # hard link, as LIMA does
+        n = 0
+        for frame in frames:
+            if n >= n_frames:
+                raise ValueError(f"{path}: more than the declared {n_frames} frames")
+            if frame.shape != (ny, nx):
+                raise ValueError(
+                    f"{path}: frame {n} has shape {frame.shape}, expected {(ny, nx)}"
+                )
+            dset[n] = frame
+            n += 1
+        if n != n_frames:
+            raise ValueError(f"{path}: got {n} frames, declared {n_frames}")
+    return path
+
+
+def write_bliss_master(
+    path: str | Path, scans: Sequence[BlissScan], *, detector: str = "pilatus"
+) -> Path:
+    """Write the Bliss master file linking each scan's LIMA data (see module docstring).
+
+    The LIMA files should exist already (they are not opened here; an external
+    link is only a file name and a data set path).
+    """
+    path = Path(path)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        _root_attrs(f, path.name, "operando.io.bliss (Bliss layout)")
+        for scan in scans:
+            name = f"{scan.number}.1"
+            entry = _nx(f.create_group(name), "NXentry")
+            entry["title"] = scan.title
+            entry["start_time"] = epoch_to_iso(scan.start_epoch_s)
+            entry["end_time"] = epoch_to_iso(scan.end_epoch_s)
+            inst = _nx(entry.create_group("instrument"), "NXinstrument")
+            pos = _nx(inst.create_group("positioners"), "NXcollection")
+            for motor, (values, units) in scan.positioners.items():
+                ds = pos.create_dataset(motor, data=np.asarray(values, dtype=float))
+                ds.attrs["units"] = units
+            det = _nx(inst.create_group(detector), "NXdetector")
+            det["data"] = h5py.ExternalLink(scan.lima_file, LIMA_DATA_PATH)
+            det.attrs["lima_file"] = scan.lima_file
+            meas = _nx(entry.create_group("measurement"), "NXcollection")
+            for counter, (values, units) in scan.counters.items():
+                ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))
+                ds.attrs["units"] = units
+            meas[detector] = h5py.SoftLink(f"/{name}/instrument/{detector}/data")
+    return path
