@@ -116,7 +116,11 @@ class KineticsSpec:
     concentration_mol_cm3: float = 0.0228  # Li in LiFePO4
     temperature_K: float = 298.15
     e0_V: float = 3.43
-    scan_rates_V_s: tuple[float, ...] = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3)
+    # up to 50x max_linear: the quasi-reversible + iR fall-off grows only like sqrt(v), so
+    # < 1 % at max_linear needs the ladder to reach ~50x it for a >= 5 % deviation
+    scan_rates_V_s: tuple[float, ...] = (
+        1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2
+    )
     max_linear_scan_rate_V_s: float = 2e-4
     map_shape: tuple[int, int] = (16, 16)
     map_scan_rates_V_s: tuple[float, ...] = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4)
@@ -124,6 +128,10 @@ class KineticsSpec:
     map_D_high_cm2_s: float = 5.0e-11
     map_area_cm2: float = 1.0e-7  # SECCM droplet footprint
     noise_fraction: float = 0.005
+    sweep_half_width_V: float = 0.4  # CV from e0 - w to e0 + w and back
+    sample_step_V: float = 1e-3  # potential step between recorded CV samples
+    map_sample_step_V: float = 2e-3
+    map_pitch_um: float = 5.0  # SECCM hopping step
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,215 @@
+"""NeXus (HDF5) writer for time-resolved area-detector XRD, usable frame by frame.
+
+Layout written by :class:`NexusXrdWriter`::
+
+    /entry                              NXentry   start_time (ISO-8601 UTC), end_time, title
+    /entry/instrument                   NXinstrument
+    /entry/instrument/detector          NXdetector
+        data        (n, ny, nx) uint32, chunks (1, ny, nx), bitshuffle-LZ4
+        timestamp   (n,) float64, epoch s of exposure start, beamline clock
+        count_time  (n,) float64, s
+        frame_index (n,) int64
+        description, distance (m), x_pixel_size, y_pixel_size (m)
+    /entry/instrument/monitor           NXmonitor  data (n,) float64 counts per frame
+    /entry/instrument/monochromator     NXmonochromator  wavelength (Å), energy (keV)
+    /entry/data                         NXdata (signal="data"), data = hard link to the
+                                        detector data (attribute target = its path)
+
+The file is written under ``<name>.part`` and renamed to its final name only when the
+context manager exits without error; on error the partial file is removed.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from types import TracebackType
+
+import h5py
+import hdf5plugin
+import numpy as np
+
+__all__ = [
+    "DETECTOR_DATA_PATH",
+    "MONITOR_DATA_PATH",
+    "TIMESTAMP_PATH",
+    "NexusXrdWriter",
+    "iso8601_utc",
+]
+
+DETECTOR_DATA_PATH = "/entry/instrument/detector/data"
+TIMESTAMP_PATH = "/entry/instrument/detector/timestamp"
+MONITOR_DATA_PATH = "/entry/instrument/monitor/data"
+HC_KEV_A = 12.398419843320026  # E[keV] × λ[Å]
+
+
+def iso8601_utc(epoch_s: float) -> str:
+    """ISO-8601 string in UTC with explicit offset, e.g. ``2026-03-14T08:30:06.700000+00:00``."""
+    dt = datetime.fromtimestamp(float(epoch_s), tz=timezone.utc)
+    return dt.isoformat(timespec="microseconds")
+
+
+def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
+    g = parent.create_group(name)
+    g.attrs["NX_class"] = nx_class
+    return g
+
+
+def _scalar(parent: h5py.Group, name: str, value: float | str, **attrs: str) -> h5py.Dataset:
+    d = parent.create_dataset(name, data=value)
+    for k, v in attrs.items():
+        d.attrs[k] = v
+    return d
+
+
+class NexusXrdWriter:
+    """Context manager that appends detector frames to a NeXus file.
+
+    >>> with NexusXrdWriter(path, frame_shape=(195, 487), wavelength_A=0.2066,
+    ...                     start_time_epoch_s=t0, title="...") as w:
+    ...     for frame, ts, mon in ...:
+    ...         w.append(frame, timestamp_s=ts, count_time_s=10.0, monitor=mon)
+
+    Memory use is one frame: every ``append`` writes its frame to disk.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        frame_shape: tuple[int, int],
+        wavelength_A: float,
+        start_time_epoch_s: float,
+        title: str,
+        detector_name: str = "",
+        distance_m: float | None = None,
+        pixel_size_m: tuple[float, float] | None = None,
+        n_frames_hint: int = 0,
+    ) -> None:
+        self.path = Path(path)
+        self.tmp_path = self.path.with_name(self.path.name + ".part")
+        self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
+        self.wavelength_A = float(wavelength_A)
+        self.start_time_epoch_s = float(start_time_epoch_s)
+        self.title = title
+        self.detector_name = detector_name
+        self.distance_m = distance_m
+        self.pixel_size_m = pixel_size_m
+        self.n_frames_hint = int(n_frames_hint)
+        self.n_frames = 0
+        self._file: h5py.File | None = None
+        self._last_end_s: float | None = None
+
+    # -- context manager -------------------------------------------------------------
+    def __enter__(self) -> NexusXrdWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = h5py.File(self.tmp_path, "w")
+        self._create_layout(self._file)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        f = self._file
+        self._file = None
+        if f is None:
+            return
+        if exc_type is not None:
+            f.close()
+            self.tmp_path.unlink(missing_ok=True)
+            return
+        try:
+            self._finalise(f)
+        finally:
+            f.close()
+        os.replace(self.tmp_path, self.path)
+
+    # -- writing ---------------------------------------------------------------------
+    def _create_layout(self, f: h5py.File) -> None:
+        f.attrs["NX_class"] = "NXroot"
+        f.attrs["creator"] = "operando.io.nexus"
+        f.attrs["HDF5_Version"] = h5py.version.hdf5_version
+        entry = _group(f, "entry", "NXentry")
+        f.attrs["default"] = "entry"
+        entry.attrs["default"] = "data"
+        _scalar(entry, "start_time", iso8601_utc(self.start_time_epoch_s))
+        _scalar(entry, "title", self.title)
+        inst = _group(entry, "instrument", "NXinstrument")
+        det = _group(inst, "detector", "NXdetector")
+        ny, nx = self.frame_shape
+        n0 = self.n_frames_hint
+        data = det.create_dataset(
+            "data", shape=(0, ny, nx), maxshape=(None, ny, nx), dtype=np.uint32,
+            chunks=(1, ny, nx), **hdf5plugin.Bitshuffle(cname="lz4"),
+        )
+        data.attrs["interpretation"] = "image"
+        data.attrs["units"] = "counts"
+        data.attrs["long_name"] = "detector counts per pixel"
+        data.attrs["target"] = DETECTOR_DATA_PATH
+        for name, dtype, attrs in (
+            ("timestamp", np.float64, {
+                "units": "s",
+                "long_name": "exposure start, beamline clock, seconds since 1970-01-01T00:00Z",
+            }),
+            ("count_time", np.float64, {"units": "s", "long_name": "exposure time"}),
+            ("frame_index", np.int64, {"long_name": "frame number, 0-based"}),
+        ):
+            d = det.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype,
+                                   chunks=(max(min(n0, 4096), 256),))
+            for k, v in attrs.items():
+                d.attrs[k] = v
+        if self.detector_name:
+            _scalar(det, "description", self.detector_name)
+        if self.distance_m is not None:
+            _scalar(det, "distance", float(self.distance_m), units="m")
+        if self.pixel_size_m is not None:
+            _scalar(det, "y_pixel_size", float(self.pixel_size_m[0]), units="m")
+            _scalar(det, "x_pixel_size", float(self.pixel_size_m[1]), units="m")
+        mon = _group(inst, "monitor", "NXmonitor")
+        md = mon.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float64,
+                                chunks=(max(min(n0, 4096), 256),))
+        md.attrs["units"] = "counts"
+        md.attrs["long_name"] = "incident beam monitor counts per frame"
+        mono = _group(inst, "monochromator", "NXmonochromator")
+        _scalar(mono, "wavelength", self.wavelength_A, units="angstrom")
+        _scalar(mono, "energy", HC_KEV_A / self.wavelength_A, units="keV")
+        nxdata = _group(entry, "data", "NXdata")
+        nxdata.attrs["signal"] = "data"
+        nxdata["data"] = data  # hard link: the same dataset under both names
+
+    def append(
+        self, frame: np.ndarray, *, timestamp_s: float, count_time_s: float, monitor: float
+    ) -> None:
+        """Append one frame (uint32, ``frame_shape``) with its beamline timestamp (epoch s)."""
+        if self._file is None:
+            raise RuntimeError(f"{self.path}: append() outside the 'with' block")
+        frame = np.asarray(frame)
+        if frame.shape != self.frame_shape or frame.dtype != np.uint32:
+            raise ValueError(
+                f"{self.path}: frame {self.n_frames} has shape {frame.shape} dtype {frame.dtype},"
+                f" expected {self.frame_shape} uint32"
+            )
+        det = self._file["entry/instrument/detector"]
+        n = self.n_frames
+        data = det["data"]
+        data.resize(n + 1, axis=0)
+        data[n] = frame
+        for name, value in (
+            ("timestamp", timestamp_s), ("count_time", count_time_s), ("frame_index", n),
+        ):
+            d = det[name]
+            d.resize(n + 1, axis=0)
+            d[n] = value
+        md = self._file["entry/instrument/monitor/data"]
+        md.resize(n + 1, axis=0)
+        md[n] = monitor
+        self.n_frames = n + 1
+        self._last_end_s = float(timestamp_s) + float(count_time_s)
+
+    def _finalise(self, f: h5py.File) -> None:
+        if self._last_end_s is not None:
+            _scalar(f["entry"], "end_time", iso8601_utc(self._last_end_s))

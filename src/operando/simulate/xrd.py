@@ -1,0 +1,206 @@
+"""The synthetic time-resolved XRD stream of an operando LiFePO4 beamtime.
+
+Frames are triggered every ``XrdSpec.frame_period_s`` on the potentiostat clock,
+t_k = first_frame_s + k × frame_period_s, for as long as the exposure
+[t_k, t_k + count_time_s] ends within the electrochemical protocol. The beamline writes
+timestamp_k = clock.to_beamline_epoch(t_k) + N(0, beamline_jitter_s).
+
+Structure (phase fractions, molar, summing to 1) follows the charge passed with a lag
+τ = max(t − lag_s, 0):
+
+    f_FePO4⁰(t) = echem.faraday_fepo4_fraction_at(τ)
+    f_int(t)    = P · p(τ)                          during discharge, p = discharge progress
+                = P · exp(−(τ − t_d,end) / τ_decay)  after discharge (rest)
+                = 0                                   before discharge, or if C-rate < threshold
+    f_FePO4     = f_FePO4⁰ (1 − f_int),   f_LiFePO4 = (1 − f_FePO4⁰)(1 − f_int)
+
+(the metastable LixFePO4 is taken proportionally from the two end members), with
+P = ``intermediate_peak_fraction``. Fractions are averaged over each exposure window
+(midpoint rule, ``N_SUBSAMPLES`` sub-samples). Peak widths broaden for a minority phase
+(nanodomains): fwhm_p = FWHM_BASE_DEG + FWHM_MINORITY_DEG × (1 − f_p). The incident beam
+decays by ``MONITOR_DECAY_PER_H`` and fluctuates by ``MONITOR_NOISE`` (relative, per frame);
+each frame's signal and background scale with it, and the monitor records it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from operando.io.geometry import write_mask_edf, write_poni
+from operando.io.nexus import DETECTOR_DATA_PATH, TIMESTAMP_PATH, NexusXrdWriter
+from operando.simulate.context import SimContext, StreamResult
+from operando.simulate.diffraction import (
+    PHASES,
+    FrameRenderer,
+    make_integrator,
+    reflection_table,
+)
+from operando.simulate.echem import EchemProfile
+from operando.simulate.presets import XrdSpec
+
+__all__ = [
+    "FWHM_BASE_DEG",
+    "FWHM_MINORITY_DEG",
+    "MONITOR_COUNTS_PER_S",
+    "PHASE_NAMES",
+    "exposure_averaged_fractions",
+    "frame_trigger_times",
+    "monitor_counts",
+    "peak_fwhm_deg",
+    "phase_fractions_at",
+    "simulate_xrd",
+]
+
+PHASE_NAMES = ("LiFePO4", "FePO4", "LixFePO4")
+FWHM_BASE_DEG = 0.045  # instrumental + crystallite width of a majority phase (deg 2θ)
+FWHM_MINORITY_DEG = 0.06  # extra width of a phase as its fraction → 0 (nanodomains)
+N_SUBSAMPLES = 8  # sub-samples per exposure for the truth averages
+MONITOR_COUNTS_PER_S = 1.0e5  # nominal incident-beam monitor rate
+MONITOR_DECAY_PER_H = 0.01  # relative decay of the beam per hour (exponential)
+MONITOR_NOISE = 0.002  # relative per-frame fluctuation of the beam
+
+XRD_FILES = {"frames": "xrd/xrd_0001.h5", "poni": "xrd/geometry.poni", "mask": "xrd/mask.edf"}
+
+
+def frame_trigger_times(spec: XrdSpec, duration_s: float) -> np.ndarray:
+    """Exposure starts t_k = first_frame_s + k·frame_period_s with t_k + count_time_s ≤ duration."""
+    last = duration_s - spec.count_time_s
+    if last < spec.first_frame_s:
+        return np.empty(0)
+    n = int(np.floor((last - spec.first_frame_s) / spec.frame_period_s + 1e-9)) + 1
+    return spec.first_frame_s + spec.frame_period_s * np.arange(n)
+
+
+def phase_fractions_at(
+    t_s: np.ndarray | float, echem: EchemProfile, spec: XrdSpec
+) -> dict[str, np.ndarray]:
+    """Instantaneous molar phase fractions at potentiostat times ``t_s`` (see module doc)."""
+    t = np.asarray(t_s, dtype=float)
+    tau = np.maximum(t - spec.lag_s, 0.0)
+    f_fp0 = np.asarray(echem.faraday_fepo4_fraction_at(tau), dtype=float)
+    f_int = np.zeros_like(f_fp0)
+    if echem.spec.c_rate_per_h >= spec.intermediate_min_c_rate:
+        d0, d1 = echem.segment_bounds_s[echem.segment_names.index("discharge")]
+        progress = np.clip((tau - d0) / (d1 - d0), 0.0, 1.0)
+        after = np.exp(-np.maximum(tau - d1, 0.0) / spec.intermediate_decay_s)
+        f_int = np.where(tau < d0, 0.0, spec.intermediate_peak_fraction * progress * after)
+    return {
+        "LiFePO4": (1.0 - f_fp0) * (1.0 - f_int),
+        "FePO4": f_fp0 * (1.0 - f_int),
+        "LixFePO4": f_int,
+    }
+
+
+def exposure_averaged_fractions(
+    t_start_s: np.ndarray, t_end_s: np.ndarray, echem: EchemProfile, spec: XrdSpec,
+    n_sub: int = N_SUBSAMPLES,
+) -> dict[str, np.ndarray]:
+    """Phase fractions averaged over [t_start, t_end] by the midpoint rule with ``n_sub`` points."""
+    t0 = np.asarray(t_start_s, dtype=float)[:, None]
+    dt = (np.asarray(t_end_s, dtype=float) - np.asarray(t_start_s, dtype=float))[:, None]
+    ts = t0 + dt * (np.arange(n_sub) + 0.5)[None, :] / n_sub
+    inst = phase_fractions_at(ts, echem, spec)
+    return {k: v.mean(axis=1) for k, v in inst.items()}
+
+
+def peak_fwhm_deg(fractions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """fwhm_p = FWHM_BASE_DEG + FWHM_MINORITY_DEG · (1 − f_p)  (deg 2θ)."""
+    return {k: FWHM_BASE_DEG + FWHM_MINORITY_DEG * (1.0 - np.asarray(v)) for k, v in
+            fractions.items()}
+
+
+def monitor_counts(
+    t_mid_s: np.ndarray, count_time_s: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Monitor counts per frame: M₀ Δt exp(−k t / 3600 s) (1 + σ N(0, 1))."""
+    t = np.asarray(t_mid_s, dtype=float)
+    decay = np.exp(-MONITOR_DECAY_PER_H * t / 3600.0)
+    noise = 1.0 + MONITOR_NOISE * rng.standard_normal(t.size)
+    return MONITOR_COUNTS_PER_S * count_time_s * decay * noise
+
+
+def simulate_xrd(ctx: SimContext) -> StreamResult:
+    """Write ``xrd/xrd_0001.h5`` (NeXus), ``xrd/geometry.poni`` and ``xrd/mask.edf``.
+
+    Frames are rendered and written one at a time (memory: one frame). Returns the files
+    and the ground truth (times on the potentiostat clock, s).
+    """
+    spec = ctx.preset.xrd
+    echem = ctx.echem
+    t_start = frame_trigger_times(spec, echem.duration_s)
+    n = t_start.size
+    if n == 0:
+        raise ValueError(
+            f"preset {ctx.preset.name!r}: xrd.first_frame_s={spec.first_frame_s} + "
+            f"count_time_s={spec.count_time_s} exceeds the protocol ({echem.duration_s} s)"
+        )
+    t_end = t_start + spec.count_time_s
+    t_mid = 0.5 * (t_start + t_end)
+
+    rng_det, rng_ts, rng_mon, rng_frames = ctx.rng("xrd").spawn(4)
+    fractions = exposure_averaged_fractions(t_start, t_end, echem, spec)
+    fwhm = peak_fwhm_deg(fractions)
+    monitor = monitor_counts(t_mid, spec.count_time_s, rng_mon)
+    monitor_rel = monitor / (MONITOR_COUNTS_PER_S * spec.count_time_s)
+    timestamps = ctx.clock.to_beamline_epoch(t_start) + rng_ts.normal(
+        0.0, ctx.preset.clock.beamline_jitter_s, n
+    )
+
+    ai = make_integrator(spec.detector, spec.wavelength_A, spec.distance_m)
+    renderer = FrameRenderer(
+        ai, flux_counts=spec.flux_counts, background_counts=spec.background_counts,
+        n_dead=spec.n_dead_pixels, n_hot=spec.n_hot_pixels, rng=rng_det,
+    )
+    ctx.stream_dir("xrd")
+    write_poni(ai, ctx.outdir / XRD_FILES["poni"])
+    write_mask_edf(renderer.mask, ctx.outdir / XRD_FILES["mask"])
+
+    frame_rngs = rng_frames.spawn(n)
+    with NexusXrdWriter(
+        ctx.outdir / XRD_FILES["frames"],
+        frame_shape=renderer.shape,
+        wavelength_A=spec.wavelength_A,
+        start_time_epoch_s=float(timestamps[0]),
+        title=f"operando synthetic XRD, preset {ctx.preset.name}, seed {ctx.seed}",
+        detector_name=spec.detector,
+        distance_m=spec.distance_m,
+        pixel_size_m=(float(ai.detector.pixel1), float(ai.detector.pixel2)),
+        n_frames_hint=n,
+    ) as writer:
+        for k in range(n):
+            frac_k = {p: float(fractions[p][k]) for p in PHASE_NAMES}
+            fwhm_k = {p: float(fwhm[p][k]) for p in PHASE_NAMES}
+            frame = renderer.render(frac_k, fwhm_k, monitor=float(monitor_rel[k]),
+                                    rng=frame_rngs[k])
+            writer.append(frame, timestamp_s=float(timestamps[k]),
+                          count_time_s=spec.count_time_s, monitor=float(monitor[k]))
+
+    intermediate_present = bool(echem.spec.c_rate_per_h >= spec.intermediate_min_c_rate)
+    truth = {
+        "time_s": t_mid.tolist(),
+        "time_start_s": t_start.tolist(),
+        "time_end_s": t_end.tolist(),
+        "trigger_time_s": t_start.tolist(),
+        "timestamp_beamline_epoch_s": np.asarray(timestamps).tolist(),
+        "phase_fraction": {p: fractions[p].tolist() for p in PHASE_NAMES},
+        "fwhm_deg": {p: fwhm[p].tolist() for p in PHASE_NAMES},
+        "fwhm_model": {"base_deg": FWHM_BASE_DEG, "minority_deg": FWHM_MINORITY_DEG,
+                       "equation": "fwhm_p = base + minority * (1 - f_p)"},
+        "lattice_A": {p: {"a": PHASES[p].a_A, "b": PHASES[p].b_A, "c": PHASES[p].c_A}
+                      for p in PHASE_NAMES},
+        "wavelength_A": spec.wavelength_A,
+        "distance_m": spec.distance_m,
+        "lag_s": spec.lag_s,
+        "intermediate_present": intermediate_present,
+        "detector": spec.detector,
+        "n_frames": int(n),
+        "count_time_s": spec.count_time_s,
+        "monitor": monitor.tolist(),
+        "dataset_path": DETECTOR_DATA_PATH,
+        "timestamp_path": TIMESTAMP_PATH,
+        "reflections": {p: reflection_table(PHASES[p], spec.wavelength_A, 8)
+                        for p in PHASE_NAMES},
+        "dead_pixels": int(spec.n_dead_pixels),
+        "hot_pixels": int(spec.n_hot_pixels),
+    }
+    return StreamResult(files=dict(XRD_FILES), truth=truth)
