@@ -74,7 +74,8 @@ def _check_exists(value: Path, info: ValidationInfo) -> Path:
         return value
     if _is_glob(str(value)):
         if not glob.glob(str(value)):
-            raise ValueError(f"expected at least one file matching the pattern, found none: {value}")
+            raise ValueError(
+                f"expected at least one file matching the pattern, found none: {value}")
     elif not value.exists():
         raise ValueError(f"expected an existing file, found nothing at {value}")
     return value
@@ -404,7 +405,7 @@ def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
         if field is None:
             return []
         ann = field.annotation
-        for cand in getattr(ann, "__args__", ()) + (ann,):
+        for cand in (*getattr(ann, "__args__", ()), ann):
             inner = getattr(cand, "__args__", ())
             for c in (cand, *inner):
                 if isinstance(c, type) and issubclass(c, BaseModel):

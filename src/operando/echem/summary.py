@@ -20,7 +20,7 @@ class SegmentSummary:
     start_s: float
     end_s: float
     mean_current_A: float
-    charge_mAh: float  # |∫ I dt| over the segment, mA·h
+    charge_mAh: float  # |ΔQ| over the segment, mA·h
     v_start_V: float
     v_end_V: float
 
@@ -30,9 +30,15 @@ class SegmentSummary:
 
 
 def segments(ds: xr.Dataset) -> list[SegmentSummary]:
-    """Contiguous runs of one segment label, with ∫ I dt by the trapezoid rule (mA·h)."""
+    """Contiguous runs of one segment label.
+
+    The charge of a segment is ΔQ = Q(first sample of the next segment) − Q(first
+    sample of this one), from the dataset's cumulative ``charge_C`` (the cycler's
+    own counter, or ∫ I dt when the file had none); reported in mA·h = C / 3.6.
+    """
     t = np.asarray(ds["time_s"].values, dtype=float)
     i = np.asarray(ds["current_A"].values, dtype=float)
+    q = np.asarray(ds["charge_C"].values, dtype=float)
     v = np.asarray(ds["voltage_V"].values, dtype=float)
     lab = np.asarray(ds["segment"].values).astype(str)
     if t.size == 0:
@@ -42,9 +48,9 @@ def segments(ds: xr.Dataset) -> list[SegmentSummary]:
     stops = np.concatenate([edges, [t.size]])
     out: list[SegmentSummary] = []
     for k, (a, b) in enumerate(zip(starts, stops, strict=True)):
-        # integrate up to the first sample of the next segment, so no interval is lost
-        b_int = min(b + 1, t.size) if b < t.size else b
-        q_c = float(np.trapezoid(i[a:b_int], t[a:b_int])) if b_int - a > 1 else 0.0
+        # up to the first sample of the next segment, so no interval is lost
+        b_int = min(b + 1, t.size)
+        q_c = float(q[b_int - 1] - q[a])
         out.append(SegmentSummary(
             index=k, kind=str(lab[a]), start_s=float(t[a]), end_s=float(t[b_int - 1]),
             mean_current_A=float(np.mean(i[a:b])), charge_mAh=abs(q_c) / 3.6,

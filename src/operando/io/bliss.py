@@ -38,15 +38,9 @@ import hdf5plugin
 import numpy as np
 
 from operando.io.atomic import atomic_path
+from operando.io.timestamps import epoch_to_iso
 
 LIMA_DATA_PATH = "/entry_0000/measurement/data"
-
-
-def epoch_to_iso(epoch_s: float) -> str:
-    """UTC ISO-8601 string with explicit offset, microsecond precision."""
-    return datetime.fromtimestamp(float(epoch_s), tz=timezone.utc).isoformat(
-        timespec="microseconds"
-    )
 
 
 def lima_file_name(scan_number: int, detector: str) -> str:

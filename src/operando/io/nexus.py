@@ -22,7 +22,6 @@ context manager exits without error; on error the partial file is removed.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 
@@ -30,24 +29,19 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from operando.io.timestamps import epoch_to_iso
+
 __all__ = [
     "DETECTOR_DATA_PATH",
     "MONITOR_DATA_PATH",
     "TIMESTAMP_PATH",
     "NexusXrdWriter",
-    "iso8601_utc",
 ]
 
 DETECTOR_DATA_PATH = "/entry/instrument/detector/data"
 TIMESTAMP_PATH = "/entry/instrument/detector/timestamp"
 MONITOR_DATA_PATH = "/entry/instrument/monitor/data"
 HC_KEV_A = 12.398419843320026  # E[keV] × λ[Å]
-
-
-def iso8601_utc(epoch_s: float) -> str:
-    """ISO-8601 string in UTC with explicit offset, e.g. ``2026-03-14T08:30:06.700000+00:00``."""
-    dt = datetime.fromtimestamp(float(epoch_s), tz=timezone.utc)
-    return dt.isoformat(timespec="microseconds")
 
 
 def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
@@ -136,7 +130,7 @@ class NexusXrdWriter:
         entry = _group(f, "entry", "NXentry")
         f.attrs["default"] = "entry"
         entry.attrs["default"] = "data"
-        _scalar(entry, "start_time", iso8601_utc(self.start_time_epoch_s))
+        _scalar(entry, "start_time", epoch_to_iso(self.start_time_epoch_s))
         _scalar(entry, "title", self.title)
         inst = _group(entry, "instrument", "NXinstrument")
         det = _group(inst, "detector", "NXdetector")
@@ -212,4 +206,4 @@ class NexusXrdWriter:
 
     def _finalise(self, f: h5py.File) -> None:
         if self._last_end_s is not None:
-            _scalar(f["entry"], "end_time", iso8601_utc(self._last_end_s))
+            _scalar(f["entry"], "end_time", epoch_to_iso(self._last_end_s))

@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 
 from operando.io.atomic import atomic_path
+from operando.io.timestamps import epoch_to_iso
 
 __all__ = [
     "MEASUREMENT_UNITS",
@@ -69,13 +70,6 @@ class XasScan:
     @property
     def name(self) -> str:
         return f"{self.number}.1"
-
-
-def epoch_to_iso(epoch_s: float) -> str:
-    """ISO-8601 UTC string with an explicit ``+00:00`` offset and microseconds."""
-    return datetime.fromtimestamp(float(epoch_s), tz=timezone.utc).isoformat(
-        timespec="microseconds"
-    )
 
 
 def _check_scan(path: Path, scan: XasScan) -> None:

@@ -304,7 +304,7 @@ def simulate_beamtime(
     validate_config(cfg, source=str(res.run_config_path), base_dir=outdir)  # never write a bad one
     header = (
         f"# Run config written by `operando simulate` (operando {__version__}).\n"
-        f"# Reduce with: operando reduce {res.run_config_path}\n"
+        f"# Check with: operando validate {res.run_config_path}\n"
         "# Paths are relative to this file. Ground truth: truth.json.\n"
     )
     write_text_atomic(res.run_config_path,

@@ -341,9 +341,8 @@ class TwoPhaseFrames:
         λ_pix = project_1d(monitor · (b + f P_FP + (1 − f) P_LFP)),
         counts ~ Poisson(λ_pix),
 
-    equal to ``renderer.expected`` up to rounding (checked in the tests), with the
-    same detector defects as ``FrameRenderer.render``: module gaps read
-    ``GAP_VALUE``, dead pixels 0, hot pixels ``HOT_PIXEL_COUNTS``. It saves the
+    equal to ``renderer.expected`` up to rounding (checked in the tests); noise and
+    detector defects come from ``FrameRenderer.render_profile``. It saves the
     per-frame ``pattern_1d`` evaluation, which otherwise dominates the cost.
     """
 
@@ -357,25 +356,18 @@ class TwoPhaseFrames:
         self._lfp = pattern_1d(g, {"LiFePO4": 1.0}, lam_a, fwhm_deg,
                                scale=renderer.flux_counts)
         self._bg = background_profile(g, renderer.background_counts)
-        gaps = renderer.ai.detector.mask
-        self._gap_idx = (np.empty(0, dtype=np.intp) if gaps is None
-                         else np.flatnonzero(np.asarray(gaps, dtype=bool)))
+
+    def profile(self, f_fepo4: float, *, monitor: float = 1.0) -> np.ndarray:
+        """monitor · (b + f P_FP + (1 − f) P_LFP) on the renderer's 2θ grid."""
+        return monitor * (self._bg + f_fepo4 * self._fp + (1.0 - f_fepo4) * self._lfp)
 
     def expected(self, f_fepo4: float, *, monitor: float = 1.0) -> np.ndarray:
         """Noise-free expected counts per pixel (float64), defects not applied."""
-        prof = self._bg + f_fepo4 * self._fp + (1.0 - f_fepo4) * self._lfp
-        return self.renderer.project_1d(monitor * prof)
+        return self.renderer.project_1d(self.profile(f_fepo4, monitor=monitor))
 
     def render(self, f_fepo4: float, *, monitor: float, rng: np.random.Generator) -> np.ndarray:
         """One uint32 frame with Poisson noise and the renderer's detector defects."""
-        from operando.simulate.diffraction import GAP_VALUE, HOT_PIXEL_COUNTS
-
-        frame = rng.poisson(self.expected(f_fepo4, monitor=monitor)).astype(np.uint32)
-        flat = frame.reshape(-1)
-        flat[self._gap_idx] = GAP_VALUE
-        flat[self.renderer.dead_index] = 0
-        flat[self.renderer.hot_index] = HOT_PIXEL_COUNTS
-        return frame
+        return self.renderer.render_profile(self.profile(f_fepo4, monitor=monitor), rng=rng)
 
 
 def simulate_confocal(ctx: SimContext) -> StreamResult:

@@ -475,7 +475,16 @@ class FrameRenderer:
 
         ``monitor`` is the relative incident flux (1 = nominal) scaling signal and background.
         """
-        prof = self.profile_on_grid(fractions, fwhm_deg, monitor=monitor)
+        return self.render_profile(
+            self.profile_on_grid(fractions, fwhm_deg, monitor=monitor), rng=rng)
+
+    def render_profile(self, prof: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+        """One uint32 frame from a 1D expected-count profile on ``two_theta_grid_deg``.
+
+        λ_pix = ``project_1d(prof)``; counts ~ Poisson(λ_pix); then the detector
+        defects: gaps 2**32-1, dead 0, hot ``HOT_PIXEL_COUNTS``.
+        """
+        prof = np.asarray(prof, dtype=float)
         frame = np.empty(self.shape[0] * self.shape[1], dtype=np.uint32)
         # The frame is cut into a fixed number of pixel blocks, each with its own child
         # generator: the result depends on ``rng`` only, not on how many threads run.

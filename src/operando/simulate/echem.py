@@ -15,6 +15,7 @@ Everything here is pure numpy; :mod:`operando.simulate.beamtime` writes it.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +101,7 @@ def simulate_echem(spec: EchemSpec) -> EchemProfile:
     t_cc = spec.depth_of_charge * 3600.0 / spec.c_rate_per_h
     durations = (t_cc, spec.rest_s, t_cc, spec.rest_s)
     edges = np.concatenate([[0.0], np.cumsum(durations)])
-    bounds = tuple((float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True))
+    bounds = tuple((float(a), float(b)) for a, b in itertools.pairwise(edges))
 
     times: list[np.ndarray] = []
     segs: list[np.ndarray] = []

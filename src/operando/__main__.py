@@ -1,0 +1,5 @@
+"""``python -m operando`` is the ``operando`` command."""
+
+from operando.cli import main
+
+main()
