@@ -180,13 +180,20 @@ def _normalise_foil(e_src: np.ndarray, mu_src: np.ndarray) -> np.ndarray:
     return (mu_src - np.polyval(pre_line, e_src)) / step
 
 
+def _real_file(data_dir: Path | None, name: str) -> tuple[Path | None, str]:
+    """``data_dir/xanes/name`` when it exists, else ``None`` and why (for the run's notes)."""
+    if data_dir is None:
+        return None, "no data_dir"
+    path = data_dir / "xanes" / name
+    return (path, "") if path.is_file() else (None, f"{path} absent")
+
+
 def _standards(
     e_true: np.ndarray, data_dir: Path | None
 ) -> tuple[dict[str, np.ndarray], str | dict[str, str], list[str]]:
     """Normalised standards on ``e_true`` (true eV), their source, and notes."""
-    lib = data_dir / "xanes" / LIBRARY_FILE if data_dir is not None else None
-    if lib is None or not lib.is_file():
-        where = "no data_dir" if lib is None else f"{lib} absent"
+    lib, where = _real_file(data_dir, LIBRARY_FILE)
+    if lib is None:
         return (
             analytic_standards(e_true),
             "analytic",
@@ -211,9 +218,8 @@ def _standards(
 
 def _foil(e_true: np.ndarray, data_dir: Path | None) -> tuple[np.ndarray, str, list[str]]:
     """Normalised Fe foil μ on ``e_true``, its source, and notes."""
-    path = data_dir / "xanes" / FOIL_FILE if data_dir is not None else None
-    if path is None or not path.is_file():
-        where = "no data_dir" if path is None else f"{path} absent"
+    path, where = _real_file(data_dir, FOIL_FILE)
+    if path is None:
         return (
             analytic_foil(e_true),
             "analytic",
