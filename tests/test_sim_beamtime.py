@@ -16,7 +16,7 @@ from operando.io.biologic import read_mpt
 from operando.io.triggers import read_trigger_record
 from operando.simulate.beamtime import simulate_beamtime
 from operando.simulate.clock import ClockModel, make_clock, record_triggers
-from operando.simulate.echem import simulate_echem
+from operando.simulate.echem import discharge_retention, simulate_echem
 from operando.simulate.presets import FARADAY_C_PER_MOL, PRESETS, ClockSpec, get_preset
 
 REQUIRED_TRUTH = [
@@ -49,11 +49,15 @@ def test_echem_obeys_faraday(name: str) -> None:
     # charge passed = ∫ I dt (piecewise-constant current: exact for the left-point rule)
     q = np.concatenate([[0.0], np.cumsum(e.current_A[:-1] * np.diff(e.time_s))])
     np.testing.assert_allclose(e.charge_C, q, atol=1e-9)
-    # x falls by the depth of charge, then comes back
+    # x falls by the depth of charge; the discharge gives back r(C) of it (rate capability)
     assert e.x_li.min() == pytest.approx(spec.x_start - spec.depth_of_charge)
-    assert e.x_li[-1] == pytest.approx(spec.x_start)
+    r = discharge_retention(spec)
+    assert r == pytest.approx(min(1.0, 1 - 0.015 * (spec.c_rate_per_h - 1)))
+    assert e.x_li[-1] == pytest.approx(spec.x_start - spec.depth_of_charge * (1 - r))
     charge_end = e.segment_bounds_s[0][1]
     assert charge_end == pytest.approx(spec.depth_of_charge * 3600 / spec.c_rate_per_h)
+    t_dis = np.diff(e.segment_bounds_s[2])[0]
+    assert t_dis == pytest.approx(r * charge_end)
     # charge current is positive (oxidation), discharge negative, rests zero
     seg = e.segment_index
     assert np.all(e.current_A[seg == 0] > 0) and np.all(e.current_A[seg == 2] < 0)
@@ -67,9 +71,10 @@ def test_echem_obeys_faraday(name: str) -> None:
 
 
 def test_faraday_fraction_is_exact_between_samples() -> None:
-    e = simulate_echem(get_preset("small").echem)
+    e = simulate_echem(get_preset("small").echem)  # 2C: charge 1620 s, returns 98.5 %
     t = np.array([0.0, 810.0, e.segment_bounds_s[0][1], e.duration_s])
-    np.testing.assert_allclose(e.faraday_fepo4_fraction_at(t), [0.0, 0.45, 0.9, 0.0], atol=1e-12)
+    np.testing.assert_allclose(e.faraday_fepo4_fraction_at(t), [0.0, 0.45, 0.9, 0.9 * 0.015],
+                               atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- clock
@@ -114,6 +119,15 @@ def test_truth_has_every_required_key(small_run) -> None:
     total = np.sum([truth["xrd"]["phase_fraction"][p] for p in truth["xrd"]["phase_fraction"]],
                    axis=0)
     np.testing.assert_allclose(total, 1.0, atol=1e-9)
+    for frac in truth["xrd"]["phase_fraction"].values():
+        assert min(frac) >= -1e-12
+    # the crystalline phases conserve Li: f_LFP + x_i f_int = x at (t − lag)
+    e = simulate_echem(small_run.preset.echem)
+    lag = truth["xrd"]["lag_s"]
+    t0, t1 = np.array(truth["xrd"]["time_start_s"]), np.array(truth["xrd"]["time_end_s"])
+    ts = t0[:, None] + (t1 - t0)[:, None] * (np.arange(64) + 0.5) / 64
+    x_expected = e.x_li_at(np.maximum(ts - lag, 0)).mean(axis=1)
+    np.testing.assert_allclose(truth["xrd"]["x_li_structural"], x_expected, atol=2e-3)
     assert truth["clock"] == pytest.approx(truth["clock"] | {"offset_s": 1.7, "drift_ppm": 20.0})
     assert len(truth["xanes"]["fraction"]["FePO4"]) == len(truth["xanes"]["time_s"])
     assert np.asarray(truth["kinetics"]["map_D_cm2_s"]).shape == (16, 16)

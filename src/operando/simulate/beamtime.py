@@ -36,7 +36,7 @@ from operando.io.shared_data import find_shared_data
 from operando.io.triggers import write_trigger_record
 from operando.simulate.clock import make_clock, record_triggers
 from operando.simulate.context import SimContext, StreamResult
-from operando.simulate.echem import simulate_echem
+from operando.simulate.echem import discharge_retention, simulate_echem
 from operando.simulate.presets import Preset, get_preset
 
 STREAMS: tuple[str, ...] = ("xrd", "xanes", "confocal", "kinetics")
@@ -122,6 +122,8 @@ def _echem_truth(ctx: SimContext) -> dict[str, Any]:
             for n, (a, b) in zip(e.segment_names, e.segment_bounds_s, strict=True)
         ],
         "charge_passed_C": float(e.charge_C.max()),
+        "discharge_retention": discharge_retention(spec),
+        "x_li_end": float(e.x_li[-1]),
         "x_li_min": float(e.x_li.min()),
         "duration_s": e.duration_s,
     }

@@ -1,6 +1,8 @@
 """Galvanostatic LiFePO4 | Li half cell: the electrochemical ground truth.
 
 The protocol is CC charge (delithiation, I > 0), rest, CC discharge (I < 0), rest.
+The discharge returns the fraction r(C) = clip(1 − k (C − 1), 0.5, 1) of the charge
+passed (rate capability: at high rate the lower cutoff is reached early).
 Li content follows Faraday's law,
 
     x(t) = x_start - Q(t) / (F * n_mol * n_e),   Q(t) = ∫ I dt  [C],
@@ -94,12 +96,18 @@ def x_li_exact(t: np.ndarray, p: EchemProfile) -> np.ndarray:
     return x
 
 
+def discharge_retention(spec: EchemSpec) -> float:
+    """r(C) = clip(1 − k (C − 1), 0.5, 1): fraction of the charge passed that the discharge returns."""
+    r = 1.0 - spec.rate_capability_loss_per_C * max(spec.c_rate_per_h - 1.0, 0.0)
+    return float(np.clip(r, 0.5, 1.0))
+
+
 def simulate_echem(spec: EchemSpec) -> EchemProfile:
     """Sample the protocol every ``spec.sample_period_s`` (plus every segment boundary)."""
     q_th = theoretical_capacity_C(spec)
     i_1c = q_th / 3600.0
     t_cc = spec.depth_of_charge * 3600.0 / spec.c_rate_per_h
-    durations = (t_cc, spec.rest_s, t_cc, spec.rest_s)
+    durations = (t_cc, spec.rest_s, t_cc * discharge_retention(spec), spec.rest_s)
     edges = np.concatenate([[0.0], np.cumsum(durations)])
     bounds = tuple((float(a), float(b)) for a, b in itertools.pairwise(edges))
 

@@ -28,7 +28,12 @@ class EchemSpec:
     molar_mass_g_mol: float = MOLAR_MASS_LFP_G_PER_MOL
     electrons_per_formula_unit: float = 1.0
     x_start: float = 1.0  # Li content of LixFePO4 at t = 0 (fully lithiated)
-    depth_of_charge: float = 0.9  # fraction of theoretical capacity charged, then discharged
+    depth_of_charge: float = 0.9  # fraction of theoretical capacity charged
+    # Rate capability: the discharge returns r = 1 - k (C - 1) of the charge passed
+    # (clipped to [0.5, 1]), standing in for the lower cutoff voltage being reached early at
+    # high rate (LiFePO4 keeps ~85 % at 10C). So the cell rests partly delithiated after a
+    # fast discharge, where a metastable intermediate can relax by the lever rule.
+    rate_capability_loss_per_C: float = 0.015
     rest_s: float = 900.0
     sample_period_s: float = 5.0
     ocv_plateau_V: float = 3.428

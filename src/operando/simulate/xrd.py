@@ -5,17 +5,20 @@ t_k = first_frame_s + k × frame_period_s, for as long as the exposure
 [t_k, t_k + count_time_s] ends within the electrochemical protocol. The beamline writes
 timestamp_k = clock.to_beamline_epoch(t_k) + N(0, beamline_jitter_s).
 
-Structure (phase fractions, molar, summing to 1) follows the charge passed with a lag
-τ = max(t − lag_s, 0):
+Structure (phase fractions, molar, summing to 1) follows the charge passed with a lag:
+the crystalline phases hold the Li content x_s(t) = x_Faraday(τ), τ = max(t − lag_s, 0).
+The metastable intermediate LixiFePO4 (x_i = ``LI_OCCUPANCY_INTERMEDIATE`` = 0.6) forms
+during a fast discharge and relaxes at rest; Li is conserved by the lever rule:
 
-    f_FePO4⁰(t) = echem.faraday_fepo4_fraction_at(τ)
-    f_int(t)    = P · p(τ)                          during discharge, p = discharge progress
-                = P · exp(−(τ − t_d,end) / τ_decay)  after discharge (rest)
+    g(t)        = P · p(τ)                          during discharge, p = discharge progress
+                = g_end · exp(−(τ − t_d,end) / τ_decay)   after discharge (rest)
                 = 0                                   before discharge, or if C-rate < threshold
-    f_FePO4     = f_FePO4⁰ (1 − f_int),   f_LiFePO4 = (1 − f_FePO4⁰)(1 − f_int)
+    f_int       = min(g, x_s / x_i, (1 − x_s) / (1 − x_i))      (all fractions ≥ 0)
+    f_LiFePO4   = x_s − x_i f_int,     f_FePO4 = 1 − x_s − (1 − x_i) f_int
 
-(the metastable LixFePO4 is taken proportionally from the two end members), with
-P = ``intermediate_peak_fraction``. Fractions are averaged over each exposure window
+so f_LiFePO4 + x_i f_int = x_s at every instant: as the intermediate decays at rest it
+splits into LiFePO4 and FePO4 in the ratio x_i : (1 − x_i). P =
+``intermediate_peak_fraction``. Fractions are averaged over each exposure window
 (midpoint rule, ``N_SUBSAMPLES`` sub-samples). Peak widths broaden for a minority phase
 (nanodomains): fwhm_p = FWHM_BASE_DEG + FWHM_MINORITY_DEG × (1 − f_p). The incident beam
 decays by ``MONITOR_DECAY_PER_H`` and fluctuates by ``MONITOR_NOISE`` (relative, per frame);
@@ -30,6 +33,7 @@ from operando.io.geometry import write_mask_edf, write_poni
 from operando.io.nexus import DETECTOR_DATA_PATH, TIMESTAMP_PATH, NexusXrdWriter
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.diffraction import (
+    LI_OCCUPANCY_INTERMEDIATE,
     PHASES,
     FrameRenderer,
     make_integrator,
@@ -77,16 +81,18 @@ def phase_fractions_at(
     """Instantaneous molar phase fractions at potentiostat times ``t_s`` (see module doc)."""
     t = np.asarray(t_s, dtype=float)
     tau = np.maximum(t - spec.lag_s, 0.0)
-    f_fp0 = np.asarray(echem.faraday_fepo4_fraction_at(tau), dtype=float)
-    f_int = np.zeros_like(f_fp0)
+    x_s = np.clip(np.asarray(echem.x_li_at(tau), dtype=float), 0.0, 1.0)
+    xi = LI_OCCUPANCY_INTERMEDIATE
+    f_int = np.zeros_like(x_s)
     if echem.spec.c_rate_per_h >= spec.intermediate_min_c_rate:
         d0, d1 = echem.segment_bounds_s[echem.segment_names.index("discharge")]
         progress = np.clip((tau - d0) / (d1 - d0), 0.0, 1.0)
         after = np.exp(-np.maximum(tau - d1, 0.0) / spec.intermediate_decay_s)
-        f_int = np.where(tau < d0, 0.0, spec.intermediate_peak_fraction * progress * after)
+        g = np.where(tau < d0, 0.0, spec.intermediate_peak_fraction * progress * after)
+        f_int = np.minimum(g, np.minimum(x_s / xi, (1.0 - x_s) / (1.0 - xi)))
     return {
-        "LiFePO4": (1.0 - f_fp0) * (1.0 - f_int),
-        "FePO4": f_fp0 * (1.0 - f_int),
+        "LiFePO4": x_s - xi * f_int,
+        "FePO4": 1.0 - x_s - (1.0 - xi) * f_int,
         "LixFePO4": f_int,
     }
 
@@ -191,6 +197,10 @@ def simulate_xrd(ctx: SimContext) -> StreamResult:
         "wavelength_A": spec.wavelength_A,
         "distance_m": spec.distance_m,
         "lag_s": spec.lag_s,
+        "x_li_structural": [float(x) for x in
+                            fractions["LiFePO4"] + LI_OCCUPANCY_INTERMEDIATE
+                            * fractions["LixFePO4"]],
+        "intermediate_x_li": LI_OCCUPANCY_INTERMEDIATE,
         "intermediate_present": intermediate_present,
         "detector": spec.detector,
         "n_frames": int(n),
