@@ -97,7 +97,7 @@ def x_li_exact(t: np.ndarray, p: EchemProfile) -> np.ndarray:
 
 
 def discharge_retention(spec: EchemSpec) -> float:
-    """r(C) = clip(1 − k (C − 1), 0.5, 1): fraction of the charge passed that the discharge returns."""
+    """r(C) = clip(1 − k (C − 1), 0.5, 1): the fraction of the charge passed given back."""
     r = 1.0 - spec.rate_capability_loss_per_C * max(spec.c_rate_per_h - 1.0, 0.0)
     return float(np.clip(r, 0.5, 1.0))
 
