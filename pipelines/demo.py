@@ -20,8 +20,14 @@ from operando.simulate.beamtime import BeamtimeResult, simulate_beamtime
 @task(name="simulate beamtime")
 def simulate_task(workdir: Path, preset: str, seed: int) -> BeamtimeResult:
     log = get_run_logger()
+
+    def every_tenth(stream: str, done: int, total: int) -> None:
+        if done == total or done % max(total // 10, 1) == 0:
+            log.info("%s: %d/%d frames", stream, done, total)
+
     res = simulate_beamtime(workdir / "raw", preset, seed, output_directory="../reduced",
-                            progress=lambda s: log.info("simulating %s", s))
+                            progress=lambda s: log.info("simulating %s", s),
+                            item_progress=every_tenth)
     for note in res.notes:
         log.warning(note)
     return res

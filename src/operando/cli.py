@@ -84,6 +84,7 @@ def _simulate_with_progress(outdir: Path, preset: str, seed: int,
                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
                   console=console, transient=False) as bar:
         job = bar.add_task(f"simulating {preset}", total=steps)
+        frames = bar.add_task("frames", total=None, visible=False)
         state = {"n": 0}
 
         def step(name: str) -> None:
@@ -91,9 +92,15 @@ def _simulate_with_progress(outdir: Path, preset: str, seed: int,
                 bar.advance(job)
             state["n"] += 1
             bar.update(job, description=f"simulating {preset}: {name}")
+            bar.update(frames, visible=False)
+
+        def items(stream: str, done: int, total: int) -> None:
+            bar.update(frames, description=f"  {stream} frames", completed=done, total=total,
+                       visible=True)
 
         res = simulate_beamtime(outdir, preset, seed, streams=chosen,
-                                data_dir="auto" if real_data else None, progress=step)
+                                data_dir="auto" if real_data else None, progress=step,
+                                item_progress=items)
         bar.update(job, completed=steps, description=f"simulated {preset}")
     for note in res.notes:
         console.print(f"[yellow]note[/]: {note}")

@@ -233,12 +233,15 @@ def simulate_beamtime(
     data_dir: Path | str | None = "auto",
     output_directory: str = "reduced",
     progress: Callable[[str], None] | None = None,
+    item_progress: Callable[[str, int, int], None] | None = None,
 ) -> BeamtimeResult:
     """Simulate a run and write it to ``outdir`` (see the module docstring).
 
     ``data_dir="auto"`` looks for ``../shared/data`` (real XANES standards and Fe
     foil); ``None`` forces the analytic fallbacks. ``output_directory`` is the
-    run config's ``output.directory`` (relative to ``outdir``).
+    run config's ``output.directory`` (relative to ``outdir``). ``progress(step)`` is
+    called as each stream starts, ``item_progress(stream, done, total)`` per frame
+    written by the long streams.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
     p = p.with_overrides(overrides)
@@ -253,7 +256,7 @@ def simulate_beamtime(
     echem = simulate_echem(p.echem)
     clock = make_clock(p.echem, p.clock)
     ctx = SimContext(outdir=outdir, preset=p, echem=echem, clock=clock, seed=seed,
-                     data_dir=ddir)
+                     data_dir=ddir, progress=item_progress)
     res = BeamtimeResult(outdir=outdir, preset=p, seed=seed)
     start_local = datetime.fromisoformat(p.echem.acquisition_start_local)
 
@@ -268,7 +271,7 @@ def simulate_beamtime(
         sr = _run_stream(name, ctx)
         res.files[name] = dict(sr.files)
         res.truth[name] = sr.truth
-        res.notes.extend(f"{name}: {n}" for n in sr.notes)
+        res.notes.extend(n if n.startswith(f"{name}:") else f"{name}: {n}" for n in sr.notes)
 
     clock_truth: dict[str, Any] = {
         "offset_s": p.clock.offset_s,

@@ -428,6 +428,7 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
         for i in range(n_depths):
             yield mixture.render(float(frac[p, i]), monitor=float(rel_beam[p, i]),
                                  rng=rng_frames)
+            ctx.report(STREAM, p * n_depths + i + 1, n_passes * n_depths)
 
     scans: list[BlissScan] = []
     title = (f"ascan sz {sz_mm[0]:.6g} {sz_mm[-1]:.6g} {n_depths - 1} "

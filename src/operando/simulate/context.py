@@ -10,6 +10,7 @@ potentiostat clock (seconds since ``Acquisition started on``).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,12 @@ class SimContext:
     clock: ClockModel
     seed: int
     data_dir: Path | None = None  # ../shared/data when present (real XANES standards, Fe foil)
+    progress: Callable[[str, int, int], None] | None = None  # (stream, done, total) items
+
+    def report(self, stream: str, done: int, total: int) -> None:
+        """Tell the caller how far a long stream is (frames written of total)."""
+        if self.progress is not None:
+            self.progress(stream, done, total)
 
     def rng(self, stream: str) -> np.random.Generator:
         """An independent, reproducible generator per stream (order of streams does not matter)."""

@@ -180,6 +180,7 @@ def simulate_xrd(ctx: SimContext) -> StreamResult:
                                     rng=frame_rngs[k])
             writer.append(frame, timestamp_s=float(timestamps[k]),
                           count_time_s=spec.count_time_s, monitor=float(monitor[k]))
+            ctx.report("xrd", k + 1, n)
 
     intermediate_present = bool(echem.spec.c_rate_per_h >= spec.intermediate_min_c_rate)
     truth = {
