@@ -14,6 +14,8 @@ from prefect import flow, get_run_logger, task
 from operando.config import RunConfig, load_config
 from operando.echem.summary import SegmentSummary, segments
 from operando.io.biologic import read_mpt
+from operando.io.figures import save_figure
+from operando.report.echem import echem_figure
 from operando.simulate.beamtime import BeamtimeResult, simulate_beamtime
 
 
@@ -39,11 +41,16 @@ def validate_task(config_path: Path) -> RunConfig:
 
 
 @task(name="read electrochemistry")
-def echem_task(cfg: RunConfig) -> list[SegmentSummary]:
+def echem_task(cfg: RunConfig) -> tuple[list[SegmentSummary], list[Path]]:
+    """Read the cycler files back; summary by segment; figure in <product dir>/report/."""
     if cfg.echem is None:
-        return []
+        return [], []
     ds = read_mpt(cfg.echem.files, timezone=cfg.echem.timezone)
-    return segments(ds)
+    figures: list[Path] = []
+    if cfg.output.report:
+        fig = echem_figure(ds, title=f"{cfg.run.name}: electrochemistry")
+        figures.append(save_figure(fig, cfg.product_dir / "report" / "echem.png"))
+    return segments(ds), figures
 
 
 @flow(name="operando-demo", log_prints=True)
@@ -52,6 +59,6 @@ def demo_flow(workdir: Path, preset: str = "lfp-1c", seed: int = 0) -> dict[str,
     workdir = Path(workdir)
     res = simulate_task(workdir, preset, seed)
     cfg = validate_task(res.run_config_path)
-    segs = echem_task(cfg)
+    segs, figures = echem_task(cfg)
     get_run_logger().info("electrochemistry read back: %d segments", len(segs))
-    return {"simulation": res, "config": cfg, "segments": segs}
+    return {"simulation": res, "config": cfg, "segments": segs, "figures": figures}

@@ -37,6 +37,8 @@ def test_demo_command_runs_the_flow_and_reads_echem_back(tmp_path: Path) -> None
         assert kind in out
     assert f"{q_mAh:.4f}" in out
     assert "Completed" in proc.stdout + proc.stderr  # Prefect's flow-run state
+    png = tmp_path / "w" / "reduced" / "sim-small-seed0" / "report" / "echem.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in out.replace("\n", "")
 
 
 def test_simulate_command_and_bad_preset(tmp_path: Path) -> None:

@@ -161,7 +161,8 @@ def demo(
 
     console.rule(f"operando demo: preset {preset}, seed {seed}")
     out = demo_flow(workdir, preset=preset, seed=seed)
-    res, cfg, segs = out["simulation"], out["config"], out["segments"]
+    res, cfg, segs, figures = (out["simulation"], out["config"], out["segments"],
+                               out["figures"])
     console.print(_files_table(res))
 
     table = Table(title="electrochemistry read back from " + str(cfg.echem.files[0]))
@@ -176,9 +177,10 @@ def demo(
     console.print(
         f"run config (validated): {res.run_config_path}\n"
         f"ground truth:           {res.truth_path}\n"
-        f"products will go to:    {cfg.product_dir}\n"
-        "reduced products: none yet at this version (XRD, XANES, sync, peaks, kinetics land "
-        "in later releases)."
+        f"products:               {cfg.product_dir}\n"
+        + "".join(f"  report figure:        {f}\n" for f in figures)
+        + "reduced data products: none yet at this version (XRD, XANES, sync, peaks and "
+        "kinetics land in later releases)."
     )
 
 
