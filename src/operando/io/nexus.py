@@ -41,6 +41,7 @@ __all__ = [
 DETECTOR_DATA_PATH = "/entry/instrument/detector/data"
 TIMESTAMP_PATH = "/entry/instrument/detector/timestamp"
 MONITOR_DATA_PATH = "/entry/instrument/monitor/data"
+COUNT_TIME_PATH = "/entry/instrument/detector/count_time"
 HC_KEV_A = 12.398419843320026  # E[keV] × λ[Å]
 
 

@@ -30,6 +30,7 @@ import yaml
 
 from operando import __version__
 from operando.config import validate_config
+from operando.io import nexus
 from operando.io.atomic import write_text_atomic
 from operando.io.biologic import gcpl_settings_lines, simulated_cell_columns, write_mpt
 from operando.io.shared_data import find_shared_data
@@ -154,7 +155,6 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
         },
     }
     if "xrd" in f:
-        t = res.truth["xrd"]
         cfg["sync"] = {
             "method": "triggers",
             "trigger_file": f["echem"]["triggers"],
@@ -162,10 +162,10 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
         }
         cfg["xrd"] = {
             "files": [f["xrd"]["frames"]],
-            "dataset": t.get("dataset_path", "/entry/instrument/detector/data"),
-            "timestamp_path": t.get("timestamp_path", "/entry/instrument/detector/timestamp"),
-            "count_time_path": "/entry/instrument/detector/count_time",
-            "monitor_path": "/entry/instrument/monitor/data",
+            "dataset": nexus.DETECTOR_DATA_PATH,
+            "timestamp_path": nexus.TIMESTAMP_PATH,
+            "count_time_path": nexus.COUNT_TIME_PATH,
+            "monitor_path": nexus.MONITOR_DATA_PATH,
             "integration": {
                 "poni": f["xrd"]["poni"], "mask": f["xrd"]["mask"], "unit": "q_A^-1",
                 "npt": 1500,
@@ -173,35 +173,33 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
         }
     if "xanes" in f:
         t = res.truth["xanes"]
-        paths = t.get("paths", {})
-        section: dict[str, Any] = {
+        paths = t["paths"]
+        cfg["xanes"] = {
             "files": [f["xanes"]["scans"]],
             "scans": "*.1",
             "mode": "transmission",
-            "energy_path": paths.get("energy", "measurement/energy"),
-            "i0_path": paths.get("I0", "measurement/I0"),
-            "it_path": paths.get("It", "measurement/It"),
-            "iref_path": paths.get("Iref", "measurement/Iref"),
-            "epoch_path": paths.get("epoch", "measurement/epoch"),
-            "reference_e0_eV": t.get("foil_e0_eV"),
+            "energy_path": paths["energy"],
+            "i0_path": paths["I0"],
+            "it_path": paths["It"],
+            "iref_path": paths["Iref"],
+            "epoch_path": paths["epoch"],
+            "reference_e0_eV": t["foil_e0_eV"],
+            "standards": [{"name": role.removeprefix("standard_"), "file": rel}
+                          for role, rel in sorted(f["xanes"].items())
+                          if role.startswith("standard_")],
         }
-        standards = [
-            {"name": name, "file": rel} for role, rel in sorted(f["xanes"].items())
-            if role.startswith("standard_") for name in [role.removeprefix("standard_")]
-        ]
-        if standards:
-            section["standards"] = standards
-        cfg["xanes"] = section
     if "confocal" in f:
         t = res.truth["confocal"]
-        motor = t.get("depth_motor", {"path": "instrument/positioners/sz", "units": "mm"})
+        motor = t["depth_motor"]
         cfg["confocal"] = {
             "files": [f["confocal"]["master"]],
             "scans": "*.1",
-            "detector_path": t.get("detector_path", "instrument/pilatus/data"),
+            "detector_path": t["detector_path"],
             "depth_path": motor["path"],
-            "depth_unit": "um" if motor.get("units") in ("um", "µm") else "mm",
-            "depth_origin": t.get("origin", "separator"),
+            "depth_unit": motor["units"],
+            "depth_origin": t["origin"],
+            "epoch_path": t["epoch_path"],
+            "monitor_path": t["monitor_path"],
             "integration": {
                 "poni": f["confocal"]["poni"], "mask": f["confocal"]["mask"], "unit": "q_A^-1",
                 "npt": 1000,
