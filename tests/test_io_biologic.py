@@ -15,11 +15,9 @@ import pytest
 
 from operando.io.biologic import (
     EchemFormatError,
-    gcpl_settings_lines,
     parse_acquisition_start,
     read_mpt,
     read_mpt_file,
-    simulated_cell_columns,
     write_mpt,
 )
 from operando.io.shared_data import find_shared_data
@@ -30,6 +28,7 @@ from operando.io.triggers import (
     write_trigger_record,
 )
 from operando.simulate.echem import EchemProfile, simulate_echem
+from operando.simulate.eclab_export import gcpl_settings_lines, simulated_cell_columns
 from operando.simulate.presets import get_preset
 
 # the one locator of ../shared/data (also used by conftest.shared_data); when it is absent
@@ -360,7 +359,6 @@ def test_unknown_columns_are_preserved(tmp_path: Path, profile: EchemProfile) ->
         ("07/26/2022 22:38:30.190", datetime(2022, 7, 26, 22, 38, 30, 190000)),
         ("01/10/2018 17:01:24", datetime(2018, 1, 10, 17, 1, 24)),
         ("  12/08/2022   14:36:53.355 ", datetime(2022, 12, 8, 14, 36, 53, 355000)),
-        ("07.26.2022 22:38:30", datetime(2022, 7, 26, 22, 38, 30)),
         ("2022-07-26 22:38:30.5", datetime(2022, 7, 26, 22, 38, 30, 500000)),
     ],
 )
@@ -521,3 +519,95 @@ def test_trigger_record_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sorted"):
         write_trigger_record(tmp_path / "w.txt", np.array([2.0, 1.0]), source="s",
                              acquisition_start=datetime(2026, 3, 14))
+
+
+# --------------------------------------------------------------------------- review fixes
+
+
+def test_month_first_dotted_date_is_an_error_not_a_guess(tmp_path: Path, sim_file: Path) -> None:
+    for text in ("07.26.2022 22:38:30", "26-07-2022 22:38:30"):
+        with pytest.raises(ValueError, match="unrecognised date"):
+            parse_acquisition_start(text)
+    p = _rewrite(sim_file, tmp_path / "dotted.mpt",
+                 lambda ls: [re.sub(r"(Acquisition started on : ).*", r"\g<1>07.08.2022 10:00:00",
+                                    x) for x in ls])
+    with pytest.raises(EchemFormatError,
+                       match=r"dotted\.mpt.*'07\.08\.2022 10:00:00'.*%m/%d/%Y %H:%M:%S\.%f"):
+        read_mpt(p, timezone="UTC")
+
+
+def test_datetime64_utc_converts_aware_non_utc() -> None:
+    from zoneinfo import ZoneInfo
+
+    from operando.io.biologic import datetime64_utc
+
+    paris = datetime(2026, 7, 1, 12, 0, tzinfo=ZoneInfo("Europe/Paris"))  # CEST, UTC+2
+    out = datetime64_utc(paris, np.array([0.0, 1.5]))
+    np.testing.assert_array_equal(
+        out, np.array(["2026-07-01T10:00:00", "2026-07-01T10:00:01.5"], dtype="datetime64[ns]"))
+
+
+def test_aware_acquisition_start_is_refused_by_both_writers(tmp_path: Path,
+                                                           profile: EchemProfile) -> None:
+    from zoneinfo import ZoneInfo
+
+    aware = datetime(2026, 3, 14, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    with pytest.raises(ValueError, match=r"t\.txt: acquisition_start: expected a naive"):
+        write_trigger_record(tmp_path / "t.txt", np.array([1.0]), source="s",
+                             acquisition_start=aware)
+    with pytest.raises(ValueError, match=r"c\.mpt: acquisition_start: expected a naive"):
+        write_mpt(tmp_path / "c.mpt", simulated_cell_columns(profile), acquisition_start=aware)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_trigger_metadata_start_parses_and_count_is_checked(tmp_path: Path) -> None:
+    start = datetime(2026, 3, 14, 9, 30, 0, 250000)
+    p = write_trigger_record(tmp_path / "trig.txt", np.array([1.0, 2.0, 3.0]), source="s",
+                             acquisition_start=start)
+    from operando.io.triggers import read_trigger_file
+
+    meta, t = read_trigger_file(p)
+    assert datetime.fromisoformat(read_trigger_metadata(p)["acquisition_start"]) == start
+    assert datetime.fromisoformat(meta["acquisition_start"]) == start
+    np.testing.assert_array_equal(t, [1.0, 2.0, 3.0])
+    lines = p.read_text().splitlines()
+    cut = tmp_path / "cut.txt"
+    cut.write_text("\n".join(lines[:-1]) + "\n")  # a truncated copy
+    with pytest.raises(TriggerFormatError, match=r"cut\.txt: header says n_triggers = 3, found 2"):
+        read_trigger_record(cut)
+
+
+def test_one_timezone_check_for_config_and_reader(sim_file: Path) -> None:
+    from operando.config import _timezone
+    from operando.io.timestamps import zoneinfo_or_raise
+
+    with pytest.raises(ValueError) as a:
+        _timezone("CEST")
+    with pytest.raises(ValueError) as b:
+        zoneinfo_or_raise("CEST")
+    with pytest.raises(ValueError) as c:
+        read_mpt(sim_file, timezone="CEST")
+    assert str(a.value) == str(b.value) == str(c.value)
+    assert "expected an IANA timezone name" in str(a.value)
+
+
+def test_hms_rounds_before_splitting() -> None:
+    from operando.simulate.eclab_export import _hms
+
+    assert _hms(59.99999, ".") == "0:01:0.0000"
+    assert _hms(3599.99996, ",") == "1:00:0,0000"
+    assert _hms(3725.5, ".") == "1:02:5.5000"
+    assert _hms(0.0, ".") == "0:00:0.0000"
+
+
+def test_write_mpt_channel_serial_and_latin1_error(tmp_path: Path, profile: EchemProfile) -> None:
+    cols = simulated_cell_columns(profile)
+    p = write_mpt(tmp_path / "c.mpt", cols, acquisition_start=datetime(2026, 3, 14, 9, 30),
+                  channel=6, channel_serial="6042", device="VMP3 (SN 0198)")
+    header = p.read_bytes().decode("latin-1").split("\r\n")
+    assert "Run on channel : 6 (SN 6042)" in header
+    assert "Device : VMP3 (SN 0198)" in header
+    with pytest.raises(ValueError, match=r"bad\.mpt: .*latin-1.*'→'"):
+        write_mpt(tmp_path / "bad.mpt", cols, acquisition_start=datetime(2026, 3, 14, 9, 30),
+                  comments="charge → discharge")
+    assert not (tmp_path / "bad.mpt").exists()

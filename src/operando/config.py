@@ -20,7 +20,6 @@ import glob
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -33,6 +32,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from operando.io.timestamps import zoneinfo_or_raise
 
 SCHEMA_VERSION = 1
 
@@ -96,12 +97,7 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
 
 
 def _timezone(value: str) -> str:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(
-            f"expected an IANA timezone name such as 'Europe/Paris' or 'UTC', found {value!r}"
-        ) from None
+    zoneinfo_or_raise(value)
     return value
 
 

@@ -35,26 +35,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import xarray as xr
 
+from operando.echem.segments import (
+    cumulative_trapezoid_C,
+    rest_threshold_from_current,
+    segments_from_current,
+)
 from operando.io.atomic import write_bytes_atomic
-
-if TYPE_CHECKING:  # io must not import the simulator at run time
-    from operando.simulate.echem import EchemProfile
+from operando.io.errors import InputFileError
+from operando.io.text import read_text_lines
+from operando.io.timestamps import require_naive_local, zoneinfo_or_raise
 
 __all__ = [
     "ACQUISITION_START_FORMATS",
     "EchemFormatError",
     "MptFile",
-    "gcpl_settings_lines",
     "parse_acquisition_start",
     "read_mpt",
     "read_mpt_file",
-    "simulated_cell_columns",
     "write_mpt",
 ]
 
@@ -64,15 +66,13 @@ MAH_TO_C = 3.6  # 1 mA·h = 1e-3 A * 3600 s = 3.6 C
 
 # ``Acquisition started on`` formats, tried in order. The real files seen
 # (EC-Lab v11.12 - v11.50) all use the first; older versions drop the
-# milliseconds; some locales write dots or dashes, still month first.
+# milliseconds (or the seconds); ISO-8601 is accepted too. Nothing else is guessed:
+# a dotted or dashed date could be day-first or month-first depending on the PC's
+# locale, so an unknown layout is an error, never a silent day/month swap.
 ACQUISITION_START_FORMATS: tuple[str, ...] = (
     "%m/%d/%Y %H:%M:%S.%f",
     "%m/%d/%Y %H:%M:%S",
     "%m/%d/%Y %H:%M",
-    "%m.%d.%Y %H:%M:%S.%f",
-    "%m.%d.%Y %H:%M:%S",
-    "%m-%d-%Y %H:%M:%S.%f",
-    "%m-%d-%Y %H:%M:%S",
     "%Y-%m-%d %H:%M:%S.%f",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%dT%H:%M:%S.%f",
@@ -100,12 +100,8 @@ CYCLE_COLUMN = "cycle number"
 MODE_COLUMN = "mode"
 MODE_CC, MODE_CV, MODE_REST = 1, 2, 3
 
-SEGMENT_CHARGE, SEGMENT_DISCHARGE, SEGMENT_REST = "charge", "discharge", "rest"
-DEFAULT_REST_THRESHOLD_FRACTION = 1e-3  # of the median active |I|
-REST_THRESHOLD_FLOOR_A = 1e-12
 
-
-class EchemFormatError(ValueError):
+class EchemFormatError(InputFileError):
     """An electrochemistry file does not have the layout or content expected."""
 
 
@@ -124,8 +120,11 @@ def format_eclab_float(value: float, digits: int = 15, decimal_separator: str = 
 
 
 def format_acquisition_start(start: datetime) -> str:
-    """``MM/DD/YYYY HH:MM:SS.fff`` (milliseconds rounded), as EC-Lab writes it."""
-    start = start.replace(tzinfo=None)
+    """``MM/DD/YYYY HH:MM:SS.fff`` (milliseconds rounded), as EC-Lab writes it.
+
+    ``start`` is naive potentiostat-local wall time (an aware datetime is refused).
+    """
+    require_naive_local(start, "acquisition_start")
     start_ms = start.replace(microsecond=0) + timedelta(
         milliseconds=round(start.microsecond / 1000.0)
     )
@@ -148,13 +147,13 @@ def parse_acquisition_start(text: str) -> datetime:
     )
 
 
-def localise_to_utc(local: datetime, tz_name: str) -> tuple[datetime, str | None]:
-    """Interpret a naive wall-clock time in ``tz_name``; return (aware UTC datetime, note).
+def localise_to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
+    """Interpret a naive wall-clock time in ``tz``; return (aware UTC datetime, note).
 
     A wall time that does not exist in the zone (spring-forward gap) raises ``ValueError``;
     an ambiguous one (autumn fold) takes the first occurrence and returns a note.
     """
-    tz = zoneinfo_or_raise(tz_name)
+    tz_name = tz.key
     aware = local.replace(tzinfo=tz, fold=0)
     utc = aware.astimezone(dt_timezone.utc)
     if utc.astimezone(tz).replace(tzinfo=None) != local:
@@ -168,16 +167,6 @@ def localise_to_utc(local: datetime, tz_name: str) -> tuple[datetime, str | None
         note = (f"local time {local.isoformat()} is ambiguous in {tz_name} (daylight-saving "
                 f"fold); took the first occurrence {utc.isoformat()}")
     return utc, note
-
-
-def zoneinfo_or_raise(tz_name: str) -> ZoneInfo:
-    """``ZoneInfo(tz_name)`` with a ``ValueError`` naming the key when unknown."""
-    try:
-        return ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(
-            f"unknown timezone {tz_name!r}: give an IANA name such as 'Europe/Paris'"
-        ) from exc
 
 
 def sanitise_name(column: str) -> str:
@@ -201,50 +190,14 @@ def column_units(column: str) -> str:
     return unit.replace("µ", "u")
 
 
-def rest_threshold_from_current(
-    current_A: np.ndarray, mode: np.ndarray | None, threshold_A: float | None
-) -> float:
-    """|I| at or below which a row counts as rest (A).
-
-    ``threshold_A`` when given; else 1e-3 of the median non-zero |I| over the rows not
-    already at open circuit (EC-Lab ``mode`` 3), at least 1e-12 A. The median keeps the
-    threshold small for CVs whose current spans decades and immune to spikes.
-    """
-    if threshold_A is not None:
-        return float(threshold_A)
-    active = np.isfinite(current_A) & (current_A != 0.0)
-    if mode is not None:
-        active &= np.asarray(mode) != MODE_REST
-    scale = float(np.median(np.abs(current_A[active]))) if active.any() else 0.0
-    return max(DEFAULT_REST_THRESHOLD_FRACTION * scale, REST_THRESHOLD_FLOOR_A)
-
-
-def segments_from_current(
-    current_A: np.ndarray, mode: np.ndarray | None, threshold_A: float
-) -> np.ndarray:
-    """``charge`` (I > thr, oxidation), ``discharge`` (I < -thr) or ``rest`` per row.
-
-    Rows with EC-Lab ``mode == 3`` (open circuit) are rest whatever the current reads.
-    """
-    seg = np.full(current_A.shape, SEGMENT_REST, dtype=object)
-    seg[current_A > threshold_A] = SEGMENT_CHARGE
-    seg[current_A < -threshold_A] = SEGMENT_DISCHARGE
-    if mode is not None:
-        seg[np.asarray(mode) == MODE_REST] = SEGMENT_REST
-    return seg.astype(str)
-
-
-def cumulative_trapezoid_C(time_s: np.ndarray, current_A: np.ndarray) -> np.ndarray:
-    """∫ I dt from the first row (C), trapezoid rule."""
-    if time_s.size == 0:
-        return np.zeros(0)
-    steps = 0.5 * (current_A[1:] + current_A[:-1]) * np.diff(time_s)
-    return np.concatenate([[0.0], np.cumsum(steps)])
-
-
 def datetime64_utc(start_utc: datetime, time_s: np.ndarray) -> np.ndarray:
-    """UTC ``datetime64[ns]`` of ``start_utc + time_s`` (time_s in s)."""
-    start = np.datetime64(start_utc.replace(tzinfo=None), "ns")
+    """UTC ``datetime64[ns]`` of ``start_utc + time_s`` (time_s in s).
+
+    ``start_utc`` may be aware in any zone (converted to UTC) or naive (taken as UTC).
+    """
+    if start_utc.tzinfo is not None:
+        start_utc = start_utc.astimezone(dt_timezone.utc).replace(tzinfo=None)
+    start = np.datetime64(start_utc, "ns")
     return start + np.round(np.asarray(time_s, dtype=float) * 1e9).astype("timedelta64[ns]")
 
 
@@ -271,6 +224,7 @@ def write_mpt(
     technique: str = GCPL,
     settings_lines: Sequence[str] = (),
     channel: int = 1,
+    channel_serial: str = "0001",
     device: str = "VMP3 (SN 0001)",
     comments: str = "",
     decimal_separator: str = ".",
@@ -280,13 +234,15 @@ def write_mpt(
 
     ``columns`` maps EC-Lab column names (with their units, e.g. ``time/s``, ``Ewe/V``,
     ``I/mA``, ``(Q-Qo)/mA.h``) to equal-length arrays, written in mapping order.
-    ``acquisition_start`` is the naive potentiostat-local wall time of ``time/s = 0``.
+    ``acquisition_start`` is the naive potentiostat-local wall time of ``time/s = 0``
+    (an aware datetime is refused rather than silently shifted).
+    ``channel`` and ``channel_serial`` make ``Run on channel : 1 (SN 0001)``; ``device``
+    the ``Device : VMP3 (SN 0001)`` line (EC-Lab writes two different serials there).
     ``settings_lines`` are technique-parameter lines placed after ``Cycle Definition``.
     ``decimal_separator=","`` writes a European-locale export. The file is latin-1,
     ``newline``-terminated lines (CRLF as EC-Lab), no newline after the last row.
     """
-    if acquisition_start.tzinfo is not None:
-        raise ValueError("acquisition_start must be naive potentiostat-local wall time")
+    require_naive_local(acquisition_start, f"{path}: acquisition_start")
     if not columns:
         raise ValueError("no columns to write")
     names = list(columns)
@@ -308,7 +264,7 @@ def write_mpt(
         "",
         technique,
         "",
-        f"Run on channel : {channel} (SN 0001)",
+        f"Run on channel : {channel} (SN {channel_serial})",
         "User : ",
         "CE vs. WE compliance from -10 V to 10 V",
         "Electrode connection : standard",
@@ -346,88 +302,15 @@ def write_mpt(
         if "\n" in line or "\r" in line:
             raise ValueError(f"header line {k + 1} contains a newline: {line!r}")
     text = newline.join(lines)
-    return write_bytes_atomic(path, text.encode("latin-1"))
-
-
-def simulated_cell_columns(profile: EchemProfile) -> dict[str, np.ndarray]:
-    """EC-Lab GCPL columns of a simulated profile.
-
-    ``mode`` 1 (CC) or 3 (rest); ``ox/red`` 1 on oxidation (I > 0, charge), 0 on reduction,
-    held through rests; ``control changes`` and ``Ns changes`` 1 on the first row of each
-    sequence; ``Ns`` the protocol segment index; ``time/s`` (s), ``Ewe/V`` (V), ``I/mA``
-    (mA), ``(Q-Qo)/mA.h`` (mA·h = C / 3.6); ``cycle number`` 0 (one cycle, numbered from 0).
-    """
-    seg = np.asarray(profile.segment_index, dtype=int)
-    current_mA = np.asarray(profile.current_A, dtype=float) * 1e3
-    is_rest = np.array([profile.segment_names[k] == "rest" for k in seg], dtype=bool)
-    is_rest |= current_mA == 0.0
-    mode = np.where(is_rest, MODE_REST, MODE_CC).astype(int)
-
-    ox_red = np.empty(seg.size, dtype=int)
-    state = 1
-    for k, i_mA in enumerate(current_mA):
-        if i_mA > 0:
-            state = 1
-        elif i_mA < 0:
-            state = 0
-        ox_red[k] = state
-
-    new_seq = np.ones(seg.size, dtype=int)
-    new_seq[1:] = (seg[1:] != seg[:-1]).astype(int)
-    zeros = np.zeros(seg.size, dtype=int)
-    return {
-        "mode": mode,
-        "ox/red": ox_red,
-        "error": zeros.copy(),
-        "control changes": new_seq.copy(),
-        "Ns changes": new_seq.copy(),
-        "counter inc.": zeros.copy(),
-        "Ns": seg.copy(),
-        "time/s": np.asarray(profile.time_s, dtype=float),
-        "Ewe/V": np.asarray(profile.voltage_V, dtype=float),
-        "I/mA": current_mA,
-        "(Q-Qo)/mA.h": np.asarray(profile.charge_C, dtype=float) / MAH_TO_C,
-        "cycle number": np.zeros(seg.size, dtype=float),
-    }
-
-
-def _hms(seconds: float, decimal_separator: str) -> str:
-    """EC-Lab ``h:mm:s.ffff`` duration (hours unbounded, seconds not zero-padded)."""
-    h, rem = divmod(float(seconds), 3600.0)
-    m, sec = divmod(rem, 60.0)
-    return f"{int(h)}:{int(m):02d}:{sec:.4f}".replace(".", decimal_separator)
-
-
-def gcpl_settings_lines(profile: EchemProfile, decimal_separator: str = ".") -> list[str]:
-    """The GCPL sequence table (``Ns``, ``Is``, ``t1``, ``tR``, ...) of a simulated protocol,
-    in EC-Lab's fixed-width layout, for ``write_mpt(settings_lines=...)``.
-
-    One sequence per segment: CC segments carry the current (mA) for ``t1``, rest
-    segments ``Is = 0`` for ``tR``.
-    """
-    i_1c_mA = profile.current_1c_A * profile.spec.c_rate_per_h * 1e3
-    dec = decimal_separator
-    rows: dict[str, list[str]] = {k: [] for k in (
-        "Ns", "Set I/C", "Is", "unit Is", "vs.", "N", "I sign", "t1 (h:m:s)", "EM (V)",
-        "tR (h:m:s)", "goto Ns'", "nc cycles")}
-    for k, ((t0, t1), name) in enumerate(
-        zip(profile.segment_bounds_s, profile.segment_names, strict=True)
-    ):
-        amps = {"charge": i_1c_mA, "discharge": -i_1c_mA}.get(name, 0.0)
-        rest = name == "rest"
-        rows["Ns"].append(str(k))
-        rows["Set I/C"].append("I")
-        rows["Is"].append(f"{amps:.3f}".replace(".", dec))
-        rows["unit Is"].append("mA")
-        rows["vs."].append("<None>")
-        rows["N"].append(f"{1:.2f}".replace(".", dec))
-        rows["I sign"].append("> 0")
-        rows["t1 (h:m:s)"].append(_hms(0.0 if rest else t1 - t0, dec))
-        rows["EM (V)"].append("pass")
-        rows["tR (h:m:s)"].append(_hms(t1 - t0 if rest else 0.0, dec))
-        rows["goto Ns'"].append("0")
-        rows["nc cycles"].append("0")
-    return [key.ljust(20) + "".join(v.ljust(20) for v in vals) for key, vals in rows.items()]
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        bad = exc.object[max(exc.start - 20, 0):exc.end + 20]
+        raise ValueError(
+            f"{path}: EC-Lab exports are latin-1, but {exc.object[exc.start:exc.end]!r} in "
+            f"...{bad!r}... has no latin-1 code; use latin-1 characters only"
+        ) from None
+    return write_bytes_atomic(path, raw)
 
 
 # ---------------------------------------------------------------------------------------
@@ -445,13 +328,6 @@ class MptFile:
     header_lines: tuple[str, ...]
     columns: dict[str, np.ndarray]  # EC-Lab name -> float64 values, in file order
     decimal_comma: bool
-
-
-def _decode(raw: bytes) -> str:
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")
 
 
 def _header_value(lines: Sequence[str], key: str) -> str | None:
@@ -529,12 +405,9 @@ def read_mpt_file(path: str | os.PathLike[str]) -> MptFile:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        lines = read_text_lines(path)
     except FileNotFoundError:
-        raise EchemFormatError(f"{path}: no such file") from None
-    text = _decode(raw)
-    # not str.splitlines(): it also breaks on \x85, \x1c, ... which latin-1 text may hold
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+        raise EchemFormatError(f"{path}: no such file (expected an EC-Lab .mpt export)") from None
     first = lines[0].strip() if lines else "<empty file>"
     if first not in MAGIC_LINES:
         raise EchemFormatError(
@@ -568,7 +441,7 @@ def read_mpt_file(path: str | os.PathLike[str]) -> MptFile:
         raise EchemFormatError(f"{path}: 'Acquisition started on': {exc}") from None
 
     technique = lines[3].strip() if n_header > 4 else ""
-    rows = [r for r in lines[n_header:]]
+    rows = lines[n_header:]
     while rows and rows[-1].strip() == "":
         rows.pop()
     data_text = "\n".join(rows)
@@ -713,13 +586,13 @@ def read_mpt(
     1e-3 of the median non-zero |I| outside open circuit) or EC-Lab ``mode`` is 3.
     """
     tz_name = timezone
-    zoneinfo_or_raise(tz_name)
+    tz = zoneinfo_or_raise(tz_name)
     files = [read_mpt_file(p) for p in _as_paths(paths)]
     starts: list[datetime] = []
     notes: list[str] = []
     for f in files:
         try:
-            utc, note = localise_to_utc(f.acquisition_start, tz_name)
+            utc, note = localise_to_utc(f.acquisition_start, tz)
         except ValueError as exc:
             raise EchemFormatError(f"{f.path}: 'Acquisition started on': {exc}") from None
         starts.append(utc)
@@ -770,7 +643,8 @@ def read_mpt(
     time_s = np.concatenate(pieces["time_s"])
     current_A = np.concatenate(pieces["current_A"])
     mode = np.concatenate(pieces["mode"]) if has_mode else None
-    thr = rest_threshold_from_current(current_A, mode, rest_threshold_A)
+    open_circuit = None if mode is None else mode == MODE_REST
+    thr = rest_threshold_from_current(current_A, open_circuit, rest_threshold_A)
     dim = "echem_time"
     data_vars: dict[str, tuple[str, np.ndarray, dict[str, str]]] = {
         "voltage_V": (dim, np.concatenate(pieces["voltage_V"]),
@@ -779,7 +653,7 @@ def read_mpt(
                       {**STANDARD_ATTRS["current_A"], "source": std[0].sources["current_A"]}),
         "charge_C": (dim, np.concatenate(pieces["charge_C"]),
                      {**STANDARD_ATTRS["charge_C"], "source": std[0].sources["charge_C"]}),
-        "segment": (dim, segments_from_current(current_A, mode, thr),
+        "segment": (dim, segments_from_current(current_A, open_circuit, thr),
                     {**STANDARD_ATTRS["segment"], "rest_threshold_A": thr,
                      "rule": "|I| <= rest_threshold_A or EC-Lab mode == 3 -> rest; "
                              "I > 0 charge; I < 0 discharge"}),
@@ -824,7 +698,7 @@ def read_mpt(
             "time_utc": time_utc,
         },
     )
-    local_start = t0.astimezone(zoneinfo_or_raise(tz_name))
+    local_start = t0.astimezone(tz)
     ds.attrs.update({
         "source_files": [str(f.path) for f in files],
         "technique": "; ".join(dict.fromkeys(f.technique for f in files)),

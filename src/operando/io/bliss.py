@@ -30,7 +30,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
@@ -38,6 +37,7 @@ import hdf5plugin
 import numpy as np
 
 from operando.io.atomic import atomic_path
+from operando.io.nxutil import nx_group, write_root_attrs
 from operando.io.timestamps import epoch_to_iso
 
 LIMA_DATA_PATH = "/entry_0000/measurement/data"
@@ -67,18 +67,27 @@ class BlissScan:
     counters: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)
 
 
-def _nx(group: h5py.Group, nx_class: str) -> h5py.Group:
-    group.attrs["NX_class"] = nx_class
-    return group
-
-
-def _root_attrs(f: h5py.File, final_name: str, creator: str) -> None:
-    f.attrs["NX_class"] = "NXroot"
-    f.attrs["creator"] = creator
-    f.attrs["file_name"] = final_name
-    f.attrs["file_time"] = datetime.now(timezone.utc).isoformat()
-    f.attrs["HDF5_Version"] = h5py.version.hdf5_version
-    f.attrs["h5py_version"] = h5py.version.version
+def _check_frame(path: Path, n: int, frame: np.ndarray, shape: tuple[int, int],
+                 dtype: np.dtype) -> np.ndarray:
+    """``frame`` as ``dtype``, refusing a wrong shape or values the dtype cannot hold."""
+    frame = np.asarray(frame)
+    if frame.shape != shape:
+        raise ValueError(f"{path}: frame {n} has shape {frame.shape}, expected {shape}")
+    if frame.dtype == dtype or np.can_cast(frame.dtype, dtype, casting="safe"):
+        return frame.astype(dtype, copy=False)
+    if frame.dtype.kind in "iub" and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        lo, hi = (int(frame.min()), int(frame.max())) if frame.size else (0, 0)
+        if info.min <= lo and hi <= info.max:
+            return frame.astype(dtype)
+        raise ValueError(
+            f"{path}: frame {n} holds values {lo}..{hi} outside the {dtype} range "
+            f"{info.min}..{info.max}; expected detector counts"
+        )
+    raise ValueError(
+        f"{path}: frame {n} has dtype {frame.dtype}, expected {dtype} (or an integer type "
+        "whose values fit); convert the counts explicitly rather than let them be cast"
+    )
 
 
 def write_lima_file(
@@ -95,31 +104,28 @@ def write_lima_file(
     ``frames`` may be a generator: only one frame is held in memory. The data
     set is ``(n_frames, ny, nx)`` of ``dtype``, one chunk per frame, compressed
     with bitshuffle-LZ4. Raises ``ValueError`` naming the file when the number
-    or shape of the frames does not match.
+    or shape of the frames does not match, or a frame's values would not survive
+    the cast to ``dtype`` (floats, negatives or overflow into ``uint32``).
     """
     path = Path(path)
     ny, nx = frame_shape
+    target = np.dtype(dtype)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        _root_attrs(f, path.name, "operando.io.bliss (LIMA layout)")
-        entry = _nx(f.create_group("entry_0000"), "NXentry")
-        meas = _nx(entry.create_group("measurement"), "NXcollection")
+        write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (LIMA layout)")
+        entry = nx_group(f, "entry_0000", "NXentry")
+        meas = nx_group(entry, "measurement", "NXcollection")
         dset = meas.create_dataset(
             "data", shape=(n_frames, ny, nx), dtype=dtype, chunks=(1, ny, nx),
             **hdf5plugin.Bitshuffle(cname="lz4"),
         )
         dset.attrs["interpretation"] = "image"
-        det = _nx(_nx(entry.create_group("instrument"), "NXinstrument").create_group(detector),
-                  "NXdetector")
+        det = nx_group(nx_group(entry, "instrument", "NXinstrument"), detector, "NXdetector")
         det["data"] = dset  # hard link, as LIMA does
         n = 0
         for frame in frames:
             if n >= n_frames:
                 raise ValueError(f"{path}: more than the declared {n_frames} frames")
-            if frame.shape != (ny, nx):
-                raise ValueError(
-                    f"{path}: frame {n} has shape {frame.shape}, expected {(ny, nx)}"
-                )
-            dset[n] = frame
+            dset[n] = _check_frame(path, n, frame, (ny, nx), target)
             n += 1
         if n != n_frames:
             raise ValueError(f"{path}: got {n} frames, declared {n_frames}")
@@ -136,22 +142,22 @@ def write_bliss_master(
     """
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        _root_attrs(f, path.name, "operando.io.bliss (Bliss layout)")
+        write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (Bliss layout)")
         for scan in scans:
             name = f"{scan.number}.1"
-            entry = _nx(f.create_group(name), "NXentry")
+            entry = nx_group(f, name, "NXentry")
             entry["title"] = scan.title
             entry["start_time"] = epoch_to_iso(scan.start_epoch_s)
             entry["end_time"] = epoch_to_iso(scan.end_epoch_s)
-            inst = _nx(entry.create_group("instrument"), "NXinstrument")
-            pos = _nx(inst.create_group("positioners"), "NXcollection")
+            inst = nx_group(entry, "instrument", "NXinstrument")
+            pos = nx_group(inst, "positioners", "NXcollection")
             for motor, (values, units) in scan.positioners.items():
                 ds = pos.create_dataset(motor, data=np.asarray(values, dtype=float))
                 ds.attrs["units"] = units
-            det = _nx(inst.create_group(detector), "NXdetector")
+            det = nx_group(inst, detector, "NXdetector")
             det["data"] = h5py.ExternalLink(scan.lima_file, LIMA_DATA_PATH)
             det.attrs["lima_file"] = scan.lima_file
-            meas = _nx(entry.create_group("measurement"), "NXcollection")
+            meas = nx_group(entry, "measurement", "NXcollection")
             for counter, (values, units) in scan.counters.items():
                 ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))
                 ds.attrs["units"] = units

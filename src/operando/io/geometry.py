@@ -1,13 +1,14 @@
 """Detector geometry files: pyFAI PONI and EDF pixel mask, written atomically.
 
-Both writers write to ``<name>.part`` in the target folder and rename on success, so a
-half-written file never sits under the final name. The PONI text is produced by pyFAI's
-own :class:`pyFAI.io.ponifile.PoniFile` (``ai.write`` is not used: it *appends* to an
-existing file and only logs I/O errors).
+Both writers go through :mod:`operando.io.atomic` (temporary name in the target folder,
+flushed to disk, renamed on success), so a half-written file never sits under the final
+name. The PONI text is produced by pyFAI's own :class:`pyFAI.io.ponifile.PoniFile`
+(``ai.write`` is not used: it *appends* to an existing file and only logs I/O errors).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -18,37 +19,25 @@ from fabio.edfimage import EdfImage
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 from pyFAI.io.ponifile import PoniFile
 
+from operando.io.atomic import atomic_path, write_text_atomic
+
 __all__ = ["read_mask", "read_poni", "write_mask_edf", "write_poni"]
-
-
-def _part(path: Path) -> Path:
-    return path.with_name(path.name + ".part")
 
 
 def write_poni(ai: AzimuthalIntegrator, path: str | os.PathLike[str]) -> Path:
     """Write the geometry of ``ai`` (distance, PONI, rotations, wavelength, detector)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _part(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fd:
-            PoniFile(ai).write(fd)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    buf = io.StringIO()
+    PoniFile(ai).write(buf)
+    return write_text_atomic(Path(path), buf.getvalue())
 
 
 def write_mask_edf(mask: np.ndarray, path: str | os.PathLike[str]) -> Path:
     """Write a pixel mask (uint8, 1 = masked, pyFAI convention) as EDF."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _part(path)
-    try:
+    with atomic_path(path) as tmp:
         EdfImage(data=np.ascontiguousarray(mask, dtype=np.uint8)).write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        with open(tmp, "rb+") as fh:  # fabio does not sync: flush to disk before the rename
+            os.fsync(fh.fileno())
     return path
 
 

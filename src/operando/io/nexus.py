@@ -15,12 +15,16 @@ Layout written by :class:`NexusXrdWriter`::
     /entry/data                         NXdata (signal="data"), data = hard link to the
                                         detector data (attribute target = its path)
 
-The file is written under ``<name>.part`` and renamed to its final name only when the
-context manager exits without error; on error the partial file is removed.
+The file is written under a temporary name beside the final one
+(:func:`operando.io.atomic.atomic_path`) and renamed only when the context manager exits
+without error; on any error (including while the layout is created in ``__enter__`` or
+finalised in ``__exit__``) the file is closed and the partial file removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +33,9 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from operando.constants import HC_KEV_A
+from operando.io.atomic import atomic_path
+from operando.io.nxutil import nx_group, write_root_attrs
 from operando.io.timestamps import epoch_to_iso
 
 __all__ = [
@@ -42,13 +49,6 @@ DETECTOR_DATA_PATH = "/entry/instrument/detector/data"
 TIMESTAMP_PATH = "/entry/instrument/detector/timestamp"
 MONITOR_DATA_PATH = "/entry/instrument/monitor/data"
 COUNT_TIME_PATH = "/entry/instrument/detector/count_time"
-HC_KEV_A = 12.398419843320026  # E[keV] × λ[Å]
-
-
-def _group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
-    g = parent.create_group(name)
-    g.attrs["NX_class"] = nx_class
-    return g
 
 
 def _scalar(parent: h5py.Group, name: str, value: float | str, **attrs: str) -> h5py.Dataset:
@@ -83,7 +83,11 @@ class NexusXrdWriter:
         n_frames_hint: int = 0,
     ) -> None:
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(self.path.name + ".part")
+        if not (math.isfinite(float(wavelength_A)) and float(wavelength_A) > 0):
+            raise ValueError(
+                f"{self.path}: wavelength_A must be a positive number of ångström, "
+                f"found {wavelength_A!r}"
+            )
         self.frame_shape = (int(frame_shape[0]), int(frame_shape[1]))
         self.wavelength_A = float(wavelength_A)
         self.start_time_epoch_s = float(start_time_epoch_s)
@@ -94,13 +98,20 @@ class NexusXrdWriter:
         self.n_frames_hint = int(n_frames_hint)
         self.n_frames = 0
         self._file: h5py.File | None = None
+        self._stack: contextlib.ExitStack | None = None
         self._last_end_s: float | None = None
 
     # -- context manager -------------------------------------------------------------
     def __enter__(self) -> NexusXrdWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp_path, "w")
-        self._create_layout(self._file)
+        with contextlib.ExitStack() as stack:
+            # atomic_path is entered first, so it is left last: the HDF5 file is closed
+            # before the temporary is renamed (or removed on error)
+            tmp = stack.enter_context(atomic_path(self.path))
+            f = stack.enter_context(h5py.File(tmp, "w"))
+            self._create_layout(f)
+            self._file = f
+            self._stack = stack.pop_all()
+        # an exception above unwound the stack: file closed, temporary removed
         return self
 
     def __exit__(
@@ -108,33 +119,30 @@ class NexusXrdWriter:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> None:
-        f = self._file
-        self._file = None
-        if f is None:
-            return
-        if exc_type is not None:
-            f.close()
-            self.tmp_path.unlink(missing_ok=True)
-            return
-        try:
-            self._finalise(f)
-        finally:
-            f.close()
-        os.replace(self.tmp_path, self.path)
+    ) -> bool | None:
+        stack, f = self._stack, self._file
+        self._stack = self._file = None
+        if stack is None:
+            return None
+        if exc_type is None and f is not None:
+            try:
+                self._finalise(f)
+            except BaseException as err:  # close and remove the partial file, then raise
+                if not stack.__exit__(type(err), err, err.__traceback__):
+                    raise
+                return None
+        return stack.__exit__(exc_type, exc, tb)
 
     # -- writing ---------------------------------------------------------------------
     def _create_layout(self, f: h5py.File) -> None:
-        f.attrs["NX_class"] = "NXroot"
-        f.attrs["creator"] = "operando.io.nexus"
-        f.attrs["HDF5_Version"] = h5py.version.hdf5_version
-        entry = _group(f, "entry", "NXentry")
+        write_root_attrs(f, file_name=self.path.name, creator="operando.io.nexus")
+        entry = nx_group(f, "entry", "NXentry")
         f.attrs["default"] = "entry"
         entry.attrs["default"] = "data"
         _scalar(entry, "start_time", epoch_to_iso(self.start_time_epoch_s))
         _scalar(entry, "title", self.title)
-        inst = _group(entry, "instrument", "NXinstrument")
-        det = _group(inst, "detector", "NXdetector")
+        inst = nx_group(entry, "instrument", "NXinstrument")
+        det = nx_group(inst, "detector", "NXdetector")
         ny, nx = self.frame_shape
         n0 = self.n_frames_hint
         data = det.create_dataset(
@@ -164,15 +172,15 @@ class NexusXrdWriter:
         if self.pixel_size_m is not None:
             _scalar(det, "y_pixel_size", float(self.pixel_size_m[0]), units="m")
             _scalar(det, "x_pixel_size", float(self.pixel_size_m[1]), units="m")
-        mon = _group(inst, "monitor", "NXmonitor")
+        mon = nx_group(inst, "monitor", "NXmonitor")
         md = mon.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float64,
                                 chunks=(max(min(n0, 4096), 256),))
         md.attrs["units"] = "counts"
         md.attrs["long_name"] = "incident beam monitor counts per frame"
-        mono = _group(inst, "monochromator", "NXmonochromator")
+        mono = nx_group(inst, "monochromator", "NXmonochromator")
         _scalar(mono, "wavelength", self.wavelength_A, units="angstrom")
         _scalar(mono, "energy", HC_KEV_A / self.wavelength_A, units="keV")
-        nxdata = _group(entry, "data", "NXdata")
+        nxdata = nx_group(entry, "data", "NXdata")
         nxdata.attrs["signal"] = "data"
         nxdata["data"] = data  # hard link: the same dataset under both names
 

@@ -25,7 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from operando.echem.segments import cumulative_trapezoid_C
 from operando.io.atomic import write_text_atomic
+from operando.io.errors import InputFileError
+from operando.io.text import read_text_lines
 
 NOVA_COLUMNS: tuple[str, ...] = (
     "Potential applied (V)", "Time (s)", "WE(1).Current (A)", "WE(1).Potential (V)", "Scan",
@@ -87,10 +90,8 @@ def write_nova_cv(
     for s in np.unique(scan_arr):
         sel = np.flatnonzero(scan_arr == s)
         index[sel] = np.arange(1, sel.size + 1)
-        dt = np.diff(t[sel])
-        ip, im = np.clip(i[sel], 0, None), np.clip(i[sel], None, 0)
-        q_pos[sel] = np.concatenate([[0.0], np.cumsum(0.5 * (ip[1:] + ip[:-1]) * dt)])
-        q_neg[sel] = np.concatenate([[0.0], np.cumsum(0.5 * (im[1:] + im[:-1]) * dt)])
+        q_pos[sel] = cumulative_trapezoid_C(t[sel], np.clip(i[sel], 0, None))
+        q_neg[sel] = cumulative_trapezoid_C(t[sel], np.clip(i[sel], None, 0))
     rng_a = _current_range(i)
     lines = [";".join(NOVA_COLUMNS)]
     lines.extend(
@@ -102,20 +103,56 @@ def write_nova_cv(
 
 
 def read_nova_cv(path: str | Path) -> dict[str, np.ndarray]:
-    """Read a NOVA ASCII export: column name → float array (``Scan``, ``Index`` as int)."""
+    """Read a NOVA ASCII export: column name → float array (``Scan``, ``Index`` as int).
+
+    Raises :class:`~operando.io.errors.InputFileError` naming the file (and line) when it
+    is missing, lacks the NOVA columns, or a row is not ``;``-separated numbers, one per
+    column.
+    """
     path = Path(path)
-    with open(path, encoding="utf-8-sig") as fh:
-        header = fh.readline().rstrip("\r\n").split(";")
-        missing = [c for c in ("Potential applied (V)", "Time (s)", "WE(1).Current (A)")
-                   if c not in header]
-        if missing:
-            raise ValueError(f"{path}: expected NOVA columns {missing} in the header line, "
-                             f"found {header}")
-        data = np.loadtxt(fh, delimiter=";", ndmin=2)
-    if data.shape[1] != len(header):
-        raise ValueError(f"{path}: header has {len(header)} columns, rows have {data.shape[1]}")
+    try:
+        lines = read_text_lines(path)
+    except FileNotFoundError:
+        raise InputFileError(
+            f"{path}: no such file (expected a NOVA ASCII CV export, e.g. cv_0p01mVs.txt)"
+        ) from None
+    header = [c.strip() for c in lines[0].split(";")] if lines else []
+    missing = [c for c in ("Potential applied (V)", "Time (s)", "WE(1).Current (A)")
+               if c not in header]
+    if missing:
+        raise InputFileError(
+            f"{path}: line 1: expected the NOVA columns {missing} in the ';'-separated "
+            f"header line, found {header[:12]}"
+        )
+    rows: list[list[float]] = []
+    for n, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split(";")
+        if len(cells) != len(header):
+            raise InputFileError(
+                f"{path}: line {n}: expected {len(header)} ';'-separated values (one per "
+                f"header column), found {len(cells)}: {line[:80]!r}"
+            )
+        try:
+            rows.append([float(c) for c in cells])
+        except ValueError:
+            bad = next(c for c in cells if not _is_float(c))
+            raise InputFileError(
+                f"{path}: line {n}: expected numbers with a decimal point, found {bad!r} "
+                f"in {line[:80]!r}"
+            ) from None
+    data = np.asarray(rows, dtype=float).reshape(len(rows), len(header))
     out = {name: data[:, k] for k, name in enumerate(header)}
     for name in ("Scan", "Index"):
         if name in out:
             out[name] = out[name].astype(int)
     return out
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -2,7 +2,8 @@
 
 Layout (``kinetics/seccm_map.h5``)::
 
-    /entry                      NX_class = NXentry
+    /                           NX_class = NXroot, creator, file_name, file_time
+    /entry                      NX_class = NXentry, title (dataset)
     /entry/map                  NX_class = NXdata, signal = current_A
         x_um          (nx,)                                   µm, pixel centres
         y_um          (ny,)                                   µm
@@ -24,8 +25,11 @@ import h5py
 import numpy as np
 
 from operando.io.atomic import atomic_path
+from operando.io.errors import InputFileError
+from operando.io.nxutil import nx_group, write_root_attrs
 
 MAP_GROUP = "entry/map"
+MAP_DATASETS = ("x_um", "y_um", "scan_rate_V_s", "time_s", "potential_V", "current_A")
 
 
 def write_seccm_map(
@@ -53,12 +57,14 @@ def write_seccm_map(
         raise ValueError(f"{path}: time_s expected shape {shape[2:]}, found {t.shape}")
     chunks = (1, *shape[1:])
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        entry = h5.create_group("entry")
-        entry.attrs["NX_class"] = "NXentry"
-        entry.attrs["definition"] = "SECCM cyclic-voltammetry map"
-        g = entry.create_group("map")
+        write_root_attrs(h5, file_name=Path(path).name, creator="operando.io.seccm")
+        h5.attrs["default"] = "entry"
+        entry = nx_group(h5, "entry", "NXentry")
+        entry.attrs["default"] = "map"
+        entry["title"] = "SECCM cyclic-voltammetry map"
+        g = nx_group(entry, "map", "NXdata")
         g.attrs.update({
-            "NX_class": "NXdata", "signal": "current_A",
+            "signal": "current_A",
             "axes": np.array(["y_um", "x_um", "scan_rate_V_s", "."], dtype=h5py.string_dtype()),
             "y_um_indices": 0, "x_um_indices": 1, "scan_rate_V_s_indices": 2,
             "pixel_area_cm2": float(pixel_area_cm2),
@@ -84,15 +90,32 @@ def write_seccm_map(
 
 
 def read_seccm_map(path: str | Path) -> dict[str, np.ndarray | float]:
-    """Read the whole map: dataset name → array, plus ``pixel_area_cm2`` (float)."""
+    """Read the whole map: dataset name → array, plus ``pixel_area_cm2`` (float).
+
+    Raises :class:`~operando.io.errors.InputFileError` naming the file and the dataset
+    path when the file, the group, a dataset or the ``pixel_area_cm2`` attribute is missing.
+    """
     path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"{path}: no such file (expected an SECCM map HDF5 file)")
     with h5py.File(path, "r") as h5:
-        if MAP_GROUP not in h5:
-            raise KeyError(f"{path}: expected group /{MAP_GROUP}, found {list(h5)}")
-        g = h5[MAP_GROUP]
-        out: dict[str, np.ndarray | float] = {
-            name: g[name][()] for name in
-            ("x_um", "y_um", "scan_rate_V_s", "time_s", "potential_V", "current_A")
-        }
+        g = h5.get(MAP_GROUP)
+        if not isinstance(g, h5py.Group):
+            raise InputFileError(
+                f"{path}: expected group /{MAP_GROUP} (the SECCM map), found top-level "
+                f"{sorted(h5)}"
+            )
+        missing = [n for n in MAP_DATASETS if not isinstance(g.get(n), h5py.Dataset)]
+        if missing:
+            raise InputFileError(
+                f"{path}: /{MAP_GROUP}: expected datasets {list(MAP_DATASETS)}; missing "
+                f"{missing}, found {sorted(g)}"
+            )
+        if "pixel_area_cm2" not in g.attrs:
+            raise InputFileError(
+                f"{path}: /{MAP_GROUP}: expected attribute 'pixel_area_cm2' (droplet "
+                f"footprint, cm²), found attributes {sorted(g.attrs)}"
+            )
+        out: dict[str, np.ndarray | float] = {name: g[name][()] for name in MAP_DATASETS}
         out["pixel_area_cm2"] = float(g.attrs["pixel_area_cm2"])
     return out

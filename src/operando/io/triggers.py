@@ -6,7 +6,8 @@ File layout (text, UTF-8, LF)::
     # operando trigger record
     # clock = potentiostat
     # units = s
-    # acquisition_start = 2026-03-14T09:30:00.000  (potentiostat local wall time)
+    # acquisition_start = 2026-03-14T09:30:00.000
+    # (acquisition_start is the potentiostat local wall time, no timezone)
     # source = <what wrote it>
     # n_triggers = 123
     trigger_time_s
@@ -14,7 +15,9 @@ File layout (text, UTF-8, LF)::
     ...
 
 ``trigger_time_s`` is seconds since the potentiostat's ``Acquisition started on``, the
-same time base as ``time/s`` in the ``.mpt`` export.
+same time base as ``time/s`` in the ``.mpt`` export. Header values are plain text
+(``datetime.fromisoformat`` reads ``acquisition_start``); ``n_triggers`` is checked
+against the number of values read, so a truncated copy is an error.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from operando.io.atomic import write_bytes_atomic
+from operando.io.errors import InputFileError
+from operando.io.text import read_text_lines
+from operando.io.timestamps import require_naive_local
 
 __all__ = [
     "TRIGGER_MAGIC",
     "TriggerFormatError",
+    "read_trigger_file",
     "read_trigger_metadata",
     "read_trigger_record",
     "write_trigger_record",
@@ -40,7 +47,7 @@ TRIGGER_MAGIC = "# operando trigger record"
 COLUMN_NAME = "trigger_time_s"
 
 
-class TriggerFormatError(ValueError):
+class TriggerFormatError(InputFileError):
     """A trigger record does not have the layout or content expected."""
 
 
@@ -53,9 +60,11 @@ def write_trigger_record(
 ) -> Path:
     """Write trigger times (s, potentiostat clock, sorted) atomically; return the path.
 
-    ``acquisition_start`` is the naive potentiostat-local wall time of t = 0.
+    ``acquisition_start`` is the naive potentiostat-local wall time of t = 0 (an aware
+    datetime is refused rather than silently shifted).
     Values are written with full float precision (``repr``), so they read back exactly.
     """
+    require_naive_local(acquisition_start, f"{path}: acquisition_start")
     t = np.asarray(time_s, dtype=float)
     if t.ndim != 1:
         raise ValueError(f"time_s must be 1-D, got shape {t.shape}")
@@ -65,42 +74,19 @@ def write_trigger_record(
         raise ValueError("time_s must be sorted (non-decreasing)")
     if "\n" in source or "\r" in source:
         raise ValueError("source must be one line")
-    start = acquisition_start.replace(tzinfo=None).isoformat(timespec="milliseconds")
+    start = acquisition_start.isoformat(timespec="milliseconds")
     lines = [
         TRIGGER_MAGIC,
         "# clock = potentiostat",
         "# units = s",
-        f"# acquisition_start = {start}  (potentiostat local wall time)",
+        f"# acquisition_start = {start}",
+        "# (acquisition_start is the potentiostat local wall time, no timezone)",
         f"# source = {source}",
         f"# n_triggers = {t.size}",
         COLUMN_NAME,
         *(repr(float(v)) for v in t),
     ]
     return write_bytes_atomic(Path(path), ("\n".join(lines) + "\n").encode("utf-8"))
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise TriggerFormatError(f"{path}: no such file") from None
-    except UnicodeDecodeError as exc:
-        raise TriggerFormatError(f"{path}: not a UTF-8 text trigger record ({exc})") from None
-
-
-def read_trigger_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
-    """The ``# key = value`` header lines of a trigger record (values as text)."""
-    path = Path(path)
-    lines = _read_lines(path)
-    _check_magic(path, lines)
-    meta: dict[str, str] = {}
-    for line in lines[1:]:
-        if not line.startswith("#"):
-            break
-        key, sep, value = line[1:].partition("=")
-        if sep:
-            meta[key.strip()] = value.strip()
-    return meta
 
 
 def _check_magic(path: Path, lines: list[str]) -> None:
@@ -111,16 +97,26 @@ def _check_magic(path: Path, lines: list[str]) -> None:
         )
 
 
-def read_trigger_record(path: str | os.PathLike[str]) -> np.ndarray:
-    """Trigger times (s, potentiostat clock) from a trigger record, as float64.
+def read_trigger_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], np.ndarray]:
+    """Header and trigger times of a trigger record: ``(metadata, time_s)``.
 
-    Raises :class:`TriggerFormatError` naming the file and line on any problem.
+    ``metadata`` holds the ``# key = value`` header lines (values as text); ``time_s`` the
+    trigger times (s, potentiostat clock) as float64. Raises :class:`TriggerFormatError`
+    naming the file and line on any problem, including a value count different from the
+    header's ``n_triggers`` (a truncated copy).
     """
     path = Path(path)
-    lines = _read_lines(path)
+    try:
+        lines = read_text_lines(path)
+    except FileNotFoundError:
+        raise TriggerFormatError(f"{path}: no such file (expected a trigger record)") from None
     _check_magic(path, lines)
+    meta: dict[str, str] = {}
     k = 1
     while k < len(lines) and lines[k].startswith("#"):
+        key, sep, value = lines[k][1:].partition("=")
+        if sep:
+            meta[key.strip()] = value.strip()
         k += 1
     if k >= len(lines) or lines[k].strip() != COLUMN_NAME:
         found = lines[k].strip()[:80] if k < len(lines) else "<end of file>"
@@ -145,4 +141,29 @@ def read_trigger_record(path: str | os.PathLike[str]) -> np.ndarray:
                 f"{path}: line {n}: times must be non-decreasing, found {v} after {values[-1]}"
             )
         values.append(v)
-    return np.asarray(values, dtype=float)
+    if "n_triggers" in meta:
+        try:
+            expected = int(meta["n_triggers"])
+        except ValueError:
+            raise TriggerFormatError(
+                f"{path}: header 'n_triggers': expected an integer, found {meta['n_triggers']!r}"
+            ) from None
+        if expected != len(values):
+            raise TriggerFormatError(
+                f"{path}: header says n_triggers = {expected}, found {len(values)} trigger "
+                "time(s): truncated or edited copy?"
+            )
+    return meta, np.asarray(values, dtype=float)
+
+
+def read_trigger_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``# key = value`` header lines of a trigger record (values as text)."""
+    return read_trigger_file(path)[0]
+
+
+def read_trigger_record(path: str | os.PathLike[str]) -> np.ndarray:
+    """Trigger times (s, potentiostat clock) from a trigger record, as float64.
+
+    Raises :class:`TriggerFormatError` naming the file and line on any problem.
+    """
+    return read_trigger_file(path)[1]

@@ -9,45 +9,52 @@ Layout written by :func:`write_xas_scans` (and read by :func:`read_xas_scans`)::
         end_time        ISO-8601 UTC
         measurement/                    NX_class=NXcollection
             energy      (npts,) float64, units="eV"  — monochromator reading
-            I0, It, Iref (npts,) counts, units="counts"
+            I0, It, Iref (npts,) counts, units="counts" (also If)
             epoch       (npts,) float64, units="s"  — beamline epoch of each point
+            <other>     (npts,) units only when given in XasScan.measurement_units
         instrument/                     NX_class=NXinstrument
             positioners/                NX_class=NXcollection
                 energy  hard link to measurement/energy
                 <motor> scalar start positions (e.g. sample_x_mm)
 
 The file is written under a temporary name in the same folder and renamed when
-complete, so a file at the final name is always whole.
+complete, so a file at the final name is always whole. :func:`read_xas_scans` reads
+the entries named ``<n>.1`` only (sub-scans ``<n>.2`` and other groups are ignored).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from operando.io.atomic import atomic_path
-from operando.io.timestamps import epoch_to_iso
+from operando.io.errors import InputFileError
+from operando.io.nxutil import nx_group, write_root_attrs
 
 __all__ = [
     "MEASUREMENT_UNITS",
     "XasScan",
     "XasScanFileError",
-    "epoch_to_iso",
     "read_xas_scans",
     "write_xas_scans",
 ]
 
-#: Units written on ``measurement/`` datasets (anything else gets "counts").
-MEASUREMENT_UNITS = {"energy": "eV", "epoch": "s"}
+#: Units written on ``measurement/`` datasets by name; other datasets carry a ``units``
+#: attribute only when :attr:`XasScan.measurement_units` gives one.
+MEASUREMENT_UNITS = {
+    "energy": "eV", "epoch": "s", "I0": "counts", "It": "counts", "If": "counts",
+    "Iref": "counts",
+}
+_SCAN_ENTRY = re.compile(r"(\d+)\.1")
 
 
-class XasScanFileError(ValueError):
+class XasScanFileError(InputFileError):
     """An XAS scan file does not have the expected layout (the message names file and path)."""
 
 
@@ -57,6 +64,8 @@ class XasScan:
 
     ``measurement`` maps dataset names to 1-D arrays of equal length; it must hold
     ``energy`` (eV). ``positioners`` holds scalar motor positions at scan start.
+    ``measurement_units`` gives units of measurement datasets beyond
+    :data:`MEASUREMENT_UNITS` (or overrides them).
     """
 
     number: int
@@ -66,6 +75,7 @@ class XasScan:
     measurement: dict[str, np.ndarray]
     positioners: dict[str, float] = field(default_factory=dict)
     positioner_units: dict[str, str] = field(default_factory=dict)
+    measurement_units: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -98,31 +108,25 @@ def write_xas_scans(
     """
     p = Path(path)
     with atomic_path(p) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs["NX_class"] = "NXroot"
-        f.attrs["creator"] = "operando"
-        f.attrs["file_name"] = p.name
-        f.attrs["file_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_root_attrs(f, file_name=p.name, creator="operando")
         for key, value in (attrs or {}).items():
             f.attrs[key] = value
         for scan in scans:
             _check_scan(p, scan)
             if scan.name in f:
                 raise XasScanFileError(f"{p}: duplicate scan number {scan.number}")
-            entry = f.create_group(scan.name)
-            entry.attrs["NX_class"] = "NXentry"
+            entry = nx_group(f, scan.name, "NXentry")
             entry["title"] = scan.title
             entry["start_time"] = scan.start_time
             entry["end_time"] = scan.end_time
-            meas = entry.create_group("measurement")
-            meas.attrs["NX_class"] = "NXcollection"
+            meas = nx_group(entry, "measurement", "NXcollection")
             for key, values in scan.measurement.items():
-                arr = np.asarray(values)
-                ds = meas.create_dataset(key, data=arr)
-                ds.attrs["units"] = MEASUREMENT_UNITS.get(key, "counts")
-            instrument = entry.create_group("instrument")
-            instrument.attrs["NX_class"] = "NXinstrument"
-            pos = instrument.create_group("positioners")
-            pos.attrs["NX_class"] = "NXcollection"
+                ds = meas.create_dataset(key, data=np.asarray(values))
+                unit = scan.measurement_units.get(key, MEASUREMENT_UNITS.get(key))
+                if unit:
+                    ds.attrs["units"] = unit
+            pos = nx_group(nx_group(entry, "instrument", "NXinstrument"), "positioners",
+                           "NXcollection")
             pos["energy"] = meas["energy"]  # hard link: the scanned axis
             for key, value in scan.positioners.items():
                 ds = pos.create_dataset(key, data=float(value))
@@ -139,15 +143,10 @@ def _as_str(value: object) -> str:
     return str(value)
 
 
-def _scan_key(name: str) -> tuple[int, int]:
-    head, _, tail = name.partition(".")
-    return (
-        (int(head), int(tail or 0)) if head.isdigit() and (tail or "0").isdigit() else (1 << 30, 0)
-    )
-
-
 def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
     """Read every ``<n>.1`` entry of a Bliss-like XAS scan file, in scan order.
+
+    Other top-level names (sub-scans such as ``1.2``, non-scan groups) are ignored.
 
     Raises :class:`XasScanFileError` naming the file and dataset path when an
     entry lacks ``measurement/energy`` or ``start_time``/``end_time``.
@@ -157,8 +156,11 @@ def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
         raise XasScanFileError(f"{p}: no such file (expected a Bliss-like XAS scan HDF5 file)")
     out: list[XasScan] = []
     with h5py.File(p, "r") as f:
-        names = sorted((k for k in f if isinstance(f[k], h5py.Group)), key=_scan_key)
-        for name in names:
+        numbered = sorted(
+            (int(m.group(1)), k) for k in f
+            if (m := _SCAN_ENTRY.fullmatch(k)) and isinstance(f[k], h5py.Group)
+        )
+        for number, name in numbered:
             entry = f[name]
             for required in ("measurement/energy", "start_time", "end_time"):
                 if required not in entry:
@@ -173,13 +175,17 @@ def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
             }
             positioners: dict[str, float] = {}
             units: dict[str, str] = {}
+            meas_units = {
+                k: _as_str(entry["measurement"][k].attrs["units"]) for k in meas
+                if "units" in entry["measurement"][k].attrs
+                and MEASUREMENT_UNITS.get(k) != _as_str(entry["measurement"][k].attrs["units"])
+            }
             if "instrument/positioners" in entry:
                 for k, ds in entry["instrument/positioners"].items():
                     if isinstance(ds, h5py.Dataset) and ds.shape == ():
                         positioners[k] = float(ds[()])
                         if "units" in ds.attrs:
                             units[k] = _as_str(ds.attrs["units"])
-            number = _scan_key(name)[0]
             out.append(
                 XasScan(
                     number=number,
@@ -189,6 +195,7 @@ def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
                     measurement=meas,
                     positioners=positioners,
                     positioner_units=units,
+                    measurement_units=meas_units,
                 )
             )
     if not out:

@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from operando.io.atomic import write_text_atomic
+from operando.io.errors import InputFileError
+from operando.io.text import read_text_lines
 
 __all__ = [
     "ENERGY_LABELS",
@@ -49,11 +51,13 @@ ENERGY_LABELS = ("energy", "energy_ev", "e", "ev", "energy(ev)", "mono_energy")
 
 _COMMENT_CHARS = ("#", ";", "%", "!")
 _XDI_COLUMN = re.compile(r"^column\.(\d+)$", re.IGNORECASE)
-_META = re.compile(r"^\s*([A-Za-z][\w.\- ]{0,60}?)\s*[:=]\s*(.*?)\s*$")
+# ``key: value`` or ``key=value``; keys may hold ``( ) /`` as in SOLEIL/ROCK headers
+# (``#Time from start (seconds)=65.0``, ``#Sample temperature (C)=nan``)
+_META = re.compile(r"^\s*([A-Za-z][\w.\-()/ ]{0,60}?)\s*[:=]\s*(.*?)\s*$")
 _SPLIT = re.compile(r"[\s,]+")
 
 
-class XasTextError(ValueError):
+class XasTextError(InputFileError):
     """A text spectrum file could not be read as expected (the message names the file)."""
 
 
@@ -195,12 +199,7 @@ def read_xas_text(path: str | os.PathLike[str]) -> XasText:
         raise XasTextError(
             f"{p}: no such file (expected an XAS text file: XDI, .nor/.xmu, or plain columns)"
         )
-    raw = p.read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    lines = text.splitlines()
+    lines = read_text_lines(p)
     rows = [_numeric_row(line) for line in lines]
 
     numeric_idx = [i for i, r in enumerate(rows) if r is not None]
@@ -239,7 +238,6 @@ def read_xas_text(path: str | os.PathLike[str]) -> XasText:
     data = np.array([r for r in rows[start : last + 1] if r is not None], dtype=float)
 
     fmt, labels, units, metadata, comments = _parse_header(header, width)
-    labels = _dedupe(labels)
     columns = {label: np.ascontiguousarray(data[:, k]) for k, label in enumerate(labels)}
     return XasText(
         path=p, columns=columns, metadata=metadata, units=units, comments=comments, format=fmt
@@ -249,7 +247,8 @@ def read_xas_text(path: str | os.PathLike[str]) -> XasText:
 def _parse_header(
     header: list[str], width: int
 ) -> tuple[str, list[str], dict[str, str], dict[str, str], list[str]]:
-    """Format, column labels, units, metadata and free comments from the header lines."""
+    """Format, column labels (made unique), units (keyed by those labels), metadata and
+    free comments from the header lines."""
     is_xdi = bool(header) and _strip_comment(header[0]).upper().startswith("XDI/")
     metadata: dict[str, str] = {}
     comments: list[str] = []
@@ -281,7 +280,6 @@ def _parse_header(
             comments.append(body)
 
     label_line = _label_line(header, width)
-    units: dict[str, str] = {}
     if xdi_names:
         labels = []
         for n in range(1, width + 1):
@@ -291,14 +289,18 @@ def _parse_header(
                 labels.append(label_line[n - 1])
             else:
                 labels.append(f"col{n}")
-        for n, (_name, unit) in xdi_names.items():
-            if unit and n <= width:
-                units[labels[n - 1]] = unit
     elif label_line is not None:
-        labels = label_line
+        labels = list(label_line)
     else:
         labels = [f"col{n}" for n in range(1, width + 1)]
-    if label_line is not None and comments and label_line == comments[-1].split():
+    # deduplicate first, then key the units by column position, so a repeated label
+    # cannot carry another column's unit
+    labels = _dedupe(labels)
+    units = {
+        labels[n - 1]: unit for n, (_name, unit) in sorted(xdi_names.items())
+        if unit and n <= width
+    }
+    if label_line is not None and comments and label_line == _split_labels(comments[-1]):
         comments = comments[:-1]
     fmt = (
         "xdi"
@@ -310,13 +312,25 @@ def _parse_header(
     return fmt, labels, units, metadata, comments
 
 
+def _split_labels(body: str, width: int | None = None) -> list[str]:
+    """Column labels of a header line: tab-separated when the line holds a tab and that
+    gives ``width`` labels (labels may then contain spaces: ``shifted energy``), else
+    split on whitespace and commas."""
+    if "\t" in body:
+        tabbed = [w.strip() for w in body.split("\t") if w.strip()]
+        if width is None or len(tabbed) == width:
+            return tabbed
+    return [w for w in re.split(r"\s+|,", body) if w]
+
+
 def _label_line(header: list[str], width: int) -> list[str] | None:
-    """The last non-empty, non-rule header line, when it has exactly ``width`` words."""
+    """The last non-empty, non-rule header line, when it has exactly ``width`` labels
+    (see :func:`_split_labels`)."""
     for line in reversed(header):
         body = _strip_comment(line) if _is_comment(line) else line.strip()
-        if not body or set(body) <= set("-=*_ "):
+        if not body or set(body) <= set("-=*_ \t"):
             continue
-        words = [w for w in re.split(r"\s+|,", body) if w]
+        words = _split_labels(body, width)
         return words if len(words) == width else None
     return None
 

@@ -1,0 +1,19 @@
+"""Physical constants used across the package (CODATA values via :mod:`scipy.constants`).
+
+Units are in the names: ``HC_KEV_A`` is h·c in keV·Å, so a photon of energy E (keV) has
+wavelength λ = HC_KEV_A / E (Å); ``FARADAY_C_PER_MOL`` in C mol⁻¹;
+``GAS_CONSTANT_J_PER_MOL_K`` in J mol⁻¹ K⁻¹.
+"""
+
+from __future__ import annotations
+
+from scipy import constants as _c
+
+__all__ = ["FARADAY_C_PER_MOL", "GAS_CONSTANT_J_PER_MOL_K", "HC_KEV_A"]
+
+#: h·c in keV·Å (E[keV] × λ[Å] = 12.3984...).
+HC_KEV_A: float = _c.h * _c.c / (_c.e * 1e3) * 1e10
+#: Faraday constant F = N_A·e (C mol⁻¹).
+FARADAY_C_PER_MOL: float = _c.N_A * _c.e
+#: Molar gas constant R (J mol⁻¹ K⁻¹).
+GAS_CONSTANT_J_PER_MOL_K: float = _c.R
