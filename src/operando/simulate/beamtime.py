@@ -32,12 +32,13 @@ from operando import __version__
 from operando.config import validate_config
 from operando.io import nexus
 from operando.io.atomic import write_text_atomic
-from operando.io.biologic import gcpl_settings_lines, simulated_cell_columns, write_mpt
+from operando.io.biologic import write_mpt
 from operando.io.shared_data import find_shared_data
 from operando.io.triggers import write_trigger_record
 from operando.simulate.clock import make_clock, record_triggers
-from operando.simulate.context import SimContext, StreamResult
+from operando.simulate.context import SimContext, StreamResult, to_jsonable
 from operando.simulate.echem import discharge_retention, simulate_echem
+from operando.simulate.eclab_export import gcpl_settings_lines, simulated_cell_columns
 from operando.simulate.presets import Preset, get_preset
 
 STREAMS: tuple[str, ...] = ("xrd", "xanes", "confocal", "kinetics")
@@ -84,22 +85,6 @@ def _run_stream(name: str, ctx: SimContext) -> StreamResult:
 
         return simulate_kinetics(ctx)
     raise ValueError(f"unknown stream {name!r}; expected one of {STREAMS}")
-
-
-def _to_jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None  # JSON has no NaN; null marks a missing value
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
 
 
 def _echem_truth(ctx: SimContext) -> dict[str, Any]:
@@ -296,12 +281,14 @@ def simulate_beamtime(
         "preset": p.name,
         "seed": seed,
         "time_base": "seconds on the potentiostat clock since 'Acquisition started on'",
+        "uses_shared_data": ddir is not None,
         "clock": clock_truth,
         **res.truth,
         "preset_parameters": asdict(p),
         "notes": res.notes,
     }
-    write_text_atomic(res.truth_path, json.dumps(_to_jsonable(res.truth), indent=1) + "\n")
+    write_text_atomic(res.truth_path,
+                      json.dumps(to_jsonable(res.truth), indent=1, allow_nan=False) + "\n")
 
     cfg = _run_config(res, ctx, output_directory)
     validate_config(cfg, source=str(res.run_config_path), base_dir=outdir)  # never write a bad one

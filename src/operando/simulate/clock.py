@@ -72,7 +72,12 @@ def record_triggers(
     recorded = t[keep] + rng.normal(0.0, spec.potentiostat_jitter_s, keep.size)
     spurious = np.empty(0)
     if spec.n_spurious_triggers and n > 1:
+        if spec.n_spurious_triggers > n - 1:
+            raise ValueError(f"ClockSpec.n_spurious_triggers={spec.n_spurious_triggers}: expected "
+                             f"at most one per gap between the {n} sent pulses")
         gaps = rng.choice(np.arange(n - 1), size=spec.n_spurious_triggers, replace=False)
         spurious = np.sort(t[gaps] + rng.uniform(0.3, 0.7, gaps.size) * np.diff(t)[gaps])
+    # the record holds 0.1 ms resolution; the truth names the spurious pulses as recorded
+    recorded, spurious = np.round(recorded, 4), np.round(spurious, 4)
     all_t = np.sort(np.concatenate([recorded, spurious]))
-    return TriggerRecord(time_s=np.round(all_t, 4), missing_index=missing, spurious_time_s=spurious)
+    return TriggerRecord(time_s=all_t, missing_index=missing, spurious_time_s=spurious)

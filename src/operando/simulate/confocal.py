@@ -51,7 +51,12 @@ separator to the current collector, pass after pass. Only **complete passes**
 are kept: the last pass is dropped if its last exposure would end after the
 end of the protocol (``ctx.echem.duration_s``), so every truth array is
 rectangular ``(n_passes, n_depths)`` with no padding. The truth fraction of a
-point is its profile averaged over the exposure (16-point midpoint rule).
+point is its profile averaged over the exposure (``timeline.window_mean``).
+
+Scope of the truth: two phases only (no LixFePO4 intermediate, even at high
+rate), and the depth average follows the electrode-average Faraday fraction
+with no lag (the ``lag_s`` of the XRD and XANES streams is the in-plane lag of
+their probed spot behind the electrode average).
 
 Frames are rendered by :class:`operando.simulate.diffraction.FrameRenderer`
 and written frame by frame by :mod:`operando.io.bliss` (Bliss master + LIMA
@@ -70,14 +75,18 @@ import numpy as np
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.echem import EchemProfile
 from operando.simulate.presets import ConfocalSpec
+from operando.simulate.timeline import (
+    MONITOR_COUNTS_PER_S,
+    acquisition_starts,
+    relative_beam_intensity,
+    window_mean,
+)
 
 if TYPE_CHECKING:  # pyFAI is imported only when frames are rendered
     from operando.simulate.diffraction import FrameRenderer
 
 STREAM = "confocal"
-N_EXPOSURE_SUBSAMPLES = 16
 FWHM_DEG = 0.05  # constant instrumental + size broadening of every reflection (°2θ)
-MONITOR_COUNTS_PER_S = 1.0e5  # ion-chamber counts per second at nominal beam
 _BISECTION_STEPS = 64
 
 
@@ -194,13 +203,9 @@ class DepthModel:
     def exposure_average(self, t_start_s: np.ndarray, t_end_s: np.ndarray) -> np.ndarray:
         """Profiles averaged over exposures [t_start, t_end] (s): shape ``t_start.shape + (N,)``.
 
-        Midpoint rule with :data:`N_EXPOSURE_SUBSAMPLES` sub-intervals.
+        Midpoint rule (:func:`operando.simulate.timeline.window_mean`).
         """
-        t0 = np.asarray(t_start_s, dtype=float)
-        t1 = np.asarray(t_end_s, dtype=float)
-        u = (np.arange(N_EXPOSURE_SUBSAMPLES) + 0.5) / N_EXPOSURE_SUBSAMPLES
-        ts = t0[..., None] + (t1 - t0)[..., None] * u
-        return self.fraction(ts).mean(axis=-2)
+        return window_mean(self.fraction, t_start_s, t_end_s)
 
 
 def _segment_profile(
@@ -303,26 +308,20 @@ def confocal_schedule(spec: ConfocalSpec, duration_s: float) -> ConfocalSchedule
             "ConfocalSpec: need 0 < count_time_s <= point_time_s, got "
             f"count_time_s={spec.count_time_s}, point_time_s={spec.point_time_s}"
         )
-    span = duration_s - spec.first_point_s - spec.count_time_s
-    n_points = int(np.floor(span / spec.point_time_s + 1e-9)) + 1 if span >= 0 else 0
+    starts = acquisition_starts(spec.first_point_s, spec.point_time_s, spec.count_time_s,
+                                duration_s)
+    n_points = starts.size
     n_passes = n_points // spec.n_depths
     if n_passes < 1:
         raise ValueError(
             f"ConfocalSpec: not one complete pass of {spec.n_depths} points x "
             f"{spec.point_time_s} s fits in the {duration_s} s protocol"
         )
-    k = np.arange(n_passes * spec.n_depths).reshape(n_passes, spec.n_depths)
-    t0 = spec.first_point_s + k * spec.point_time_s
+    t0 = starts[: n_passes * spec.n_depths].reshape(n_passes, spec.n_depths)
     return ConfocalSchedule(
         time_start_s=t0, time_end_s=t0 + spec.count_time_s,
         n_dropped_points=n_points - n_passes * spec.n_depths,
     )
-
-
-def relative_beam_intensity(t_s: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Incident flux relative to nominal: top-up sawtooth (−3 % over 30 min) × 0.3 % noise."""
-    t = np.asarray(t_s, dtype=float)
-    return (1.0 - 0.03 * np.mod(t / 1800.0, 1.0)) * (1.0 + 0.003 * rng.standard_normal(t.shape))
 
 
 def detector_key(detector: str) -> str:
@@ -399,11 +398,8 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
         model.exposure_average(sched.time_start_s, sched.time_end_s), axis1=1, axis2=2
     ).copy()
     front = model.front_position_um(sched.time_mid_s)
-    faraday = np.stack(
-        [ctx.echem.faraday_fepo4_fraction_at(
-            sched.time_start_s + (j + 0.5) / N_EXPOSURE_SUBSAMPLES * spec.count_time_s)
-         for j in range(N_EXPOSURE_SUBSAMPLES)]
-    ).mean(axis=0)
+    faraday = window_mean(ctx.echem.faraday_fepo4_fraction_at, sched.time_start_s,
+                          sched.time_end_s)
 
     rng_det, rng_time, rng_mon, rng_frames = ctx.rng(STREAM).spawn(4)
     epoch = ctx.clock.to_beamline_epoch(sched.time_start_s) + rng_time.normal(
@@ -476,7 +472,14 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
         "phase_fraction": {"FePO4": frac, "LiFePO4": 1.0 - frac,
                            "LixFePO4": np.zeros_like(frac)},
         "faraday_fepo4_fraction": faraday,
+        "phases_modelled": "two-phase LiFePO4/FePO4 (no intermediate)",
+        "depth_average_follows": "electrode-average Faraday fraction, no lag",
         "front_position_um": np.where(np.isfinite(front), front, np.nan),
+        "front_state": np.select(
+            [np.isnan(front), np.isneginf(front), np.isposinf(front)],
+            ["rest", "not yet entered", "crossed the electrode"], "moving"),
+        "epoch_refers_to": "exposure start",
+        "echem": ctx.echem.window_means(sched.time_start_s, sched.time_end_s),
         "monitor": monitor,
         "detector": spec.detector,
         "detector_path": f"instrument/{det}/data",
@@ -491,8 +494,6 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
     return StreamResult(
         files={"master": rel + "confocal.h5", "poni": rel + "geometry.poni",
                "mask": rel + "mask.edf"},
-        truth={k: (v.tolist() if isinstance(v, np.ndarray) else
-                   {kk: vv.tolist() for kk, vv in v.items()} if k == "phase_fraction" else v)
-               for k, v in truth.items()},
+        truth=truth,
     )
 

@@ -9,6 +9,7 @@ potentiostat clock (seconds since ``Acquisition started on``).
 
 from __future__ import annotations
 
+import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,8 +48,28 @@ class SimContext:
         return d
 
 
+def to_jsonable(obj: Any) -> Any:
+    """Nested dicts/lists/arrays/numpy scalars → plain JSON values; NaN and ±inf → None."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return to_jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None  # JSON has no NaN; null marks a missing value
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
 @dataclass
 class StreamResult:
     files: dict[str, str]  # role -> path relative to ctx.outdir
-    truth: dict[str, Any]  # JSON-serialisable; lists for arrays
+    truth: dict[str, Any]  # made JSON-ready on construction (arrays → lists, NaN → None)
     notes: list[str] = field(default_factory=list)  # printed to the user (e.g. fallbacks taken)
+
+    def __post_init__(self) -> None:
+        self.truth = to_jsonable(self.truth)

@@ -39,9 +39,7 @@ Powder intensities
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import product
 
@@ -56,7 +54,6 @@ __all__ = [
     "GAUSS_WINDOW_FWHM",
     "HOT_PIXEL_COUNTS",
     "LI_OCCUPANCY_INTERMEDIATE",
-    "N_NOISE_BLOCKS",
     "PHASES",
     "POLARIZATION_FACTOR",
     "PV_ETA",
@@ -76,15 +73,30 @@ __all__ = [
 
 D_MIN_A = 1.4  # shortest d-spacing kept in the reflection lists (Å)
 B_ISO_A2 = 0.6  # overall isotropic Debye–Waller factor (Å²)
-LI_OCCUPANCY_INTERMEDIATE = 0.6  # Li site occupancy of the metastable LixFePO4 (x ≈ 0.6)
+# Lattice constants (Å) of the end members and of the metastable intermediate (Pnma)
+LATTICE_A: dict[str, tuple[float, float, float]] = {
+    "LiFePO4": (10.332, 6.010, 4.692),
+    "FePO4": (9.821, 5.792, 4.788),
+    "LixFePO4": (10.207, 5.943, 4.724),
+}
+
+
+def vegard_x_from_volume(a_A: float, b_A: float, c_A: float) -> float:
+    """Li content by Vegard's law on the unit-cell volume between FePO4 (x=0) and LiFePO4 (x=1):
+    x = (V − V_FP) / (V_LFP − V_FP)."""
+    v_lfp, v_fp = np.prod(LATTICE_A["LiFePO4"]), np.prod(LATTICE_A["FePO4"])
+    return float((a_A * b_A * c_A - v_fp) / (v_lfp - v_fp))
+
+
+# Li content of the intermediate, consistent with its lattice (Vegard on volume: x ≈ 0.748);
+# used as its Li site occupancy and in the lever rule of the phase model.
+LI_OCCUPANCY_INTERMEDIATE = vegard_x_from_volume(*LATTICE_A["LixFePO4"])
 PV_ETA = 0.5  # pseudo-Voigt Lorentzian fraction
 GAUSS_WINDOW_FWHM = 3.5  # Gaussian parts are evaluated within ± this many FWHM
 REFERENCE_FWHM_DEG = 0.02  # ``scale`` in pattern_1d is the peak height at this FWHM
 POLARIZATION_FACTOR = 0.99  # pyFAI convention, (Ih - Iv)/(Ih + Iv): horizontal, synchrotron
 GAP_VALUE = np.uint32(2**32 - 1)  # Eiger sentinel for pixels in module gaps
 HOT_PIXEL_COUNTS = np.uint32(1_048_575)  # a hot pixel reads this (2**20 - 1) in every frame
-HC_KEV_A = 12.398419843320026  # E[keV] × λ[Å]
-N_NOISE_BLOCKS = 8  # a frame's Poisson noise is drawn in this many pixel blocks (threads)
 
 # Cromer–Mann coefficients (a1, a2, a3, a4, b1, b2, b3, b4, c) for neutral atoms,
 # International Tables for Crystallography Vol. C (2006), Table 6.1.1.4.
@@ -232,11 +244,9 @@ def _build_phase(
 
 
 PHASES: dict[str, Phase] = {
-    "LiFePO4": _build_phase("LiFePO4", 10.332, 6.010, 4.692, li_occupancy=1.0),
-    "FePO4": _build_phase("FePO4", 9.821, 5.792, 4.788, li_occupancy=0.0),
-    "LixFePO4": _build_phase(
-        "LixFePO4", 10.207, 5.943, 4.724, li_occupancy=LI_OCCUPANCY_INTERMEDIATE
-    ),
+    name: _build_phase(name, *LATTICE_A[name], li_occupancy=occ)
+    for name, occ in (("LiFePO4", 1.0), ("FePO4", 0.0),
+                      ("LixFePO4", LI_OCCUPANCY_INTERMEDIATE))
 }
 
 
@@ -258,12 +268,16 @@ def reflection_table(phase: Phase, wavelength_A: float, n_strongest: int | None 
     """The strongest reflections of ``phase`` at λ, as JSON-ready dicts sorted by 2θ.
 
     ``rel_intensity`` here includes the Lorentz factor (100 = strongest of the phase).
+    ``intensity_common`` is the integrated intensity of the reflection for a phase fraction
+    of 1, m|F|² L / V, on the scale shared by all phases (100 = strongest LiFePO4 line): the
+    per-phase scale a refinement needs to turn peak areas into molar fractions.
     """
     d = np.array([r.d_A for r in phase.reflections])
     tth = two_theta_deg(d, wavelength_A)
     inten = np.array([r.f2_mult for r in phase.reflections]) * lorentz_factor(tth)
     inten = np.where(np.isfinite(inten), inten, 0.0)
     rel = 100.0 * inten / inten.max()
+    common = 100.0 * inten / phase.volume_A3 / _intensity_norm(wavelength_A)
     idx = np.argsort(-rel, kind="stable")
     if n_strongest is not None:
         idx = idx[:n_strongest]
@@ -274,6 +288,7 @@ def reflection_table(phase: Phase, wavelength_A: float, n_strongest: int | None 
             "d_A": float(d[i]),
             "two_theta_deg": float(tth[i]),
             "rel_intensity": float(rel[i]),
+            "intensity_common": float(common[i]),
         }
         for i in idx
     ]
@@ -484,27 +499,8 @@ class FrameRenderer:
         λ_pix = ``project_1d(prof)``; counts ~ Poisson(λ_pix); then the detector
         defects: gaps 2**32-1, dead 0, hot ``HOT_PIXEL_COUNTS``.
         """
-        prof = np.asarray(prof, dtype=float)
-        frame = np.empty(self.shape[0] * self.shape[1], dtype=np.uint32)
-        # The frame is cut into a fixed number of pixel blocks, each with its own child
-        # generator: the result depends on ``rng`` only, not on how many threads run.
-        rngs = rng.spawn(N_NOISE_BLOCKS)
-        bounds = np.linspace(0, frame.size, N_NOISE_BLOCKS + 1).astype(int)
-
-        def block(b: int) -> None:
-            sl = slice(bounds[b], bounds[b + 1])
-            idx, w1 = self._idx[sl], self._w1[sl]
-            lam = prof[idx] * (1.0 - w1) + prof[idx + 1] * w1  # = project_1d, per block
-            lam *= self._corr[sl]
-            frame[sl] = rngs[b].poisson(lam)
-
-        n_workers = min(N_NOISE_BLOCKS, os.cpu_count() or 1)
-        if n_workers > 1 and frame.size > 200_000:
-            with ThreadPoolExecutor(n_workers) as ex:
-                list(ex.map(block, range(N_NOISE_BLOCKS)))
-        else:
-            for b in range(N_NOISE_BLOCKS):
-                block(b)
+        lam = self.project_1d(prof).ravel()
+        frame = rng.poisson(lam).astype(np.uint32)
         frame[self._gap_idx] = GAP_VALUE
         frame[self.dead_index] = 0
         frame[self.hot_index] = HOT_PIXEL_COUNTS

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from operando.simulate.presets import FARADAY_C_PER_MOL, EchemSpec
+from operando.simulate.timeline import window_mean
 
 SEGMENT_NAMES = ("charge", "rest", "discharge", "rest")
 
@@ -39,6 +40,7 @@ class EchemProfile:
     segment_index: np.ndarray  # 0..3 into ``segment_bounds_s``
     segment_bounds_s: tuple[tuple[float, float], ...]
     segment_names: tuple[str, ...]
+    segment_current_A: tuple[float, ...]  # programmed current per segment (+ = charge)
     capacity_theoretical_C: float
     current_1c_A: float
     spec: EchemSpec
@@ -49,24 +51,37 @@ class EchemProfile:
 
     def x_li_at(self, t_s: np.ndarray | float) -> np.ndarray:
         """Exact Faraday Li content at arbitrary potentiostat times (piecewise linear in t)."""
-        return x_li_exact(np.asarray(t_s, dtype=float), self)
+        return x_li_exact(np.asarray(t_s, dtype=float), self.segment_bounds_s,
+                          self.segment_current_A, self.capacity_theoretical_C, self.spec.x_start)
 
     def faraday_fepo4_fraction_at(self, t_s: np.ndarray | float) -> np.ndarray:
         """FePO4 fraction expected from the charge passed, two-phase with end members x=1, x=0."""
         return np.clip(1.0 - self.x_li_at(t_s), 0.0, 1.0)
 
+    def window_means(self, t_start_s: np.ndarray, t_end_s: np.ndarray) -> dict[str, np.ndarray]:
+        """Electrochemistry averaged over exposure windows (the data contract's coordinates).
+
+        ``x_li`` and ``charge_C`` = (x_start − x)·Q_th from the exact Faraday x(t);
+        ``current_A`` from the programmed current; ``voltage_V`` interpolated on the samples.
+        """
+        def values(t: np.ndarray) -> dict[str, np.ndarray]:
+            x = self.x_li_at(t)
+            return {
+                "x_li": x,
+                "charge_C": (self.spec.x_start - x) * self.capacity_theoretical_C,
+                "current_A": self.current_at(t),
+                "voltage_V": np.interp(t, self.time_s, self.voltage_V),
+            }
+
+        return window_mean(values, t_start_s, t_end_s)
+
     def current_at(self, t_s: np.ndarray | float) -> np.ndarray:
         """Programmed current (A) at potentiostat time t (piecewise constant)."""
         t = np.asarray(t_s, dtype=float)
         out = np.zeros_like(t)
-        for (t0, t1), amps in zip(self.segment_bounds_s, _segment_currents(self), strict=True):
+        for (t0, t1), amps in zip(self.segment_bounds_s, self.segment_current_A, strict=True):
             out = np.where((t >= t0) & (t < t1), amps, out)
         return out
-
-
-def _segment_currents(p: EchemProfile) -> tuple[float, ...]:
-    i = p.current_1c_A * p.spec.c_rate_per_h
-    return (i, 0.0, -i, 0.0)
 
 
 def theoretical_capacity_C(spec: EchemSpec) -> float:
@@ -79,20 +94,20 @@ def ocv_V(x_li: np.ndarray, plateau_V: float) -> np.ndarray:
     """Open-circuit voltage of LixFePO4 (V vs Li+/Li).
 
     A flat two-phase plateau with steep single-phase ends:
-    U = U_p + 0.008 ln((1-x)/x) + 0.05 [exp(-x/0.02) ... ] expressed through
-    logarithmic terms that rise near x → 0 and fall near x → 1.
+    U = U_p + 0.008 ln((1−x)/x) + 0.02 [ln⁺(0.05/x) − ln⁺(0.05/(1−x))],
+    with ln⁺(y) = max(ln y, 0) and x clipped to [1e-4, 1 − 1e-4].
     """
     x = np.clip(np.asarray(x_li, dtype=float), 1e-4, 1.0 - 1e-4)
     return plateau_V + 0.008 * np.log((1.0 - x) / x) + 0.02 * (np.log(0.05 / x).clip(0) -
                                                                  np.log(0.05 / (1 - x)).clip(0))
 
 
-def x_li_exact(t: np.ndarray, p: EchemProfile) -> np.ndarray:
-    x = np.full_like(t, p.spec.x_start, dtype=float)
-    q_per_x = p.capacity_theoretical_C
-    for (t0, t1), amps in zip(p.segment_bounds_s, _segment_currents(p), strict=True):
-        dt = np.clip(t, t0, t1) - t0
-        x = x - amps * dt / q_per_x
+def x_li_exact(t: np.ndarray, bounds_s: tuple[tuple[float, float], ...],
+               currents_A: tuple[float, ...], q_th_C: float, x_start: float) -> np.ndarray:
+    """x(t) = x_start − Σ_seg I_seg · (clip(t, t0, t1) − t0) / Q_th  (piecewise linear)."""
+    x = np.full_like(t, x_start, dtype=float)
+    for (t0, t1), amps in zip(bounds_s, currents_A, strict=True):
+        x = x - amps * (np.clip(t, t0, t1) - t0) / q_th_C
     return x
 
 
@@ -125,16 +140,11 @@ def simulate_echem(spec: EchemSpec) -> EchemProfile:
     t = np.concatenate(times)
     seg = np.concatenate(segs)
 
-    profile = EchemProfile(
-        time_s=t, current_A=np.zeros_like(t), voltage_V=np.zeros_like(t),
-        charge_C=np.zeros_like(t), x_li=np.zeros_like(t), segment_index=seg,
-        segment_bounds_s=bounds, segment_names=SEGMENT_NAMES,
-        capacity_theoretical_C=q_th, current_1c_A=i_1c, spec=spec,
-    )
-    seg_i = np.asarray(_segment_currents(profile))
-    current = seg_i[seg]
+    i_cc = i_1c * spec.c_rate_per_h
+    seg_currents = (i_cc, 0.0, -i_cc, 0.0)
+    current = np.asarray(seg_currents)[seg]
     current[-1] = 0.0
-    x = x_li_exact(t, profile)
+    x = x_li_exact(t, bounds, seg_currents, q_th, spec.x_start)
     charge = (spec.x_start - x) * q_th
 
     # RC element integrated exactly for piecewise-constant current between samples
@@ -148,5 +158,6 @@ def simulate_echem(spec: EchemSpec) -> EchemProfile:
     return EchemProfile(
         time_s=t, current_A=current, voltage_V=voltage, charge_C=charge, x_li=x,
         segment_index=seg, segment_bounds_s=bounds, segment_names=SEGMENT_NAMES,
-        capacity_theoretical_C=q_th, current_1c_A=i_1c, spec=spec,
+        segment_current_A=seg_currents, capacity_theoretical_C=q_th, current_1c_A=i_1c,
+        spec=spec,
     )

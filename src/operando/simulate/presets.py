@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-FARADAY_C_PER_MOL = 96485.33212
-GAS_CONSTANT_J_PER_MOL_K = 8.314462618
+# re-exported: the simulator modules and tests import them from here
+from operando.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K  # noqa: F401
+
 MOLAR_MASS_LFP_G_PER_MOL = 157.757  # LiFePO4
 
 
@@ -70,7 +71,9 @@ class XrdSpec:
     first_frame_s: float = 5.0  # potentiostat time of the first trigger
     wavelength_A: float = 0.2066  # 60 keV
     distance_m: float = 0.25
-    lag_s: float = 60.0  # structural response lags the Faraday expectation by this time
+    # the probed spot lags the electrode-average Faraday state by this time (in-plane
+    # inhomogeneity: a spot far from the tab reacts later); confocal's depth average does not
+    lag_s: float = 60.0
     intermediate_min_c_rate: float = 5.0  # metastable LixFePO4 appears at or above this rate
     intermediate_peak_fraction: float = 0.25
     intermediate_decay_s: float = 300.0
@@ -91,7 +94,7 @@ class XanesSpec:
     energy_max_eV: float = 7260.0
     n_points: int = 400
     energy_offset_eV: float = 1.3  # monochromator reads this much too high
-    lag_s: float = 120.0
+    lag_s: float = 120.0  # the XANES spot's lag behind the electrode average (see XrdSpec)
     i0_counts: float = 2.0e6
     absorber_mu_t: float = 1.0  # edge-step scale of the sample
 
@@ -120,7 +123,7 @@ class KineticsSpec:
     area_cm2: float = 0.0314  # 2 mm diameter disc
     concentration_mol_cm3: float = 0.0228  # Li in LiFePO4
     temperature_K: float = 298.15
-    e0_V: float = 3.43
+    e0_V: float = 3.428  # the LiFePO4/FePO4 couple: same as EchemSpec.ocv_plateau_V
     # up to 50x max_linear: the quasi-reversible + iR fall-off grows only like sqrt(v), so
     # < 1 % at max_linear needs the ladder to reach ~50x it for a >= 5 % deviation
     scan_rates_V_s: tuple[float, ...] = (

@@ -52,9 +52,11 @@ from pathlib import Path
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from operando.io.xas_hdf5 import XasScan, epoch_to_iso, write_xas_scans
+from operando.io.timestamps import epoch_to_iso
+from operando.io.xas_hdf5 import XasScan, write_xas_scans
 from operando.io.xas_text import read_xas_text, write_xdi
 from operando.simulate.context import SimContext, StreamResult
+from operando.simulate.timeline import acquisition_starts, relative_beam_intensity, window_mean
 
 STREAM = "xanes"
 SCANS_FILE = "xanes/xanes_scans.h5"
@@ -72,9 +74,7 @@ MATRIX_A = 0.05  # energy-independent μt of the cell (windows, electrolyte, ...
 MATRIX_B = 0.40  # Victoreen-like μt ∝ E^-3 of the cell, at 7112 eV
 AIR_MU_T = 0.10  # air path before It, at 7112 eV, ∝ E^-3
 E_REF_EV = 7112.0
-TOPUP_PERIOD_S = 600.0
-TOPUP_DEPTH = 0.02
-POINTS_PER_WINDOW = 257  # quadrature points for the per-scan truth average
+EDGE_TRUE_EV = 7125.0  # middle of the LiFePO4/FePO4 edge rise (true energy), for time_edge_s
 
 PATHS = {
     "energy": "measurement/energy",
@@ -212,7 +212,9 @@ def _standards(
             "held flat below, relaxed to 1 above (scan covers "
             f"{e_true.min():.1f}–{e_true.max():.1f} eV)"
         )
-    source = {key: f"{lib}:{xt.resolve(col)}" for key, col in LIBRARY_COLUMNS.items()}
+    # sources named relative to the shared-data folder, so truth.json is machine-independent
+    source = {key: f"shared/data/xanes/{lib.name}:{xt.resolve(col)}"
+              for key, col in LIBRARY_COLUMNS.items()}
     return out, source, notes
 
 
@@ -228,26 +230,25 @@ def _foil(e_true: np.ndarray, data_dir: Path | None) -> tuple[np.ndarray, str, l
     xt = read_xas_text(path)
     e_src, mu_src = xt.energy, xt.column("mutrans")
     norm = _normalise_foil(e_src, mu_src)
-    return _extend_normalised(e_src, norm, e_true), f"{path}:{xt.resolve('mutrans')}", []
+    return (_extend_normalised(e_src, norm, e_true),
+            f"shared/data/xanes/{path.name}:{xt.resolve('mutrans')}", [])
 
 
 def scan_windows_s(ctx: SimContext) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (s, potentiostat clock) of every scan that ends within the protocol."""
     spec = ctx.preset.xanes
-    period = spec.scan_s + spec.dead_time_s
-    if spec.scan_s <= 0 or period <= 0:
+    if spec.scan_s <= 0 or spec.dead_time_s < 0:
         raise ValueError(
-            f"preset xanes: expected scan_s > 0, found scan_s={spec.scan_s}, "
-            f"dead_time_s={spec.dead_time_s}"
+            f"preset xanes: expected scan_s > 0 and dead_time_s >= 0, found "
+            f"scan_s={spec.scan_s}, dead_time_s={spec.dead_time_s}"
         )
-    duration = ctx.echem.duration_s
-    n = int(np.floor((duration - spec.first_scan_s - spec.scan_s) / period + 1e-9)) + 1
-    if n < 1:
+    start = acquisition_starts(spec.first_scan_s, spec.scan_s + spec.dead_time_s, spec.scan_s,
+                               ctx.echem.duration_s)
+    if start.size < 1:
         raise ValueError(
             f"preset xanes: no scan fits: first_scan_s={spec.first_scan_s} + scan_s="
-            f"{spec.scan_s} exceeds the echem protocol duration {duration:.1f} s"
+            f"{spec.scan_s} exceeds the echem protocol duration {ctx.echem.duration_s:.1f} s"
         )
-    start = spec.first_scan_s + period * np.arange(n)
     return start, start + spec.scan_s
 
 
@@ -277,14 +278,6 @@ def simulate_xanes(ctx: SimContext) -> StreamResult:
     mu_air = AIR_MU_T * rel**-3
     mu_foil = FOIL_STEP * foil_norm + FOIL_BACKGROUND * rel**-3
     throughput = (e_true / 7160.0) ** -2.0  # smooth I0 energy dependence
-    phase_topup = rng.uniform(0.0, TOPUP_PERIOD_S)
-    phase_drift = rng.uniform(0.0, 2.0 * np.pi)
-
-    def flux(t: np.ndarray) -> np.ndarray:
-        saw = ((t + phase_topup) % TOPUP_PERIOD_S) / TOPUP_PERIOD_S
-        return (1.0 - TOPUP_DEPTH * saw) * (
-            1.0 + 0.01 * np.sin(2 * np.pi * t / 2400.0 + phase_drift)
-        )
 
     def fepo4(t: np.ndarray) -> np.ndarray:
         return ctx.echem.faraday_fepo4_fraction_at(np.clip(t - spec.lag_s, 0.0, None))
@@ -294,11 +287,11 @@ def simulate_xanes(ctx: SimContext) -> StreamResult:
     dt = spec.scan_s / n_pts
     jitter = ctx.preset.clock.beamline_jitter_s
 
-    # truth: average of f over each scan window (trapezoid on a fine grid)
-    u = np.linspace(0.0, 1.0, POINTS_PER_WINDOW)
-    window = t_start[:, None] + u[None, :] * spec.scan_s
-    f_window = fepo4(window)
-    f_truth = (f_window[:, 1:] + f_window[:, :-1]).sum(axis=1) / (2 * (POINTS_PER_WINDOW - 1))
+    # truth: average of f over each scan window; and f when the mono crosses the edge
+    f_truth = window_mean(fepo4, t_start, t_end)
+    i_edge = int(np.argmin(np.abs(e_true - EDGE_TRUE_EV)))
+    t_edge = t_start + (i_edge + 0.5) * dt
+    f_edge = fepo4(t_edge)
 
     scans: list[XasScan] = []
     for k, t0 in enumerate(t_start):
@@ -308,7 +301,8 @@ def simulate_xanes(ctx: SimContext) -> StreamResult:
             spec.absorber_mu_t * ((1.0 - f) * standards["LiFePO4"] + f * standards["FePO4"])
             + mu_matrix
         )
-        i0 = rng.poisson(spec.i0_counts * flux(t_mid) * throughput).astype(float)
+        flux = relative_beam_intensity(t_mid, rng)
+        i0 = rng.poisson(spec.i0_counts * flux * throughput).astype(float)
         it = rng.poisson(i0 * np.exp(-mu_sample - mu_air)).astype(float)
         iref = rng.poisson(it * np.exp(-mu_foil)).astype(float)
         epoch = ctx.clock.to_beamline_epoch(t_mid) + rng.normal(0.0, jitter, n_pts)
@@ -365,6 +359,12 @@ def simulate_xanes(ctx: SimContext) -> StreamResult:
         "time_start_s": t_start.tolist(),
         "time_end_s": t_end.tolist(),
         "fraction": {"LiFePO4": (1.0 - f_truth).tolist(), "FePO4": f_truth.tolist()},
+        "fraction_definition": "mean over the scan window [time_start_s, time_end_s]",
+        "edge_true_eV": float(e_true[i_edge]),
+        "time_edge_s": t_edge.tolist(),
+        "fraction_at_edge": {"LiFePO4": (1.0 - f_edge).tolist(), "FePO4": f_edge.tolist()},
+        "epoch_refers_to": "mid-time of each energy point (points evenly spaced in time)",
+        "echem": ctx.echem.window_means(t_start, t_end),
         "energy_offset_eV": float(spec.energy_offset_eV),
         "energy_convention": "E_recorded = E_true + energy_offset_eV",
         "lag_s": float(spec.lag_s),

@@ -7,7 +7,8 @@ timestamp_k = clock.to_beamline_epoch(t_k) + N(0, beamline_jitter_s).
 
 Structure (phase fractions, molar, summing to 1) follows the charge passed with a lag:
 the crystalline phases hold the Li content x_s(t) = x_Faraday(τ), τ = max(t − lag_s, 0).
-The metastable intermediate LixiFePO4 (x_i = ``LI_OCCUPANCY_INTERMEDIATE`` = 0.6) forms
+The metastable intermediate LixiFePO4 (x_i = ``LI_OCCUPANCY_INTERMEDIATE`` ≈ 0.75, Vegard
+on its cell volume) forms
 during a fast discharge and relaxes at rest; Li is conserved by the lever rule:
 
     g(t)        = P · p(τ)                          during discharge, p = discharge progress
@@ -19,10 +20,10 @@ during a fast discharge and relaxes at rest; Li is conserved by the lever rule:
 so f_LiFePO4 + x_i f_int = x_s at every instant: as the intermediate decays at rest it
 splits into LiFePO4 and FePO4 in the ratio x_i : (1 − x_i). P =
 ``intermediate_peak_fraction``. Fractions are averaged over each exposure window
-(midpoint rule, ``N_SUBSAMPLES`` sub-samples). Peak widths broaden for a minority phase
-(nanodomains): fwhm_p = FWHM_BASE_DEG + FWHM_MINORITY_DEG × (1 − f_p). The incident beam
-decays by ``MONITOR_DECAY_PER_H`` and fluctuates by ``MONITOR_NOISE`` (relative, per frame);
-each frame's signal and background scale with it, and the monitor records it.
+(``timeline.window_mean``). Peak widths broaden for a minority phase
+(nanodomains): fwhm_p = FWHM_BASE_DEG + FWHM_MINORITY_DEG × (1 − f_p). The incident beam follows
+``timeline.relative_beam_intensity`` (top-up sawtooth + noise); each frame's signal and
+background scale with it, and the monitor records it.
 """
 
 from __future__ import annotations
@@ -35,21 +36,26 @@ from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.diffraction import (
     LI_OCCUPANCY_INTERMEDIATE,
     PHASES,
+    POLARIZATION_FACTOR,
     FrameRenderer,
     make_integrator,
     reflection_table,
 )
 from operando.simulate.echem import EchemProfile
 from operando.simulate.presets import XrdSpec
+from operando.simulate.timeline import (
+    MONITOR_COUNTS_PER_S,
+    acquisition_starts,
+    relative_beam_intensity,
+    window_mean,
+)
 
 __all__ = [
     "FWHM_BASE_DEG",
     "FWHM_MINORITY_DEG",
-    "MONITOR_COUNTS_PER_S",
     "PHASE_NAMES",
     "exposure_averaged_fractions",
     "frame_trigger_times",
-    "monitor_counts",
     "peak_fwhm_deg",
     "phase_fractions_at",
     "simulate_xrd",
@@ -58,21 +64,14 @@ __all__ = [
 PHASE_NAMES = ("LiFePO4", "FePO4", "LixFePO4")
 FWHM_BASE_DEG = 0.045  # instrumental + crystallite width of a majority phase (deg 2θ)
 FWHM_MINORITY_DEG = 0.06  # extra width of a phase as its fraction → 0 (nanodomains)
-N_SUBSAMPLES = 8  # sub-samples per exposure for the truth averages
-MONITOR_COUNTS_PER_S = 1.0e5  # nominal incident-beam monitor rate
-MONITOR_DECAY_PER_H = 0.01  # relative decay of the beam per hour (exponential)
-MONITOR_NOISE = 0.002  # relative per-frame fluctuation of the beam
 
 XRD_FILES = {"frames": "xrd/xrd_0001.h5", "poni": "xrd/geometry.poni", "mask": "xrd/mask.edf"}
 
 
 def frame_trigger_times(spec: XrdSpec, duration_s: float) -> np.ndarray:
     """Exposure starts t_k = first_frame_s + k·frame_period_s with t_k + count_time_s ≤ duration."""
-    last = duration_s - spec.count_time_s
-    if last < spec.first_frame_s:
-        return np.empty(0)
-    n = int(np.floor((last - spec.first_frame_s) / spec.frame_period_s + 1e-9)) + 1
-    return spec.first_frame_s + spec.frame_period_s * np.arange(n)
+    return acquisition_starts(spec.first_frame_s, spec.frame_period_s, spec.count_time_s,
+                              duration_s)
 
 
 def phase_fractions_at(
@@ -99,30 +98,15 @@ def phase_fractions_at(
 
 def exposure_averaged_fractions(
     t_start_s: np.ndarray, t_end_s: np.ndarray, echem: EchemProfile, spec: XrdSpec,
-    n_sub: int = N_SUBSAMPLES,
 ) -> dict[str, np.ndarray]:
-    """Phase fractions averaged over [t_start, t_end] by the midpoint rule with ``n_sub`` points."""
-    t0 = np.asarray(t_start_s, dtype=float)[:, None]
-    dt = (np.asarray(t_end_s, dtype=float) - np.asarray(t_start_s, dtype=float))[:, None]
-    ts = t0 + dt * (np.arange(n_sub) + 0.5)[None, :] / n_sub
-    inst = phase_fractions_at(ts, echem, spec)
-    return {k: v.mean(axis=1) for k, v in inst.items()}
+    """Phase fractions averaged over each exposure [t_start, t_end] (``timeline.window_mean``)."""
+    return window_mean(lambda t: phase_fractions_at(t, echem, spec), t_start_s, t_end_s)
 
 
 def peak_fwhm_deg(fractions: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """fwhm_p = FWHM_BASE_DEG + FWHM_MINORITY_DEG · (1 − f_p)  (deg 2θ)."""
     return {k: FWHM_BASE_DEG + FWHM_MINORITY_DEG * (1.0 - np.asarray(v)) for k, v in
             fractions.items()}
-
-
-def monitor_counts(
-    t_mid_s: np.ndarray, count_time_s: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Monitor counts per frame: M₀ Δt exp(−k t / 3600 s) (1 + σ N(0, 1))."""
-    t = np.asarray(t_mid_s, dtype=float)
-    decay = np.exp(-MONITOR_DECAY_PER_H * t / 3600.0)
-    noise = 1.0 + MONITOR_NOISE * rng.standard_normal(t.size)
-    return MONITOR_COUNTS_PER_S * count_time_s * decay * noise
 
 
 def simulate_xrd(ctx: SimContext) -> StreamResult:
@@ -146,8 +130,8 @@ def simulate_xrd(ctx: SimContext) -> StreamResult:
     rng_det, rng_ts, rng_mon, rng_frames = ctx.rng("xrd").spawn(4)
     fractions = exposure_averaged_fractions(t_start, t_end, echem, spec)
     fwhm = peak_fwhm_deg(fractions)
-    monitor = monitor_counts(t_mid, spec.count_time_s, rng_mon)
-    monitor_rel = monitor / (MONITOR_COUNTS_PER_S * spec.count_time_s)
+    monitor_rel = relative_beam_intensity(t_mid, rng_mon)
+    monitor = MONITOR_COUNTS_PER_S * spec.count_time_s * monitor_rel
     timestamps = ctx.clock.to_beamline_epoch(t_start) + rng_ts.normal(
         0.0, ctx.preset.clock.beamline_jitter_s, n
     )
@@ -188,6 +172,8 @@ def simulate_xrd(ctx: SimContext) -> StreamResult:
         "time_start_s": t_start.tolist(),
         "time_end_s": t_end.tolist(),
         "trigger_time_s": t_start.tolist(),
+        "timestamp_refers_to": "exposure start (the trigger)",
+        "echem": echem.window_means(t_start, t_end),
         "timestamp_beamline_epoch_s": np.asarray(timestamps).tolist(),
         "phase_fraction": {p: fractions[p].tolist() for p in PHASE_NAMES},
         "fwhm_deg": {p: fwhm[p].tolist() for p in PHASE_NAMES},
@@ -202,6 +188,9 @@ def simulate_xrd(ctx: SimContext) -> StreamResult:
                             fractions["LiFePO4"] + LI_OCCUPANCY_INTERMEDIATE
                             * fractions["LixFePO4"]],
         "intermediate_x_li": LI_OCCUPANCY_INTERMEDIATE,
+        "intermediate_x_li_method": "Vegard's law on the unit-cell volume",
+        "polarization_factor": POLARIZATION_FACTOR,
+        "solid_angle_in_frames": True,
         "intermediate_present": intermediate_present,
         "detector": spec.detector,
         "n_frames": int(n),
