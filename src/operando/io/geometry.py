@@ -25,10 +25,16 @@ __all__ = ["read_mask", "read_poni", "write_mask_edf", "write_poni"]
 
 
 def write_poni(ai: AzimuthalIntegrator, path: str | os.PathLike[str]) -> Path:
-    """Write the geometry of ``ai`` (distance, PONI, rotations, wavelength, detector)."""
+    """Write the geometry of ``ai`` (distance, PONI, rotations, wavelength, detector).
+
+    pyFAI's writer stamps the wall-clock time in a ``# Calibration done on`` comment;
+    it is dropped so the same geometry always gives the same file.
+    """
     buf = io.StringIO()
     PoniFile(ai).write(buf)
-    return write_text_atomic(Path(path), buf.getvalue())
+    lines = [ln for ln in buf.getvalue().splitlines(keepends=True)
+             if not ln.startswith("# Calibration done ")]
+    return write_text_atomic(Path(path), "".join(lines))
 
 
 def write_mask_edf(mask: np.ndarray, path: str | os.PathLike[str]) -> Path:

@@ -37,6 +37,7 @@ from operando.io.shared_data import find_shared_data
 from operando.io.triggers import write_trigger_record
 from operando.simulate.clock import make_clock, record_triggers
 from operando.simulate.context import SimContext, StreamResult, to_jsonable
+from operando.simulate.diffraction import POLARIZATION_FACTOR
 from operando.simulate.echem import discharge_retention, simulate_echem
 from operando.simulate.eclab_export import gcpl_settings_lines, simulated_cell_columns
 from operando.simulate.presets import Preset, get_preset
@@ -154,6 +155,8 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "integration": {
                 "poni": f["xrd"]["poni"], "mask": f["xrd"]["mask"], "unit": "q_A^-1",
                 "npt": 1500,
+                "polarization_factor": POLARIZATION_FACTOR,
+                "correct_solid_angle": True,
             },
         }
     if "xanes" in f:
@@ -188,6 +191,8 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "integration": {
                 "poni": f["confocal"]["poni"], "mask": f["confocal"]["mask"], "unit": "q_A^-1",
                 "npt": 1000,
+                "polarization_factor": POLARIZATION_FACTOR,
+                "correct_solid_angle": True,
             },
         }
     if "kinetics" in f:

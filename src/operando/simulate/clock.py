@@ -13,19 +13,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from operando.io.biologic import localise_to_utc
+from operando.io.timestamps import zoneinfo_or_raise
 from operando.simulate.presets import ClockSpec, EchemSpec
 
 
 def acquisition_start_epoch_s(spec: EchemSpec) -> float:
-    """UTC epoch seconds of the potentiostat's local ``acquisition_start_local``."""
-    local = datetime.fromisoformat(spec.acquisition_start_local).replace(
-        tzinfo=ZoneInfo(spec.timezone)
-    )
-    return local.timestamp()
+    """UTC epoch seconds of the potentiostat's local ``acquisition_start_local``.
+
+    The same conversion the EC-Lab reader applies (a wall time skipped by a DST change
+    is an error), so simulator and reader agree by construction.
+    """
+    local = datetime.fromisoformat(spec.acquisition_start_local)
+    utc, _note = localise_to_utc(local, zoneinfo_or_raise(spec.timezone))
+    return utc.timestamp()
 
 
 @dataclass(frozen=True)

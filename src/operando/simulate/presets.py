@@ -11,7 +11,7 @@ from the C-rate and the theoretical capacity of the active mass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 # re-exported: the simulator modules and tests import them from here
@@ -157,9 +157,11 @@ class Preset:
         if not overrides:
             return self
         out = self
+        sections = {f.name for f in fields(self)} - {"name"}
         for section, values in overrides.items():
-            if not hasattr(out, section) or section == "name":
-                raise KeyError(f"unknown preset section {section!r}")
+            if section not in sections:
+                raise KeyError(f"unknown preset section {section!r}; expected one of "
+                               f"{sorted(sections)}")
             sub = getattr(out, section)
             unknown = set(values) - set(sub.__dataclass_fields__)
             if unknown:
