@@ -99,14 +99,6 @@ def depth_positions_um(n_depths: int, thickness_um: float) -> np.ndarray:
     return (np.arange(n_depths) + 0.5) * thickness_um / n_depths
 
 
-def _segment_kind(name: str, current_A: float) -> str:
-    if name in ("charge", "discharge", "rest"):
-        return name
-    if current_A > 0:
-        return "charge"
-    return "discharge" if current_A < 0 else "rest"
-
-
 def _sigmoid(u: np.ndarray) -> np.ndarray:
     # tanh form: no overflow warnings for large |u|
     return 0.5 * (1.0 + np.tanh(0.5 * u))
@@ -257,10 +249,7 @@ def make_depth_model(echem: EchemProfile, spec: ConfocalSpec) -> DepthModel:
         raise ValueError("ConfocalSpec.front_width_um and relaxation_time_s must be > 0")
     depth = depth_positions_um(spec.n_depths, spec.thickness_um)
     bounds = echem.segment_bounds_s
-    kinds = tuple(
-        _segment_kind(name, float(echem.current_at(0.5 * (t0 + t1))))
-        for name, (t0, t1) in zip(echem.segment_names, bounds, strict=True)
-    )
+    kinds = tuple(echem.segment_names)  # "charge" / "rest" / "discharge" / "rest"
     f_init = float(np.clip(1.0 - echem.spec.x_start, 0.0, 1.0))
     starts = np.empty((len(bounds), depth.size))
     f0 = np.full(depth.size, f_init)

@@ -275,7 +275,6 @@ def simulate_cv(
     half_width_V: float = 0.4,
     sample_step_V: float = 1e-3,
     substeps: int = SUBSTEPS,
-    _cache: dict[tuple[float, float, float, float, float], DimensionlessCV] | None = None,
 ) -> CVCurve:
     """Noise-free CV, e0 − w → e0 + w → e0 − w at ``scan_rate_V_s`` (V s⁻¹).
 
@@ -290,14 +289,9 @@ def simulate_cv(
     rho = f * R_u_ohm * scale
     d_theta = f * sample_step_V / substeps
     n_half = round(2.0 * half_width_V / sample_step_V)
-    key = (lam, rho, alpha, d_theta, float(n_half))
-    sol = _cache.get(key) if _cache is not None else None
-    if sol is None:
-        sol = solve_dimensionless_cv(lam, rho, theta_start=-f * half_width_V,
-                                     theta_vertex=-f * half_width_V + n_half * substeps * d_theta,
-                                     d_theta=d_theta, alpha=alpha)
-        if _cache is not None:
-            _cache[key] = sol
+    sol = solve_dimensionless_cv(lam, rho, theta_start=-f * half_width_V,
+                                 theta_vertex=-f * half_width_V + n_half * substeps * d_theta,
+                                 d_theta=d_theta, alpha=alpha)
     psi_a, th_a = sol.anodic_peak()
     psi_c, th_c = sol.cathodic_peak()
     idx = np.arange(0, sol.theta.size, substeps)
@@ -403,13 +397,11 @@ def simulate_kinetics(ctx: SimContext) -> StreamResult:
     map_k0 = matsuda_ayabe_k0_cm_s(max(spec.map_D_high_cm2_s, spec.map_D_low_cm2_s), v_max, n, T)
     domain_D = (spec.map_D_low_cm2_s, spec.map_D_high_cm2_s)
     ny, nx = spec.map_shape
-    cache: dict[tuple[float, float, float, float, float], DimensionlessCV] = {}
     curves = [[simulate_cv(D_cm2_s=d, scan_rate_V_s=v, n_electrons=n, area_cm2=spec.map_area_cm2,
                            concentration_mol_cm3=spec.concentration_mol_cm3, temperature_K=T,
                            e0_V=spec.e0_V, k0_cm_s=map_k0, R_u_ohm=0.0,
                            half_width_V=spec.sweep_half_width_V,
-                           sample_step_V=spec.map_sample_step_V, substeps=MAP_SUBSTEPS,
-                           _cache=cache)
+                           sample_step_V=spec.map_sample_step_V, substeps=MAP_SUBSTEPS)
                for v in map_rates] for d in domain_D]
     n_samples = curves[0][0].current_A.size
     clean = np.stack([np.stack([c.current_A for c in row]) for row in curves])  # (2, nr, ns)
