@@ -116,6 +116,12 @@ def _echem_truth(ctx: SimContext) -> dict[str, Any]:
     }
 
 
+def _integration(files: dict[str, str], npt: int) -> dict[str, Any]:
+    """Integration section for frames rendered by ``FrameRenderer`` (its corrections)."""
+    return {"poni": files["poni"], "mask": files["mask"], "unit": "q_A^-1", "npt": npt,
+            "polarization_factor": POLARIZATION_FACTOR, "correct_solid_angle": True}
+
+
 def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> dict[str, Any]:
     """The run config (relative paths) that reduces this simulated run."""
     spec = ctx.preset.echem
@@ -152,12 +158,7 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "timestamp_path": nexus.TIMESTAMP_PATH,
             "count_time_path": nexus.COUNT_TIME_PATH,
             "monitor_path": nexus.MONITOR_DATA_PATH,
-            "integration": {
-                "poni": f["xrd"]["poni"], "mask": f["xrd"]["mask"], "unit": "q_A^-1",
-                "npt": 1500,
-                "polarization_factor": POLARIZATION_FACTOR,
-                "correct_solid_angle": True,
-            },
+            "integration": _integration(f["xrd"], npt=1500),
         }
     if "xanes" in f:
         t = res.truth["xanes"]
@@ -188,12 +189,7 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "depth_origin": t["origin"],
             "epoch_path": t["epoch_path"],
             "monitor_path": t["monitor_path"],
-            "integration": {
-                "poni": f["confocal"]["poni"], "mask": f["confocal"]["mask"], "unit": "q_A^-1",
-                "npt": 1000,
-                "polarization_factor": POLARIZATION_FACTOR,
-                "correct_solid_angle": True,
-            },
+            "integration": _integration(f["confocal"], npt=1000),
         }
     if "kinetics" in f:
         t = res.truth["kinetics"]
