@@ -198,7 +198,7 @@ def test_seccm_map_layout_and_D(small_run: tuple[Path, StreamResult]) -> None:
             assert "units" in ds.attrs and "long_name" in ds.attrs
     m = read_seccm_map(path)
     rates = np.asarray(m["scan_rate_V_s"])
-    assert np.all(rates <= t["max_linear_scan_rate_V_s"])
+    assert np.all(rates <= t["map_max_linear_scan_rate_V_s"])
     assert m["pixel_area_cm2"] == t["map_area_cm2"]
     e = np.asarray(m["potential_V"], dtype=float)
     cur = np.asarray(m["current_A"], dtype=float)
@@ -222,7 +222,7 @@ def test_seccm_map_layout_and_D(small_run: tuple[Path, StreamResult]) -> None:
 
 def test_map_rates_must_be_linear(tmp_path: Path) -> None:
     p = get_preset("small").with_overrides(
-        {"kinetics": {**TINY["kinetics"], "map_scan_rates_V_s": (1e-4, 1e-3)}})
+        {"kinetics": {**TINY["kinetics"], "map_scan_rates_V_s": (1.0, 5.0)}})
     with pytest.raises(ValueError, match="map_scan_rates_V_s"):
         simulate_kinetics(_ctx(tmp_path, p))
 

@@ -41,9 +41,10 @@ Choice of parameters
   uncompensated resistance with ρ(v_max) = 0.06 is added: R_u = 0.06 / (f i_scale(v_max)),
   i_scale = nFAC*√(D f v). ρ grows like √v: < 1 % total deviation at v_max, ≈ 6 % at
   50 v_max (the top of the default ladder).
-* The SECCM map uses a per-pixel footprint ``map_area_cm2`` (pA currents: the ohmic
-  drop is negligible, R_u = 0) and k0 = 15 √(D_high f v_max), so every pixel of
-  both domains is at or above the reversible boundary at every map rate.
+* The SECCM map uses a per-pixel footprint ``map_area_cm2`` (pA–nA currents: the ohmic
+  drop is negligible, R_u = 0), fast SECCM sweeps (0.1–2 V/s) and its own boundary
+  v_max,map = ``map_max_linear_scan_rate_V_s``: k0 = 15 √(D_high f v_max,map), so every
+  pixel of both domains is at or above the reversible boundary at every map rate.
 
 Everything here is pure numpy; files are written by :mod:`operando.io.nova` and
 :mod:`operando.io.seccm`.
@@ -387,14 +388,17 @@ def simulate_kinetics(ctx: SimContext) -> StreamResult:
 
     # ---- SECCM map
     map_rates = sorted(float(r) for r in spec.map_scan_rates_V_s)
-    if max(map_rates) > v_max * (1 + 1e-12):
+    v_max_map = spec.map_max_linear_scan_rate_V_s
+    if max(map_rates) > v_max_map * (1 + 1e-12):
         raise ValueError(
-            f"preset kinetics.map_scan_rates_V_s: expected every rate <= max_linear_scan_rate_V_s "
-            f"= {v_max} V/s (the map is analysed with Randles–Sevcik), found {max(map_rates)}"
+            f"preset kinetics.map_scan_rates_V_s: expected every rate <= "
+            f"map_max_linear_scan_rate_V_s = {v_max_map} V/s (the map is analysed with "
+            f"Randles–Sevcik), found {max(map_rates)}"
         )
     x_um, y_um, inside, desc = map_domains(spec)
     d_map = np.where(inside, spec.map_D_high_cm2_s, spec.map_D_low_cm2_s)
-    map_k0 = matsuda_ayabe_k0_cm_s(max(spec.map_D_high_cm2_s, spec.map_D_low_cm2_s), v_max, n, T)
+    map_k0 = matsuda_ayabe_k0_cm_s(max(spec.map_D_high_cm2_s, spec.map_D_low_cm2_s), v_max_map,
+                                   n, T)
     domain_D = (spec.map_D_low_cm2_s, spec.map_D_high_cm2_s)
     ny, nx = spec.map_shape
     curves = [[simulate_cv(D_cm2_s=d, scan_rate_V_s=v, n_electrons=n, area_cm2=spec.map_area_cm2,
@@ -448,6 +452,7 @@ def simulate_kinetics(ctx: SimContext) -> StreamResult:
         "noise_fraction": spec.noise_fraction,
         "map_D_cm2_s": d_map.tolist(),
         "map_scan_rates_V_s": map_rates,
+        "map_max_linear_scan_rate_V_s": v_max_map,
         "map_area_cm2": spec.map_area_cm2,
         "map_k0_cm_s": map_k0,
         "map_R_u_ohm": 0.0,

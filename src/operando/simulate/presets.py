@@ -131,7 +131,10 @@ class KineticsSpec:
     )
     max_linear_scan_rate_V_s: float = 2e-4
     map_shape: tuple[int, int] = (16, 16)
-    map_scan_rates_V_s: tuple[float, ...] = (1e-5, 2e-5, 5e-5, 1e-4, 2e-4)
+    # SECCM sweeps are fast (a droplet cell on single particles): 0.1-2 V/s, with the map's
+    # own Matsuda–Ayabe boundary (Λ = 15 for the fast domain) at the top rate
+    map_scan_rates_V_s: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0)
+    map_max_linear_scan_rate_V_s: float = 2.0
     map_D_low_cm2_s: float = 1.0e-11
     map_D_high_cm2_s: float = 5.0e-11
     map_area_cm2: float = 1.0e-7  # SECCM droplet footprint
