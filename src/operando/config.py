@@ -446,9 +446,8 @@ def validate_config(
 ) -> RunConfig:
     """Validate a mapping (already parsed YAML) into a :class:`RunConfig`."""
     if not isinstance(raw, dict):
-        raise ConfigError(source, [
-            f"(top level): expected a mapping of sections, found {type(raw).__name__}"
-        ])
+        found = "an empty document" if raw is None else type(raw).__name__
+        raise ConfigError(source, [f"(top level): expected a mapping of sections, found {found}"])
     raw = migrate(raw, source)
     try:
         return RunConfig.model_validate(
