@@ -139,7 +139,8 @@ def test_not_a_mapping_and_missing_file(tmp_path: Path) -> None:
         "expected a YAML run config, found no such file"]
     empty = tmp_path / "empty.yaml"
     empty.write_text("# nothing yet\n")
-    assert problems(empty) == ["(top level): expected a mapping of sections, found an empty document"]
+    assert problems(empty) == [
+        "(top level): expected a mapping of sections, found an empty document"]
 
 
 def test_file_checks_can_be_skipped(tmp_path: Path) -> None:
