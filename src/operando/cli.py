@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -13,6 +13,10 @@ from rich.table import Table
 
 from operando import __version__
 from operando.config import ConfigError, json_schema, load_config
+from operando.simulate.presets import PRESETS
+
+if TYPE_CHECKING:
+    from operando.simulate.beamtime import BeamtimeResult
 
 app = typer.Typer(
     name="operando",
@@ -25,7 +29,7 @@ app = typer.Typer(
 console = Console()
 err_console = Console(stderr=True)
 
-PRESET_NAMES = ("small", "lfp-1c", "lfp-10c")
+PRESET_NAMES = tuple(PRESETS)  # small, lfp-1c, lfp-10c
 
 
 def _version_callback(value: bool) -> None:
@@ -75,7 +79,7 @@ def schema(
 
 
 def _simulate_with_progress(outdir: Path, preset: str, seed: int,
-                            streams: list[str] | None, real_data: bool):
+                            streams: list[str] | None, real_data: bool) -> BeamtimeResult:
     from operando.simulate.beamtime import STREAMS, simulate_beamtime
 
     chosen = tuple(streams) if streams else STREAMS
@@ -107,7 +111,7 @@ def _simulate_with_progress(outdir: Path, preset: str, seed: int,
     return res
 
 
-def _files_table(res) -> Table:
+def _files_table(res: BeamtimeResult) -> Table:
     table = Table(title=f"simulated run in {res.outdir}", show_lines=False)
     table.add_column("stream")
     table.add_column("role")
