@@ -2,14 +2,14 @@
 
 Units are in the names: ``HC_KEV_A`` is h·c in keV·Å, so a photon of energy E (keV) has
 wavelength λ = HC_KEV_A / E (Å); ``FARADAY_C_PER_MOL`` in C mol⁻¹;
-``GAS_CONSTANT_J_PER_MOL_K`` in J mol⁻¹ K⁻¹.
+``GAS_CONSTANT_J_PER_MOL_K`` in J mol⁻¹ K⁻¹; ``MAH_TO_C`` in C per mA·h.
 """
 
 from __future__ import annotations
 
 from scipy import constants as _c
 
-__all__ = ["FARADAY_C_PER_MOL", "GAS_CONSTANT_J_PER_MOL_K", "HC_KEV_A"]
+__all__ = ["FARADAY_C_PER_MOL", "GAS_CONSTANT_J_PER_MOL_K", "HC_KEV_A", "MAH_TO_C"]
 
 #: h·c in keV·Å (E[keV] × λ[Å] = 12.3984...).
 HC_KEV_A: float = _c.h * _c.c / (_c.e * 1e3) * 1e10
@@ -17,3 +17,5 @@ HC_KEV_A: float = _c.h * _c.c / (_c.e * 1e3) * 1e10
 FARADAY_C_PER_MOL: float = _c.N_A * _c.e
 #: Molar gas constant R (J mol⁻¹ K⁻¹).
 GAS_CONSTANT_J_PER_MOL_K: float = _c.R
+#: Charge in one milliampere-hour: 1 mA·h = 1e-3 A × 3600 s = 3.6 C.
+MAH_TO_C: float = 3.6

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from operando.constants import MAH_TO_C
+
 
 @dataclass(frozen=True)
 class SegmentSummary:
@@ -53,7 +55,7 @@ def segments(ds: xr.Dataset) -> list[SegmentSummary]:
         q_c = float(q[b_int - 1] - q[a])
         out.append(SegmentSummary(
             index=k, kind=str(lab[a]), start_s=float(t[a]), end_s=float(t[b_int - 1]),
-            mean_current_A=float(np.mean(i[a:b])), charge_mAh=abs(q_c) / 3.6,
+            mean_current_A=float(np.mean(i[a:b])), charge_mAh=abs(q_c) / MAH_TO_C,
             v_start_V=float(v[a]), v_end_V=float(v[b - 1]),
         ))
     return out

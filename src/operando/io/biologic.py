@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import xarray as xr
 
+from operando.constants import MAH_TO_C
 from operando.echem.segments import (
     cumulative_trapezoid_C,
     rest_threshold_from_current,
@@ -62,7 +63,6 @@ __all__ = [
 
 MAGIC_LINES = ("EC-Lab ASCII FILE", "BT-Lab ASCII FILE")
 GCPL = "Galvanostatic Cycling with Potential Limitation"
-MAH_TO_C = 3.6  # 1 mA·h = 1e-3 A * 3600 s = 3.6 C
 
 # ``Acquisition started on`` formats, tried in order. The real files seen
 # (EC-Lab v11.12 - v11.50) all use the first; older versions drop the

@@ -30,6 +30,7 @@ import yaml
 
 from operando import __version__
 from operando.config import validate_config
+from operando.constants import MAH_TO_C
 from operando.io import nexus
 from operando.io.atomic import write_text_atomic
 from operando.io.biologic import write_mpt
@@ -101,7 +102,7 @@ def _echem_truth(ctx: SimContext) -> dict[str, Any]:
         "electrons_per_formula_unit": spec.electrons_per_formula_unit,
         "x_start": spec.x_start,
         "capacity_theoretical_C": e.capacity_theoretical_C,
-        "capacity_theoretical_mAh": e.capacity_theoretical_C / 3.6,
+        "capacity_theoretical_mAh": e.capacity_theoretical_C / MAH_TO_C,
         "current_1c_A": e.current_1c_A,
         "current_A": e.current_1c_A * spec.c_rate_per_h,
         "segments": [

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from operando.echem.segments import SEGMENT_CHARGE, SEGMENT_DISCHARGE, SEGMENT_REST
 from operando.simulate.presets import FARADAY_C_PER_MOL, EchemSpec
 from operando.simulate.timeline import window_mean
 
-SEGMENT_NAMES = ("charge", "rest", "discharge", "rest")
+# the labels the cycler readers use (operando.echem.segments)
+SEGMENT_NAMES = (SEGMENT_CHARGE, SEGMENT_REST, SEGMENT_DISCHARGE, SEGMENT_REST)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from operando.io.biologic import MAH_TO_C, MODE_CC, MODE_REST
+from operando.constants import MAH_TO_C
+from operando.io.biologic import MODE_CC, MODE_REST
 from operando.simulate.echem import EchemProfile
 
 __all__ = ["gcpl_settings_lines", "simulated_cell_columns"]
