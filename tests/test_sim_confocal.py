@@ -257,10 +257,8 @@ def test_two_phase_frames_match_frame_renderer() -> None:
                       rng=np.random.default_rng(3))
     mix = TwoPhaseFrames(r, 0.05)
     fr = {"FePO4": 0.3, "LiFePO4": 0.7, "LixFePO4": 0.0}
-    # pattern_1d evaluates its peak shapes in float32, so the two paths agree to float32
-    # precision (~1e-7 relative), not to float64 round-off
     np.testing.assert_allclose(mix.expected(0.3, monitor=0.97),
-                               r.expected(fr, 0.05, monitor=0.97), rtol=1e-6, atol=1e-6)
+                               r.expected(fr, 0.05, monitor=0.97), rtol=1e-9, atol=1e-9)
     a = mix.render(0.3, monitor=1.0, rng=np.random.default_rng(5))
     b = r.render(fr, 0.05, monitor=1.0, rng=np.random.default_rng(5))
     assert a.dtype == b.dtype == np.uint32

@@ -305,17 +305,8 @@ def _add_pseudo_voigt_peaks(
     ``x`` is 1D; where it is sorted the Gaussian windows are found by bisection.
     """
     k = 2.0 / fwhm
-    if x.size * centres.size <= 4_000_000:
-        # float32 here: positions to ~1e-6 deg, ample against widths of ~0.01-0.1 deg
-        u = x.astype(np.float32)[None, :] - centres.astype(np.float32)[:, None]
-        u *= np.float32(k)
-        u *= u
-        u += np.float32(1.0)
-        np.reciprocal(u, out=u)
-        out += (heights * eta).astype(np.float32) @ u
-    else:
-        for c, h in zip(centres, heights, strict=True):
-            out += (h * eta) / (1.0 + ((x - c) * k) ** 2)
+    for c, h in zip(centres, heights, strict=True):
+        out += (h * eta) / (1.0 + ((x - c) * k) ** 2)
     half = GAUSS_WINDOW_FWHM * fwhm
     g = (1.0 - eta) * heights
     if x.size > 1 and bool(np.all(x[1:] >= x[:-1])):
