@@ -23,31 +23,41 @@ float. Files are latin-1 (``µF``, ``cm²``), CRLF, without a newline after the 
 Units: ``time/s`` in s, ``Ewe/V`` in V, ``I/mA`` in mA, ``(Q-Qo)/mA.h`` in mA·h
 (1 mA·h = 3.6 C). The reader returns SI-ish names with the unit in the name
 (``time_s``, ``voltage_V``, ``current_A``, ``charge_C``).
+
+Reading: :func:`read_mpt_file` parses one export; :func:`eclab_record` maps EC-Lab
+columns onto the standard variables (shared with the ``.mpr`` reader,
+:mod:`operando.io.biologic_mpr`); :func:`operando.io.echem_schema.build_echem_dataset`
+builds the Dataset every cycler reader returns. Trigger events: EC-Lab's flag columns
+``control changes``, ``Ns changes`` and ``counter inc.`` are step / loop bookkeeping, not
+external triggers (in the real files: ``Ns changes`` is 1 on the first row of each ``Ns``;
+``counter inc.`` in cv.mpt is 1 on every row from the first reduction sweep on). They are
+kept as integer extra variables; no ``trigger`` variable is made from them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo
+from typing import Any
 
 import numpy as np
 import xarray as xr
 
 from operando.constants import MAH_TO_C
-from operando.echem.segments import (
-    cumulative_trapezoid_C,
-    rest_threshold_from_current,
-    segments_from_current,
-)
 from operando.io.atomic import write_bytes_atomic
-from operando.io.errors import InputFileError
+from operando.io.echem_schema import (
+    EchemFormatError,
+    EchemRecord,
+    ExtraColumn,
+    build_echem_dataset,
+    datetime64_utc,
+    localise_to_utc,
+    sanitise_name,
+)
 from operando.io.text import read_text_lines
 from operando.io.timestamps import require_naive_local, zoneinfo_or_raise
 
@@ -55,9 +65,14 @@ __all__ = [
     "ACQUISITION_START_FORMATS",
     "EchemFormatError",
     "MptFile",
+    "datetime64_utc",
+    "eclab_record",
+    "localise_to_utc",
+    "mpt_record",
     "parse_acquisition_start",
     "read_mpt",
     "read_mpt_file",
+    "sanitise_name",
     "write_mpt",
 ]
 
@@ -99,10 +114,6 @@ STEP_COLUMN = "Ns"
 CYCLE_COLUMN = "cycle number"
 MODE_COLUMN = "mode"
 MODE_CC, MODE_CV, MODE_REST = 1, 2, 3
-
-
-class EchemFormatError(InputFileError):
-    """An electrochemistry file does not have the layout or content expected."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -147,38 +158,8 @@ def parse_acquisition_start(text: str) -> datetime:
     )
 
 
-def localise_to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
-    """Interpret a naive wall-clock time in ``tz``; return (aware UTC datetime, note).
-
-    A wall time that does not exist in the zone (spring-forward gap) raises ``ValueError``;
-    an ambiguous one (autumn fold) takes the first occurrence and returns a note.
-    """
-    tz_name = tz.key
-    aware = local.replace(tzinfo=tz, fold=0)
-    utc = aware.astimezone(dt_timezone.utc)
-    if utc.astimezone(tz).replace(tzinfo=None) != local:
-        raise ValueError(
-            f"local time {local.isoformat()} does not exist in {tz_name} "
-            "(skipped by a daylight-saving change): wrong timezone for this potentiostat?"
-        )
-    other = local.replace(tzinfo=tz, fold=1).astimezone(dt_timezone.utc)
-    note = None
-    if other != utc:
-        note = (f"local time {local.isoformat()} is ambiguous in {tz_name} (daylight-saving "
-                f"fold); took the first occurrence {utc.isoformat()}")
-    return utc, note
 
 
-def sanitise_name(column: str) -> str:
-    """A variable name from an EC-Lab column name: ``Capacitance charge/µF`` ->
-    ``Capacitance_charge_uF``, ``Efficiency/%`` -> ``Efficiency_percent``."""
-    s = column.replace("µ", "u").replace("°", "deg").replace("%", "percent")
-    s = re.sub(r"[^0-9A-Za-z]+", "_", s).strip("_")
-    if not s:
-        s = "column"
-    if s[0].isdigit():
-        s = "c_" + s
-    return s
 
 
 def column_units(column: str) -> str:
@@ -190,15 +171,6 @@ def column_units(column: str) -> str:
     return unit.replace("µ", "u")
 
 
-def datetime64_utc(start_utc: datetime, time_s: np.ndarray) -> np.ndarray:
-    """UTC ``datetime64[ns]`` of ``start_utc + time_s`` (time_s in s).
-
-    ``start_utc`` may be aware in any zone (converted to UTC) or naive (taken as UTC).
-    """
-    if start_utc.tzinfo is not None:
-        start_utc = start_utc.astimezone(dt_timezone.utc).replace(tzinfo=None)
-    start = np.datetime64(start_utc, "ns")
-    return start + np.round(np.asarray(time_s, dtype=float) * 1e9).astype("timedelta64[ns]")
 
 
 # ---------------------------------------------------------------------------------------
@@ -361,6 +333,31 @@ def _parse_n_header(path: Path, lines: Sequence[str]) -> int:
     return n
 
 
+_NUMBER_SHAPE = re.compile(r"^[+-]?\d[.,]\d+E[+-]\d{3}$")
+_NOT_FINITE = frozenset({"NaN", "Inf", "-Inf", "+Inf"})
+
+
+def _shape(cell: str) -> str:
+    """``9.999E+999``-like shape of an EC-Lab float (digits -> 9, signs dropped)."""
+    return re.sub(r"\d", "9", cell.strip().lstrip("+-").replace("E-", "E+"))
+
+
+def _check_last_row_complete(path: Path, names: Sequence[str], before: Sequence[str],
+                             last: Sequence[str], line: int) -> None:
+    """EC-Lab writes every float cell of a column in one fixed layout (``%.15E`` or
+    ``%.7E``); a last row whose cell is shorter than the row before was cut mid-line
+    (an export interrupted or a copy truncated), even when the cut left a valid number."""
+    for name, a, b in zip(names, before, last, strict=True):
+        if not _NUMBER_SHAPE.match(a.strip()) or b.strip() in _NOT_FINITE:
+            continue
+        if _shape(b) != _shape(a):
+            raise EchemFormatError(
+                f"{path}: line {line} (the last data row) looks cut mid-line: column "
+                f"{name!r} holds {b.strip()!r}, expected a number written like the row "
+                f"before ({a.strip()!r}); the file is truncated"
+            )
+
+
 def _parse_cells(path: Path, names: list[str], rows: list[str], first_line: int,
                  decimal_comma: bool) -> dict[str, np.ndarray]:
     ncol = len(names)
@@ -370,13 +367,16 @@ def _parse_cells(path: Path, names: list[str], rows: list[str], first_line: int,
         while len(cells) > ncol and cells[-1].strip() == "":
             cells.pop()
         if len(cells) != ncol:
+            hint = " (file cut mid-line?)" if k == len(rows) - 1 and len(cells) < ncol else ""
             raise EchemFormatError(
                 f"{path}: line {first_line + k} (data row {k + 1}): expected {ncol} "
-                f"tab-separated values (one per column), found {len(cells)}"
+                f"tab-separated values (one per column), found {len(cells)}{hint}"
             )
         table.append(cells)
     if not table:
         return {n: np.zeros(0) for n in names}
+    if len(table) > 1:
+        _check_last_row_complete(path, names, table[-2], table[-1], first_line + len(table) - 1)
     out: dict[str, np.ndarray] = {}
     for j, name in enumerate(names):
         col = [r[j] for r in table]
@@ -408,7 +408,9 @@ def read_mpt_file(path: str | os.PathLike[str]) -> MptFile:
         lines = read_text_lines(path)
     except FileNotFoundError:
         raise EchemFormatError(f"{path}: no such file (expected an EC-Lab .mpt export)") from None
-    first = lines[0].strip() if lines else "<empty file>"
+    if not lines:
+        raise EchemFormatError(f"{path}: empty file (expected an EC-Lab ASCII export)")
+    first = lines[0].strip()
     if first not in MAGIC_LINES:
         raise EchemFormatError(
             f"{path}: not an EC-Lab ASCII export: expected first line 'EC-Lab ASCII FILE', "
@@ -453,6 +455,18 @@ def read_mpt_file(path: str | os.PathLike[str]) -> MptFile:
     )
 
 
+
+
+# ---------------------------------------------------------------------------------------
+# EC-Lab columns -> the standard variables (shared by the .mpt and .mpr readers)
+
+#: Flag columns: rest whatever the current reads when ``mode`` is 3 (open circuit).
+OPEN_CIRCUIT_TECHNIQUES = ("open circuit",)
+#: EC-Lab's average current over the last interval, from the charge increment.
+DQ_COLUMN = "dq/mA.h"
+HALF_CYCLE_COLUMN = "half cycle"
+
+
 def _first_present(columns: Mapping[str, np.ndarray], candidates: Sequence[str]) -> str | None:
     return next((c for c in candidates if c in columns), None)
 
@@ -465,101 +479,133 @@ def _missing_column(path: Path, what: str, candidates: Sequence[str],
     )
 
 
-@dataclass(frozen=True)
-class _Standard:
-    """One file's data mapped onto the standard variables (SI units)."""
+def current_from_dq_A(time_s: np.ndarray, dq_mAh: np.ndarray) -> np.ndarray:
+    """EC-Lab's ``<I>`` (A): the charge increment ``dq`` (mA·h, since the previous row)
+    over the time since the previous row (s). 0 on the first row and wherever dq is 0 with
+    no time elapsed; NaN where dq is non-zero with no time elapsed.
 
-    time_s: np.ndarray
-    voltage_V: np.ndarray
-    current_A: np.ndarray
-    charge_C: np.ndarray
-    step: np.ndarray | None
-    cycle: np.ndarray | None
-    mode: np.ndarray | None
-    sources: dict[str, str]
-    extras: dict[str, np.ndarray]
+    This is how EC-Lab fills ``<I>/mA`` in a text export of a GCPL ``.mpr`` that stores
+    no current column (checked on gcpl.issue_149: equal to the export's 16 digits).
+    """
+    time_s = np.asarray(time_s, dtype=float)
+    dq_C = np.asarray(dq_mAh, dtype=float) * MAH_TO_C
+    dt = np.diff(time_s, prepend=time_s[:1])
+    out = np.full(time_s.shape, np.nan)
+    ok = dt > 0
+    out[ok] = dq_C[ok] / dt[ok]
+    out[~ok & (dq_C == 0)] = 0.0
+    return out
 
 
-def _standardise(f: MptFile) -> _Standard:
-    cols = f.columns
+def eclab_record(
+    path: Path,
+    columns: Mapping[str, np.ndarray],
+    *,
+    fmt: str,
+    technique: str,
+    acquisition_start: datetime,
+    first_data_line: int | None = None,
+    per_file_attrs: Mapping[str, Any] | None = None,
+) -> EchemRecord:
+    """Map EC-Lab columns (names as in the text export, file units) onto the standard
+    variables. ``acquisition_start`` is the naive PC-local wall time of ``time/s = 0``.
+
+    voltage: ``Ewe/V`` (else ``Ecell/V``, ``<Ewe>/V``); current: ``I/mA`` or ``<I>/mA``
+    × 1e-3, else ``dq/mA.h`` over the time step (EC-Lab's ``<I>``), else 0 for an
+    open-circuit technique (all ``mode`` 3); charge: ``(Q-Qo)/mA.h`` × 3.6 or
+    ``(Q-Qo)/C``, else integrated later; step: ``Ns``; cycle: ``cycle number``, else
+    ``half cycle // 2`` (EC-Lab's "Charge/Discharge alternance" count, checked on the real
+    GCPL and MB files: equal to the export's ``cycle number``); open circuit: ``mode``
+    3. Every other column is an extra variable (sanitised name, original in
+    ``attrs['ec_lab_column']``), flags and counters as integers.
+    """
+    cols = dict(columns)
     t_col = _first_present(cols, TIME_COLUMNS)
     if t_col is None:
-        raise _missing_column(f.path, "time", TIME_COLUMNS, list(cols))
+        raise _missing_column(path, "time", TIME_COLUMNS, list(cols))
     v_col = _first_present(cols, VOLTAGE_COLUMNS)
     if v_col is None:
-        raise _missing_column(f.path, "voltage", VOLTAGE_COLUMNS, list(cols))
-    time_s = cols[t_col]
+        raise _missing_column(path, "voltage", VOLTAGE_COLUMNS, list(cols))
+    time_s = np.asarray(cols[t_col], dtype=float)
     used = {t_col, v_col}
     sources = {"time_s": t_col, "voltage_V": v_col}
 
     mode = cols.get(MODE_COLUMN)
     i_col = _first_present(cols, CURRENT_COLUMNS)
     if i_col is not None:
-        current_A = cols[i_col] * 1e-3
+        current_A = np.asarray(cols[i_col], dtype=float) * 1e-3
         used.add(i_col)
         sources["current_A"] = f"{i_col} * 1e-3"
-    elif "open circuit" in f.technique.lower() or (
+    elif DQ_COLUMN in cols:
+        current_A = current_from_dq_A(time_s, cols[DQ_COLUMN])
+        sources["current_A"] = (f"<I> = {DQ_COLUMN} * 3.6 / (time step in s), as EC-Lab "
+                                "computes <I>/mA (the file stores no current column)")
+    elif any(k in technique.lower() for k in OPEN_CIRCUIT_TECHNIQUES) or (
         mode is not None and mode.size and np.all(mode == MODE_REST)
     ):
         current_A = np.zeros_like(time_s)
         sources["current_A"] = "no current column: open-circuit technique, set to 0"
     else:
-        raise _missing_column(f.path, "current", CURRENT_COLUMNS, list(cols))
+        raise _missing_column(path, "current", (*CURRENT_COLUMNS, DQ_COLUMN), list(cols))
 
     q_col = _first_present(cols, list(CHARGE_COLUMNS))
+    charge_C = None
     if q_col is not None:
-        charge_C = cols[q_col] * CHARGE_COLUMNS[q_col]
+        charge_C = np.asarray(cols[q_col], dtype=float) * CHARGE_COLUMNS[q_col]
         used.add(q_col)
         sources["charge_C"] = f"{q_col} * {CHARGE_COLUMNS[q_col]}"
-    else:
-        charge_C = cumulative_trapezoid_C(time_s, current_A)
-        sources["charge_C"] = "integrated from current_A (trapezoid rule)"
 
     step = cycle = None
     if STEP_COLUMN in cols:
         step = np.round(cols[STEP_COLUMN]).astype(np.int64)
         used.add(STEP_COLUMN)
+        sources["step"] = STEP_COLUMN
     if CYCLE_COLUMN in cols:
         cycle = np.round(cols[CYCLE_COLUMN]).astype(np.int64)
         used.add(CYCLE_COLUMN)
-    extras = {n: v for n, v in cols.items() if n not in used}
-    return _Standard(time_s, cols[v_col], current_A, charge_C, step, cycle, mode, sources,
-                     extras)
+        sources["cycle"] = CYCLE_COLUMN
+    elif HALF_CYCLE_COLUMN in cols:
+        cycle = np.round(cols[HALF_CYCLE_COLUMN]).astype(np.int64) // 2
+        sources["cycle"] = (f"'{HALF_CYCLE_COLUMN}' // 2 (EC-Lab 'Charge/Discharge "
+                            "alternance' cycles; the file stores no cycle number)")
+
+    extras: dict[str, ExtraColumn] = {}
+    for name, values in cols.items():
+        if name in used:
+            continue
+        vals = np.asarray(values)
+        if name in INTEGER_COLUMNS and np.all(np.isfinite(vals)):
+            vals = np.round(vals).astype(np.int64)
+        else:
+            vals = vals.astype(float)
+        extras[name] = ExtraColumn(vals, {"units": column_units(name), "long_name": name,
+                                          "ec_lab_column": name})
+    return EchemRecord(
+        path=path, format=fmt, time_s=time_s, voltage_V=np.asarray(cols[v_col], dtype=float),
+        current_A=current_A, charge_C=charge_C, step=step, cycle=cycle,
+        open_circuit=None if mode is None else np.asarray(mode) == MODE_REST,
+        sources=sources, extras=extras, start_local=acquisition_start, technique=technique,
+        first_data_line=first_data_line, per_file_attrs=dict(per_file_attrs or {}),
+    )
 
 
-def _extra_variable_names(names: Sequence[str], reserved: set[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    taken = set(reserved)
-    for n in names:
-        base = sanitise_name(n)
-        name, k = base, 2
-        while name in taken:
-            name, k = f"{base}_{k}", k + 1
-        taken.add(name)
-        out[n] = name
-    return out
+def mpt_record(f: MptFile) -> EchemRecord:
+    """One parsed ``.mpt`` as an :class:`~operando.io.echem_schema.EchemRecord`."""
+    return eclab_record(
+        f.path, f.columns, fmt="biologic-mpt", technique=f.technique,
+        acquisition_start=f.acquisition_start, first_data_line=f.n_header_lines + 1,
+        per_file_attrs={"decimal_comma": int(f.decimal_comma)},
+    )
 
 
-STANDARD_ATTRS: dict[str, dict[str, str]] = {
-    "time_s": {"units": "s", "long_name": "time since the first file's acquisition start "
-               "(potentiostat clock)"},
-    "time_utc": {"long_name": "absolute time (UTC)"},
-    "voltage_V": {"units": "V", "long_name": "working electrode potential"},
-    "current_A": {"units": "A", "long_name": "current (positive = oxidation = charge)"},
-    "charge_C": {"units": "C", "long_name": "charge passed since the first acquisition start"},
-    "step": {"units": "1", "long_name": "EC-Lab sequence index (Ns) within its file"},
-    "cycle": {"units": "1", "long_name": "cycle number (EC-Lab numbering, from 0)"},
-    "segment": {"units": "1", "long_name": "segment label (charge / discharge / rest)"},
-    "file_index": {"units": "1", "long_name": "index into attrs['source_files']"},
-}
-
-
-def _as_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[Path]:
+def as_paths(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+             what: str = "read_mpt") -> list[Path]:
+    """One path or a sequence of paths as a non-empty list of :class:`Path`."""
     if isinstance(paths, (str, os.PathLike)):
         return [Path(paths)]
     out = [Path(p) for p in paths]
     if not out:
-        raise ValueError("read_mpt: no file given")
+        raise ValueError(f"{what}: no file given")
     return out
 
 
@@ -575,142 +621,20 @@ def read_mpt(
     the FIRST file's ``Acquisition started on``) and ``time_utc`` (UTC datetime64[ns]: the
     header's local wall time localised in ``timezone``, an IANA name, then converted).
     Variables ``voltage_V`` (V), ``current_A`` (A), ``charge_C`` (C), ``segment``
-    (charge / discharge / rest), ``step`` (EC-Lab ``Ns``) and ``cycle`` when the file has
-    them, ``file_index``, and every other column as an extra variable (sanitised name,
-    original in ``attrs['ec_lab_column']``).
+    (charge / discharge / rest), ``step`` (EC-Lab ``Ns``) and ``cycle`` (0 with a
+    ``source`` attribute saying so when the file has neither), ``file_index``, and every
+    other column as an extra variable (sanitised name, original in
+    ``attrs['ec_lab_column']``). See :mod:`operando.io.echem_schema` for the schema and
+    :func:`eclab_record` for the column mapping.
 
     Several files are a continuation of one run: they are ordered by acquisition start and
     stitched on UTC (so a daylight-saving change between them is handled); ``charge_C``
     continues from the previous file's last value and ``cycle`` is offset so that no cycle
     number repeats across files. A row is rest when |I| <= ``rest_threshold_A`` (default
     1e-3 of the median non-zero |I| outside open circuit) or EC-Lab ``mode`` is 3.
+    Time going backwards inside a file, a file without data rows and a last row cut
+    mid-line are :class:`EchemFormatError` naming the file and line.
     """
-    tz_name = timezone
-    tz = zoneinfo_or_raise(tz_name)
-    files = [read_mpt_file(p) for p in _as_paths(paths)]
-    starts: list[datetime] = []
-    notes: list[str] = []
-    for f in files:
-        try:
-            utc, note = localise_to_utc(f.acquisition_start, tz)
-        except ValueError as exc:
-            raise EchemFormatError(f"{f.path}: 'Acquisition started on': {exc}") from None
-        starts.append(utc)
-        if note:
-            notes.append(f"{f.path.name}: {note}")
-            warnings.warn(f"{f.path}: {note}", stacklevel=2)
-    order = sorted(range(len(files)), key=lambda k: starts[k])
-    files = [files[k] for k in order]
-    starts = [starts[k] for k in order]
-    std = [_standardise(f) for f in files]
-
-    t0 = starts[0]
-    offsets = [(s - t0).total_seconds() for s in starts]
-    pieces: dict[str, list[np.ndarray]] = {k: [] for k in
-                                            ("time_s", "voltage_V", "current_A", "charge_C",
-                                             "step", "cycle", "mode", "file_index")}
-    charge_offset = 0.0
-    cycle_offset = 0
-    has_step = all(s.step is not None for s in std)
-    has_cycle = all(s.cycle is not None for s in std)
-    has_mode = all(s.mode is not None for s in std)
-    prev_end: float | None = None
-    for k, (f, s, off) in enumerate(zip(files, std, offsets, strict=True)):
-        t = s.time_s + off
-        if prev_end is not None and t.size and t[0] < prev_end:
-            raise EchemFormatError(
-                f"{f.path}: starts at {t[0]:.3f} s on the run clock, before the previous file "
-                f"{files[k - 1].path} ends ({prev_end:.3f} s): not a continuation"
-            )
-        if t.size:
-            prev_end = float(t[-1])
-        pieces["time_s"].append(t)
-        pieces["voltage_V"].append(s.voltage_V)
-        pieces["current_A"].append(s.current_A)
-        pieces["charge_C"].append(s.charge_C + charge_offset)
-        if s.charge_C.size:
-            charge_offset += float(s.charge_C[-1])
-        if has_step and s.step is not None:
-            pieces["step"].append(s.step)
-        if has_cycle and s.cycle is not None:
-            pieces["cycle"].append(s.cycle + cycle_offset)
-            if s.cycle.size:
-                cycle_offset += int(s.cycle.max()) + 1
-        if has_mode and s.mode is not None:
-            pieces["mode"].append(s.mode)
-        pieces["file_index"].append(np.full(t.size, k, dtype=np.int64))
-
-    time_s = np.concatenate(pieces["time_s"])
-    current_A = np.concatenate(pieces["current_A"])
-    mode = np.concatenate(pieces["mode"]) if has_mode else None
-    open_circuit = None if mode is None else mode == MODE_REST
-    thr = rest_threshold_from_current(current_A, open_circuit, rest_threshold_A)
-    dim = "echem_time"
-    data_vars: dict[str, tuple[str, np.ndarray, dict[str, str]]] = {
-        "voltage_V": (dim, np.concatenate(pieces["voltage_V"]),
-                      {**STANDARD_ATTRS["voltage_V"], "source": std[0].sources["voltage_V"]}),
-        "current_A": (dim, current_A,
-                      {**STANDARD_ATTRS["current_A"], "source": std[0].sources["current_A"]}),
-        "charge_C": (dim, np.concatenate(pieces["charge_C"]),
-                     {**STANDARD_ATTRS["charge_C"], "source": std[0].sources["charge_C"]}),
-        "segment": (dim, segments_from_current(current_A, open_circuit, thr),
-                    {**STANDARD_ATTRS["segment"], "rest_threshold_A": thr,
-                     "rule": "|I| <= rest_threshold_A or EC-Lab mode == 3 -> rest; "
-                             "I > 0 charge; I < 0 discharge"}),
-        "file_index": (dim, np.concatenate(pieces["file_index"]), STANDARD_ATTRS["file_index"]),
-    }
-    if has_step:
-        data_vars["step"] = (dim, np.concatenate(pieces["step"]), STANDARD_ATTRS["step"])
-    if has_cycle:
-        attrs = dict(STANDARD_ATTRS["cycle"])
-        if len(files) > 1:
-            attrs["stitching"] = "offset per file so cycle numbers do not repeat across files"
-        data_vars["cycle"] = (dim, np.concatenate(pieces["cycle"]), attrs)
-
-    # extra columns: carried through under sanitised names; NaN where a file lacks one
-    extra_names: list[str] = []
-    for s in std:
-        extra_names += [n for n in s.extras if n not in extra_names]
-    reserved = set(data_vars) | {"time_s", "time_utc", dim}
-    var_names = _extra_variable_names(extra_names, reserved)
-    for col in extra_names:
-        vals = np.concatenate([s.extras.get(col, np.full(s.time_s.size, np.nan)) for s in std])
-        if col in INTEGER_COLUMNS and np.all(np.isfinite(vals)):
-            vals = np.round(vals).astype(np.int64)
-        data_vars[var_names[col]] = (dim, vals, {"units": column_units(col), "long_name": col,
-                                                 "ec_lab_column": col})
-
-    per_source = {k: sorted({s.sources[k] for s in std}) for k in std[0].sources}
-    for k, srcs in per_source.items():
-        if k in data_vars and len(srcs) > 1:
-            data_vars[k][2]["source"] = "; ".join(
-                f"{f.path.name}: {s.sources[k]}" for f, s in zip(files, std, strict=True)
-            )
-
-    time_utc = xr.Variable(dim, datetime64_utc(t0, time_s), attrs=dict(STANDARD_ATTRS["time_utc"]))
-    # CF units of a datetime live in the encoding (xarray writes them on to_netcdf)
-    time_utc.encoding.update({"units": "nanoseconds since 1970-01-01T00:00:00Z",
-                              "calendar": "proleptic_gregorian", "dtype": "int64"})
-    ds = xr.Dataset(
-        {name: xr.Variable(d, v, attrs=a) for name, (d, v, a) in data_vars.items()},
-        coords={
-            "time_s": xr.Variable(dim, time_s, attrs=dict(STANDARD_ATTRS["time_s"])),
-            "time_utc": time_utc,
-        },
-    )
-    local_start = t0.astimezone(tz)
-    ds.attrs.update({
-        "source_files": [str(f.path) for f in files],
-        "technique": "; ".join(dict.fromkeys(f.technique for f in files)),
-        "acquisition_start": local_start.isoformat(timespec="milliseconds"),
-        "acquisition_start_utc": t0.isoformat(timespec="milliseconds"),
-        "acquisition_starts": [s.astimezone(local_start.tzinfo).isoformat(
-            timespec="milliseconds") for s in starts],
-        "file_start_offsets_s": np.asarray(offsets, dtype=float),
-        "timezone": tz_name,
-        "clock": "potentiostat",
-        "decimal_comma": [int(f.decimal_comma) for f in files],
-    })
-    if notes:
-        ds.attrs["notes"] = notes
-    return ds
+    zoneinfo_or_raise(timezone)  # an unknown zone fails before any file is read
+    records = [mpt_record(read_mpt_file(p)) for p in as_paths(paths)]
+    return build_echem_dataset(records, timezone=timezone, rest_threshold_A=rest_threshold_A)

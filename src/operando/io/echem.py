@@ -1,0 +1,147 @@
+"""One entry point for every cycler file: :func:`read_echem`.
+
+It picks the reader per file (by content first, then by suffix), reads each file into an
+:class:`~operando.io.echem_schema.EchemRecord` and builds the one normalised Dataset of
+:mod:`operando.io.echem_schema` (dimension ``echem_time``; ``time_s``, ``time_utc``,
+``voltage_V``, ``current_A``, ``charge_C``, ``step``, ``cycle``, ``segment``, ...).
+
+========================  =========================================  ======================
+format                    recognised by                              reader module
+========================  =========================================  ======================
+``biologic-mpt``          first line ``EC-Lab ASCII FILE``, ``.mpt``  :mod:`.biologic`
+``biologic-mpr``          ``BIO-LOGIC MODULAR FILE``, ``.mpr``        :mod:`.biologic_mpr`
+``neware``                ``NEWARE`` (nda), ``.nda`` / ``.ndax``      :mod:`.neware`
+``csv``                   ``.csv`` / ``.tsv`` / ``.txt`` (+ columns)  :mod:`.echem_csv`
+========================  =========================================  ======================
+
+Several files are one run stitched on UTC (a continuation after a pause); ``.mpt`` and
+``.mpr`` files may be mixed (same instrument, same schema), other mixes are an error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import xarray as xr
+
+from operando.config import CsvColumns
+from operando.io.biologic import MAGIC_LINES, as_paths, mpt_record, read_mpt_file
+from operando.io.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
+from operando.io.echem_csv import CSV_SUFFIXES, csv_columns, csv_record, read_csv_table
+from operando.io.echem_schema import EchemFormatError, EchemRecord, build_echem_dataset
+from operando.io.neware import NEWARE_SUFFIXES, neware_record, read_neware_frame
+from operando.io.timestamps import zoneinfo_or_raise
+
+__all__ = ["ECHEM_FORMATS", "EchemFormat", "detect_echem_format", "read_echem"]
+
+EchemFormat = Literal["biologic-mpt", "biologic-mpr", "neware", "csv"]
+ECHEM_FORMATS: tuple[str, ...] = ("biologic-mpt", "biologic-mpr", "neware", "csv")
+_FAMILY = {"biologic-mpt": "BioLogic", "biologic-mpr": "BioLogic", "neware": "Neware",
+           "csv": "CSV"}
+
+
+def detect_echem_format(path: str | os.PathLike[str]) -> str:
+    """The format of one cycler file: its first bytes decide, then its suffix.
+
+    Raises :class:`EchemFormatError` naming the file when it is missing, empty, or of no
+    known format (the message lists the formats and what the file starts with).
+    """
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(64)
+    except FileNotFoundError:
+        raise EchemFormatError(f"{path}: no such file (expected a cycler file)") from None
+    except IsADirectoryError:
+        raise EchemFormatError(f"{path}: is a folder, expected a cycler file") from None
+    if not head:
+        raise EchemFormatError(f"{path}: empty file (0 bytes), expected a cycler file")
+    text = head.removeprefix(b"\xef\xbb\xbf")
+    if text.startswith(MPR_MAGIC):
+        return "biologic-mpr"
+    if any(text.startswith(m.encode()) for m in MAGIC_LINES):
+        return "biologic-mpt"
+    if text.startswith(b"NEWARE"):
+        return "neware"
+    suffix = path.suffix.lower()
+    by_suffix = {".mpt": "biologic-mpt", ".mpr": "biologic-mpr",
+                 **dict.fromkeys(NEWARE_SUFFIXES, "neware"), **dict.fromkeys(CSV_SUFFIXES, "csv")}
+    if suffix in by_suffix:
+        return by_suffix[suffix]
+    raise EchemFormatError(
+        f"{path}: unknown cycler file format (suffix {path.suffix!r}, starts with "
+        f"{head[:24]!r}); expected one of {list(ECHEM_FORMATS)}: an EC-Lab .mpt/.mpr, a "
+        "Neware .nda/.ndax or a .csv/.tsv/.txt with a column map (or pass format=...)"
+    )
+
+
+def _record(path: Path, fmt: str, *, timezone: str,
+            columns: CsvColumns | Mapping[str, Any] | None,
+            start_time: str | datetime | None) -> EchemRecord:
+    if fmt == "biologic-mpt":
+        return mpt_record(read_mpt_file(path))
+    if fmt == "biologic-mpr":
+        return mpr_record(read_mpr_file(path))
+    if fmt == "neware":
+        return neware_record(path, read_neware_frame(path), timezone=timezone)
+    if columns is None:
+        raise EchemFormatError(
+            f"{path}: read as CSV, which needs a column map: expected 'columns' (echem."
+            "columns in the config: time_s, voltage_V, current_A, ...), found none")
+    cmap, _ = csv_columns(columns)
+    return csv_record(read_csv_table(path, cmap.delimiter), columns, start_time=start_time)
+
+
+def read_echem(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    timezone: str,
+    format: Literal["auto", "biologic-mpt", "biologic-mpr", "neware", "csv"] = "auto",
+    columns: CsvColumns | Mapping[str, Any] | None = None,
+    start_time: str | datetime | None = None,
+    rest_threshold_A: float | None = None,
+) -> xr.Dataset:
+    """Read the cycler file(s) of one run into the normalised Dataset.
+
+    ``timezone``: IANA name of the cycler PC's clock (localises the naive start times the
+    files hold; never guessed). ``format``: ``"auto"`` detects each file
+    (:func:`detect_echem_format`). ``columns``: the CSV column map
+    (:class:`operando.config.CsvColumns` or a mapping with its keys); CSV only.
+    ``start_time``: CSV only, the acquisition start (naive local wall time localised with
+    ``timezone``, or timezone-aware); without it a CSV's ``time_utc`` is NaT.
+    ``rest_threshold_A``: |I| (A) at or below which a row is rest (default: 1e-3 of the
+    median active |I|).
+
+    Several files are one run: ordered by start and stitched on UTC, charge continued and
+    cycle numbers offset (:func:`operando.io.echem_schema.build_echem_dataset`). Errors
+    name the file: :class:`EchemFormatError` for bad content, ``ValueError`` for a bad
+    argument (unknown timezone or format).
+    """
+    zoneinfo_or_raise(timezone)
+    if format != "auto" and format not in ECHEM_FORMATS:
+        raise ValueError(f"format: expected 'auto' or one of {list(ECHEM_FORMATS)}, found "
+                         f"{format!r}")
+    files = as_paths(paths, "read_echem")
+    formats = [detect_echem_format(p) if format == "auto" else format for p in files]
+    families = {_FAMILY[f] for f in formats}
+    if len(families) > 1:
+        pairs = ", ".join(f"{p.name}: {f}" for p, f in zip(files, formats, strict=True))
+        raise EchemFormatError(
+            f"files of different cyclers in one run ({pairs}); expected files of one "
+            "instrument (BioLogic .mpt/.mpr may be mixed): read them separately")
+    family = families.pop()
+    if family != "CSV" and (columns is not None or start_time is not None):
+        given = "columns" if columns is not None else "start_time"
+        raise ValueError(f"{given} is for CSV files only; {files[0]} is {formats[0]}, which "
+                         "carries its own column names and start time")
+    if family == "CSV" and len(files) > 1:
+        raise EchemFormatError(
+            f"{files[1]}: several CSV files given ({len(files)}); a CSV has no start time of "
+            "its own to stitch files on: concatenate them or read each separately")
+    records = [_record(p, f, timezone=timezone, columns=columns, start_time=start_time)
+               for p, f in zip(files, formats, strict=True)]
+    return build_echem_dataset(records, timezone=timezone, rest_threshold_A=rest_threshold_A)

@@ -1,0 +1,435 @@
+"""The one normalised electrochemistry Dataset every cycler reader returns.
+
+Each format module (``biologic`` for ``.mpt``, ``biologic_mpr``, ``neware``,
+``echem_csv``) turns one file into an :class:`EchemRecord`: the file's rows already
+mapped onto the standard variables in SI units, plus the file's start time and its
+other columns. :func:`build_echem_dataset` checks the records, stitches several files
+of one run on UTC and builds the Dataset, so names, units, attributes, segment labels,
+charge continuation and the ``time_utc`` encoding live here only.
+
+The Dataset (dimension ``echem_time``):
+
+========================  ==============================================================
+``time_s`` (coord)        s on the potentiostat clock, since the first file's start
+``time_utc`` (coord)      UTC ``datetime64[ns]``; NaT (with ``attrs['note']``) when the
+                          source gives no absolute start (a CSV read without
+                          ``start_time``): never guessed
+``voltage_V``             V (working electrode / cell)
+``current_A``             A, positive = oxidation = charge
+``charge_C``              C, cumulative since the first file's start (continued across
+                          files); integrated from current when the file has none
+``step``, ``cycle``       int64; 0 with ``attrs['source']`` saying so when the file has none
+``segment``               ``charge`` / ``discharge`` / ``rest``
+``file_index``            index into ``attrs['source_files']``
+``trigger``               int8 0/1, only when a file records external trigger events
+others                    every other column of the files (sanitised names)
+========================  ==============================================================
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import xarray as xr
+
+from operando.echem.segments import (
+    cumulative_trapezoid_C,
+    rest_threshold_from_current,
+    segments_from_current,
+)
+from operando.io.errors import InputFileError
+from operando.io.timestamps import zoneinfo_or_raise
+
+__all__ = [
+    "DIM",
+    "STANDARD_ATTRS",
+    "EchemFormatError",
+    "EchemRecord",
+    "ExtraColumn",
+    "build_echem_dataset",
+    "datetime64_utc",
+    "localise_to_utc",
+    "sanitise_name",
+]
+
+DIM = "echem_time"
+
+
+class EchemFormatError(InputFileError):
+    """An electrochemistry file does not have the layout or content expected."""
+
+
+STANDARD_ATTRS: dict[str, dict[str, str]] = {
+    "time_s": {"units": "s", "long_name": "time since the first file's acquisition start "
+               "(potentiostat clock)"},
+    "time_utc": {"long_name": "absolute time (UTC)"},
+    "voltage_V": {"units": "V", "long_name": "working electrode potential"},
+    "current_A": {"units": "A", "long_name": "current (positive = oxidation = charge)"},
+    "charge_C": {"units": "C", "long_name": "charge passed since the first acquisition start"},
+    "step": {"units": "1", "long_name": "program step index within its file (EC-Lab Ns, "
+             "Neware Step_Index)"},
+    "cycle": {"units": "1", "long_name": "cycle number (first cycle = 0)"},
+    "segment": {"units": "1", "long_name": "segment label (charge / discharge / rest)"},
+    "file_index": {"units": "1", "long_name": "index into attrs['source_files']"},
+    "trigger": {"units": "1", "long_name": "1 where the cycler recorded an external trigger "
+                "event"},
+}
+_RESERVED = {"time_s", "time_utc", DIM, *STANDARD_ATTRS}
+
+
+# ---------------------------------------------------------------------------------------
+# small pure conversions
+
+
+def localise_to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
+    """Interpret a naive wall-clock time in ``tz``; return (aware UTC datetime, note).
+
+    A wall time that does not exist in the zone (spring-forward gap) raises ``ValueError``;
+    an ambiguous one (autumn fold) takes the first occurrence and returns a note.
+    """
+    tz_name = tz.key
+    aware = local.replace(tzinfo=tz, fold=0)
+    utc = aware.astimezone(dt_timezone.utc)
+    if utc.astimezone(tz).replace(tzinfo=None) != local:
+        raise ValueError(
+            f"local time {local.isoformat()} does not exist in {tz_name} "
+            "(skipped by a daylight-saving change): wrong timezone for this potentiostat?"
+        )
+    other = local.replace(tzinfo=tz, fold=1).astimezone(dt_timezone.utc)
+    note = None
+    if other != utc:
+        note = (f"local time {local.isoformat()} is ambiguous in {tz_name} (daylight-saving "
+                f"fold); took the first occurrence {utc.isoformat()}")
+    return utc, note
+
+
+def datetime64_utc(start_utc: datetime, time_s: np.ndarray) -> np.ndarray:
+    """UTC ``datetime64[ns]`` of ``start_utc + time_s`` (time_s in s).
+
+    ``start_utc`` may be aware in any zone (converted to UTC) or naive (taken as UTC).
+    """
+    if start_utc.tzinfo is not None:
+        start_utc = start_utc.astimezone(dt_timezone.utc).replace(tzinfo=None)
+    start = np.datetime64(start_utc, "ns")
+    return start + np.round(np.asarray(time_s, dtype=float) * 1e9).astype("timedelta64[ns]")
+
+
+def sanitise_name(column: str) -> str:
+    """A variable name from a column name: ``Capacitance charge/µF`` ->
+    ``Capacitance_charge_uF``, ``Efficiency/%`` -> ``Efficiency_percent``."""
+    s = column.replace("µ", "u").replace("°", "deg").replace("%", "percent")
+    s = re.sub(r"[^0-9A-Za-z]+", "_", s).strip("_")
+    if not s:
+        s = "column"
+    if s[0].isdigit():
+        s = "c_" + s
+    return s
+
+
+# ---------------------------------------------------------------------------------------
+# one file, standardised
+
+
+@dataclass(frozen=True)
+class ExtraColumn:
+    """A non-standard column carried into the Dataset.
+
+    ``values``: one per row (float, int or str). ``attrs``: at least ``units`` and
+    ``long_name`` (the original column name), plus where it came from. ``name``: the
+    variable name; ``None`` = sanitised from the column name.
+    """
+
+    values: np.ndarray
+    attrs: dict[str, str]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class EchemRecord:
+    """One cycler file mapped onto the standard variables (SI units), before stitching.
+
+    ``time_s`` is s since the file's own start on the cycler clock. The start is
+    ``start_local`` (naive wall time of the cycler PC, localised with the reader's
+    ``timezone``) or ``start_utc`` (aware, when the source stores absolute time); both
+    ``None`` only when the file gives no absolute time at all (then ``time_utc`` is NaT
+    and ``time_utc_note`` says why). ``charge_C`` ``None`` = integrate ``current_A``.
+    ``open_circuit``: rows that are rest whatever the current reads (EC-Lab mode 3,
+    Neware Rest). ``trigger``: rows where an external trigger was recorded, ``None`` when
+    the file has no such record. ``sources`` says, per standard variable, which column
+    (and factor) it came from. ``first_data_line``: 1-based line of the first data row
+    in a text file (for error messages), ``None`` for binary files.
+    """
+
+    path: Path
+    format: str
+    time_s: np.ndarray
+    voltage_V: np.ndarray
+    current_A: np.ndarray
+    charge_C: np.ndarray | None
+    step: np.ndarray | None
+    cycle: np.ndarray | None
+    open_circuit: np.ndarray | None
+    sources: dict[str, str]
+    extras: dict[str, ExtraColumn] = field(default_factory=dict)
+    start_local: datetime | None = None
+    start_utc: datetime | None = None
+    technique: str = ""
+    trigger: np.ndarray | None = None
+    first_data_line: int | None = None
+    per_file_attrs: dict[str, Any] = field(default_factory=dict)
+    time_utc_note: str = ""
+
+    def row_text(self, k: int) -> str:
+        """``data row k+1 (line L)`` for messages (0-based ``k``)."""
+        if self.first_data_line is None:
+            return f"record {k + 1}"
+        return f"data row {k + 1} (line {self.first_data_line + k})"
+
+
+def _check_record(r: EchemRecord) -> None:
+    n = r.time_s.shape[0] if r.time_s.ndim == 1 else -1
+    if n == 0:
+        raise EchemFormatError(f"{r.path}: no data rows (expected at least one record after "
+                               "the header): empty or header-only file")
+    arrays = {"time_s": r.time_s, "voltage_V": r.voltage_V, "current_A": r.current_A,
+              "charge_C": r.charge_C, "step": r.step, "cycle": r.cycle,
+              "open_circuit": r.open_circuit, "trigger": r.trigger}
+    for name, a in arrays.items():
+        if a is not None and a.shape != (n,):
+            raise EchemFormatError(f"{r.path}: {name} has shape {a.shape}, expected ({n},)")
+    t = np.asarray(r.time_s, dtype=float)
+    bad = np.flatnonzero(~np.isfinite(t))
+    if bad.size:
+        k = int(bad[0])
+        raise EchemFormatError(f"{r.path}: time is not a finite number at {r.row_text(k)} "
+                               f"(found {t[k]!r})")
+    back = np.flatnonzero(np.diff(t) < 0)
+    if back.size:
+        k = int(back[0]) + 1
+        raise EchemFormatError(
+            f"{r.path}: non-monotonic time at {r.row_text(k)}: {t[k]!r} s follows "
+            f"{t[k - 1]!r} s ({r.sources.get('time_s', 'time')}); expected non-decreasing time"
+        )
+
+
+def _extra_variable_names(keys: Sequence[str], named: Mapping[str, str | None]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    taken = set(_RESERVED)
+    for key in keys:
+        base = named.get(key) or sanitise_name(key)
+        name, k = base, 2
+        while name in taken:
+            name, k = f"{base}_{k}", k + 1
+        taken.add(name)
+        out[key] = name
+    return out
+
+
+def _concat_extra(pieces: list[np.ndarray | None], sizes: list[int]) -> np.ndarray:
+    present = [p for p in pieces if p is not None]
+    kinds = {p.dtype.kind for p in present}
+    if kinds <= {"U", "S", "O"}:
+        return np.concatenate([np.asarray(p, dtype=str) if p is not None else
+                               np.full(n, "", dtype=str) for p, n in zip(pieces, sizes,
+                                                                         strict=True)])
+    if all(p is not None for p in pieces) and kinds <= {"i", "u", "b"}:
+        return np.concatenate([np.asarray(p, dtype=np.int64) for p in present])
+    return np.concatenate([np.asarray(p, dtype=float) if p is not None else
+                           np.full(n, np.nan) for p, n in zip(pieces, sizes, strict=True)])
+
+
+def _record_start_utc(r: EchemRecord, tz: ZoneInfo, notes: list[str]) -> datetime | None:
+    if r.start_utc is not None:
+        if r.start_utc.tzinfo is None:
+            raise ValueError(f"{r.path}: start_utc must be timezone-aware")
+        return r.start_utc.astimezone(dt_timezone.utc)
+    if r.start_local is None:
+        return None
+    try:
+        utc, note = localise_to_utc(r.start_local, tz)
+    except ValueError as exc:
+        raise EchemFormatError(f"{r.path}: acquisition start: {exc}") from None
+    if note:
+        notes.append(f"{r.path.name}: {note}")
+        warnings.warn(f"{r.path}: {note}", stacklevel=3)
+    return utc
+
+
+def build_echem_dataset(
+    records: Sequence[EchemRecord],
+    *,
+    timezone: str,
+    rest_threshold_A: float | None = None,
+) -> xr.Dataset:
+    """Stitch the records of one run and build the normalised Dataset (module docstring).
+
+    Each record is checked (at least one row; time finite and non-decreasing, else an
+    :class:`EchemFormatError` naming the file and row). Records with a start are ordered
+    by it and placed on the first one's clock by their UTC difference (so a
+    daylight-saving change between files is handled); a record must not start before the
+    previous one ends. Records without any start keep the given order, and then there may
+    be only one. ``charge_C`` continues from the previous file's last value and ``cycle``
+    is offset so that no cycle number repeats across files. A row is rest when
+    |I| <= ``rest_threshold_A`` (default 1e-3 of the median non-zero |I| outside open
+    circuit) or the record flags it open-circuit. ``timezone`` (IANA name) localises
+    naive starts and is kept in ``attrs['timezone']``.
+    """
+    tz = zoneinfo_or_raise(timezone)
+    if not records:
+        raise ValueError("no electrochemistry file given")
+    for r in records:
+        _check_record(r)
+    notes: list[str] = []
+    starts = [_record_start_utc(r, tz, notes) for r in records]
+    known = [s is not None for s in starts]
+    if any(known) and not all(known):
+        missing = [str(r.path) for r, k in zip(records, known, strict=True) if not k]
+        raise EchemFormatError(
+            f"cannot stitch files with and without an absolute start time: {missing} have "
+            "none (give the CSV start_time, or read them separately)")
+    if not all(known) and len(records) > 1:
+        raise EchemFormatError(
+            f"{records[1].path}: several files of one run are stitched on their absolute start "
+            "times, but these files have none")
+    order = sorted(range(len(records)), key=lambda k: starts[k]) if all(known) else [0]
+    records = [records[k] for k in order]
+    starts = [starts[k] for k in order]
+    t0 = starts[0]
+    offsets = [0.0 if t0 is None or s is None else (s - t0).total_seconds() for s in starts]
+
+    time_pieces: list[np.ndarray] = []
+    charge_pieces: list[np.ndarray] = []
+    cycle_pieces: list[np.ndarray] = []
+    charge_offset = 0.0
+    cycle_offset = 0
+    prev_end: float | None = None
+    for k, (r, off) in enumerate(zip(records, offsets, strict=True)):
+        t = np.asarray(r.time_s, dtype=float) + off
+        if prev_end is not None and t[0] < prev_end:
+            raise EchemFormatError(
+                f"{r.path}: starts at {t[0]:.3f} s on the run clock, before the previous file "
+                f"{records[k - 1].path} ends ({prev_end:.3f} s): not a continuation"
+            )
+        prev_end = float(t[-1])
+        time_pieces.append(t)
+        q = (np.asarray(r.charge_C, dtype=float) if r.charge_C is not None
+             else cumulative_trapezoid_C(r.time_s, r.current_A))
+        charge_pieces.append(q + charge_offset)
+        charge_offset += float(q[-1])
+        cyc = (np.zeros(t.size, dtype=np.int64) if r.cycle is None
+               else np.asarray(r.cycle, dtype=np.int64))
+        cycle_pieces.append(cyc + cycle_offset)
+        cycle_offset += int(cyc.max()) + 1
+
+    time_s = np.concatenate(time_pieces)
+    current_A = np.concatenate([np.asarray(r.current_A, dtype=float) for r in records])
+    has_oc = any(r.open_circuit is not None for r in records)
+    open_circuit = (np.concatenate([np.zeros(r.time_s.size, bool) if r.open_circuit is None
+                                    else np.asarray(r.open_circuit, bool) for r in records])
+                    if has_oc else None)
+    thr = rest_threshold_from_current(current_A, open_circuit, rest_threshold_A)
+    step = np.concatenate([np.zeros(r.time_s.size, np.int64) if r.step is None
+                           else np.asarray(r.step, dtype=np.int64) for r in records])
+
+    def source(key: str, default: str) -> str:
+        texts = [r.sources.get(key, default) for r in records]
+        if len(set(texts)) == 1:
+            return texts[0]
+        return "; ".join(f"{r.path.name}: {s}" for r, s in zip(records, texts, strict=True))
+
+    no_q = "integrated from current_A (trapezoid rule)"
+    data_vars: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
+        "voltage_V": (np.concatenate([np.asarray(r.voltage_V, dtype=float) for r in records]),
+                      {"source": source("voltage_V", "")}),
+        "current_A": (current_A, {"source": source("current_A", "")}),
+        "charge_C": (np.concatenate(charge_pieces),
+                     {"source": source("charge_C", no_q)}),
+        "segment": (segments_from_current(current_A, open_circuit, thr),
+                    {"rest_threshold_A": thr,
+                     "rule": "|I| <= rest_threshold_A or an open-circuit flag (EC-Lab mode 3, "
+                             "Neware Rest/OCV/Pause) -> rest; I > 0 charge; I < 0 discharge"}),
+        "step": (step, {"source": source("step", "absent from the file: 0")}),
+        "cycle": (np.concatenate(cycle_pieces), {"source": source("cycle",
+                                                                  "absent from the file: 0")}),
+        "file_index": (np.concatenate([np.full(r.time_s.size, k, dtype=np.int64)
+                                       for k, r in enumerate(records)]), {}),
+    }
+    if len(records) > 1:
+        data_vars["cycle"][1]["stitching"] = ("offset per file so cycle numbers do not repeat "
+                                              "across files")
+    if any(r.trigger is not None for r in records):
+        trig = np.concatenate([np.zeros(r.time_s.size, np.int8) if r.trigger is None
+                               else np.asarray(r.trigger, dtype=bool).astype(np.int8)
+                               for r in records])
+        data_vars["trigger"] = (trig, {"source": source("trigger", "no trigger record: 0")})
+
+    # extra columns: carried through under sanitised names; NaN / "" where a file lacks one
+    keys: list[str] = []
+    named: dict[str, str | None] = {}
+    for r in records:
+        for key, col in r.extras.items():
+            if key not in named:
+                keys.append(key)
+                named[key] = col.name
+    names = _extra_variable_names(keys, named)
+    sizes = [r.time_s.size for r in records]
+    for key in keys:
+        pieces = [r.extras[key].values if key in r.extras else None for r in records]
+        attrs = dict(next(r.extras[key].attrs for r in records if key in r.extras))
+        data_vars[names[key]] = (_concat_extra(pieces, sizes), attrs)
+
+    variables = {
+        name: xr.Variable(DIM, values, attrs={**STANDARD_ATTRS.get(name, {}),
+                                              **{k: v for k, v in attrs.items() if v != ""}})
+        for name, (values, attrs) in data_vars.items()
+    }
+    time_attrs = dict(STANDARD_ATTRS["time_s"])
+    time_attrs["source"] = source("time_s", "")
+    if t0 is None:
+        time_attrs["long_name"] = "elapsed time of the file's time column (cycler clock)"
+        time_utc_values = np.full(time_s.size, np.datetime64("NaT"), dtype="datetime64[ns]")
+        note = "; ".join(dict.fromkeys(r.time_utc_note for r in records if r.time_utc_note))
+        utc_attrs = {**STANDARD_ATTRS["time_utc"],
+                     "note": note or "unknown: the file gives no absolute start time"}
+    else:
+        time_utc_values = datetime64_utc(t0, time_s)
+        utc_attrs = dict(STANDARD_ATTRS["time_utc"])
+    time_utc = xr.Variable(DIM, time_utc_values, attrs=utc_attrs)
+    # CF units of a datetime live in the encoding (xarray writes them on to_netcdf)
+    time_utc.encoding.update({"units": "nanoseconds since 1970-01-01T00:00:00Z",
+                              "calendar": "proleptic_gregorian", "dtype": "int64"})
+    ds = xr.Dataset(variables, coords={"time_s": xr.Variable(DIM, time_s, attrs=time_attrs),
+                                       "time_utc": time_utc})
+    ds.attrs.update({
+        "source_files": [str(r.path) for r in records],
+        "formats": [r.format for r in records],
+        "technique": "; ".join(dict.fromkeys(r.technique for r in records)),
+    })
+    if t0 is not None:
+        local_start = t0.astimezone(tz)
+        ds.attrs.update({
+            "acquisition_start": local_start.isoformat(timespec="milliseconds"),
+            "acquisition_start_utc": t0.isoformat(timespec="milliseconds"),
+            "acquisition_starts": [s.astimezone(tz).isoformat(timespec="milliseconds")
+                                   for s in starts if s is not None],
+        })
+    ds.attrs.update({
+        "file_start_offsets_s": np.asarray(offsets, dtype=float),
+        "timezone": timezone,
+        "clock": "potentiostat",
+    })
+    for key in dict.fromkeys(k for r in records for k in r.per_file_attrs):
+        if all(key in r.per_file_attrs for r in records):
+            ds.attrs[key] = [r.per_file_attrs[key] for r in records]
+    if notes:
+        ds.attrs["notes"] = notes
+    return ds
