@@ -13,7 +13,7 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 COPY pipelines ./pipelines
 COPY configs ./configs
-RUN pip install ".[distributed]"
+RUN pip install "."
 
 WORKDIR /work
 ENTRYPOINT ["operando"]

@@ -5,3 +5,11 @@ Flows call the same library functions as the CLI, so a run reduced by
 files. Prefect runs embedded by default (a temporary local server is started
 and stopped by Prefect itself; nothing to set up).
 """
+
+import os
+
+# Embedded Prefect: give the temporary API server time to start on a busy 2-core machine
+# (Prefect's default is 20 s), and do not try to reach the internet for telemetry.
+# Set before prefect is imported; an explicit environment setting wins.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -1,7 +1,8 @@
-"""The demo flow: simulate a beamtime, validate its run config, reduce what exists.
+"""The demo flow: simulate a beamtime, validate its run config, reduce it.
 
-At this stage the reduction reads the electrochemistry back; later streams add
-their tasks here in the order of DESIGN.md's table.
+The reduction is :func:`pipelines.reduce.reduce_run` on the simulator's own run config,
+so the demo exercises exactly what a beamline run does: echem.nc, the trigger-clock sync,
+xrd.nc and the report figures. Streams a later version reduces are listed as skipped.
 """
 
 from __future__ import annotations
@@ -12,11 +13,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 
 from operando.config import RunConfig, load_config
-from operando.echem.summary import SegmentSummary, segments
-from operando.io.biologic import read_mpt
-from operando.io.figures import save_figure
-from operando.report.echem import echem_figure
+from operando.echem.summary import segments
 from operando.simulate.beamtime import BeamtimeResult, simulate_beamtime
+from pipelines.reduce import ProgressCallback, reduce_run
 
 
 @task(name="simulate beamtime")
@@ -40,25 +39,17 @@ def validate_task(config_path: Path) -> RunConfig:
     return load_config(config_path)
 
 
-@task(name="read electrochemistry")
-def echem_task(cfg: RunConfig) -> tuple[list[SegmentSummary], list[Path]]:
-    """Read the cycler files back; summary by segment; figure in <product dir>/report/."""
-    if cfg.echem is None:
-        return [], []
-    ds = read_mpt(cfg.echem.files, timezone=cfg.echem.timezone)
-    figures: list[Path] = []
-    if cfg.output.report:
-        fig = echem_figure(ds, title=f"{cfg.run.name}: electrochemistry")
-        figures.append(save_figure(fig, cfg.product_dir / "report" / "echem.png"))
-    return segments(ds), figures
-
-
-@flow(name="operando-demo", log_prints=True)
-def demo_flow(workdir: Path, preset: str = "lfp-1c", seed: int = 0) -> dict[str, Any]:
+@flow(name="operando-demo", log_prints=True, validate_parameters=False)
+def demo_flow(workdir: Path, preset: str = "lfp-1c", seed: int = 0,
+              scheduler: str | None = "local",
+              progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Simulate ``preset`` into ``workdir/raw`` and reduce it into ``workdir/reduced``."""
     workdir = Path(workdir)
     res = simulate_task(workdir, preset, seed)
     cfg = validate_task(res.run_config_path)
-    segs, figures = echem_task(cfg)
-    get_run_logger().info("electrochemistry read back: %d segments", len(segs))
-    return {"simulation": res, "config": cfg, "segments": segs, "figures": figures}
+    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})})
+    reduced = reduce_run(cfg, scheduler=scheduler, progress=progress)
+    segs = segments(reduced.echem) if reduced.echem is not None else []
+    get_run_logger().info("reduced: %s", ", ".join(f"{k} -> {v}" for k, v in
+                                                  reduced.products.items()))
+    return {"simulation": res, "config": cfg, "segments": segs, "reduced": reduced}

@@ -26,3 +26,12 @@ def small_run(tmp_path_factory: pytest.TempPathFactory):
     from operando.simulate.beamtime import simulate_beamtime
 
     return simulate_beamtime(tmp_path_factory.mktemp("small-seed0"), "small", seed=0)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Prefect stops its temporary API server at interpreter exit and logs that through a
+    handler bound to the stream pytest has already closed; do not print the resulting
+    'Logging error' traceback (nothing is lost: it is the line 'Stopping temporary server')."""
+    import logging
+
+    logging.raiseExceptions = False

@@ -20,7 +20,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
 
 
-def test_demo_command_runs_the_flow_and_reads_echem_back(tmp_path: Path) -> None:
+def test_demo_command_simulates_and_reduces(tmp_path: Path) -> None:
     proc = _run("demo", "--workdir", str(tmp_path / "w"), "--preset", "small", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = proc.stdout
@@ -37,8 +37,14 @@ def test_demo_command_runs_the_flow_and_reads_echem_back(tmp_path: Path) -> None
         assert kind in out
     assert f"{q_mAh:.4f}" in out
     assert "Completed" in proc.stdout + proc.stderr  # Prefect's flow-run state
-    png = tmp_path / "w" / "reduced" / "sim-small-seed0" / "report" / "echem.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in out.replace("\n", "")
+    reduced = tmp_path / "w" / "reduced" / "sim-small-seed0"
+    for fig in ("echem.png", "sync.png", "xrd.png"):
+        png = reduced / "report" / fig
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in out.replace("\n", "")
+    # products written (their physics is checked in test_reduce.py) and the clock printed
+    for product in ("echem.nc", "xrd.nc"):
+        assert (reduced / product).stat().st_size > 0 and product in out
+    assert "clock (triggers): offset 1.70" in out and "3 missing, 1 spurious" in out
 
 
 def test_simulate_command_and_bad_preset(tmp_path: Path) -> None:

@@ -6,9 +6,17 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import numpy as np
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from operando import __version__
@@ -17,6 +25,7 @@ from operando.simulate.presets import PRESETS
 
 if TYPE_CHECKING:
     from operando.simulate.beamtime import BeamtimeResult
+    from pipelines.reduce import ReduceResult
 
 app = typer.Typer(
     name="operando",
@@ -156,6 +165,9 @@ def demo(
         "operando-demo"),
     preset: Annotated[str, typer.Option(help=f"One of {', '.join(PRESET_NAMES)}.")] = "lfp-1c",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    scheduler: Annotated[str, typer.Option(
+        help="Where XRD chunks run: 'local' (Dask LocalCluster), 'none' (this process) or a "
+        "scheduler address.")] = "local",
 ) -> None:
     """Simulate a beamtime and reduce it end to end (Prefect embedded; no server to start)."""
     if preset not in PRESET_NAMES:
@@ -164,9 +176,18 @@ def demo(
     from pipelines.demo import demo_flow
 
     console.rule(f"operando demo: preset {preset}, seed {seed}")
-    out = demo_flow(workdir, preset=preset, seed=seed)
-    res, cfg, segs, figures = (out["simulation"], out["config"], out["segments"],
-                               out["figures"])
+    with _progress_bar() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(stream: str, done: int, total: int) -> None:
+            if stream not in tasks:
+                tasks[stream] = bar.add_task(f"reducing {stream} frames", total=total)
+            bar.update(tasks[stream], completed=done, total=total)
+
+        out = demo_flow(workdir, preset=preset, seed=seed, scheduler=scheduler,
+                        progress=progress)
+    res, cfg, segs, reduced = (out["simulation"], out["config"], out["segments"],
+                               out["reduced"])
     console.print(_files_table(res))
 
     table = Table(title="electrochemistry read back from " + str(cfg.echem.files[0]))
@@ -178,14 +199,239 @@ def demo(
                       f"{s.mean_current_A * 1e3:+.4f}", f"{s.charge_mAh:.4f}",
                       f"{s.v_start_V:.3f} → {s.v_end_V:.3f}")
     console.print(table)
+    _print_reduce_result(reduced)
     console.print(
         f"run config (validated): {res.run_config_path}\n"
         f"ground truth:           {res.truth_path}\n"
-        f"products:               {cfg.product_dir}\n"
-        + "".join(f"  report figure:        {f}\n" for f in figures)
-        + "reduced data products: none yet at this version (XRD, XANES, sync, peaks and "
-        "kinetics land in later releases)."
+        f"products:               {cfg.product_dir}"
     )
+
+
+# --------------------------------------------------------------------------- reduce
+
+
+def _progress_bar() -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
+                    console=console, transient=False)
+
+
+@app.command()
+def reduce(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
+    only: Annotated[list[str] | None, typer.Option(
+        help="Only these products (repeatable): echem, xrd.")] = None,
+    scheduler: Annotated[str, typer.Option(
+        help="Where chunks run: 'local' (a Dask LocalCluster of worker processes), 'none' "
+        "(in this process), or a Dask scheduler address (tcp://host:8786).")] = "local",
+    overwrite: Annotated[bool | None, typer.Option(
+        "--overwrite/--keep", help="Replace / keep existing products (default: the config's "
+        "output.overwrite).", show_default=False)] = None,
+) -> None:
+    """Reduce a run: echem.nc, sync, xrd.nc (+ report figures) in <output.directory>/<run>/."""
+    from pipelines.reduce import REDUCED_STREAMS, reduce_run
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from None
+    if only and set(only) - set(REDUCED_STREAMS):
+        err_console.print(f"--only: expected some of {', '.join(REDUCED_STREAMS)}, found "
+                          f"{', '.join(sorted(set(only) - set(REDUCED_STREAMS)))}")
+        raise typer.Exit(code=2)
+    with _progress_bar() as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def progress(stream: str, done: int, total: int) -> None:
+            if stream not in tasks:
+                tasks[stream] = bar.add_task(f"{stream} frames", total=total)
+            bar.update(tasks[stream], completed=done, total=total)
+
+        try:
+            res = reduce_run(cfg, only=only, scheduler=scheduler, overwrite=overwrite,
+                             progress=progress)
+        except (ValueError, OSError) as exc:
+            err_console.print(f"reduce failed: {exc}", markup=False)
+            raise typer.Exit(code=1) from None
+    _print_reduce_result(res)
+
+
+def _print_reduce_result(res: ReduceResult) -> None:
+    table = Table(title=f"products in {res.product_dir}")
+    table.add_column("product")
+    table.add_column("file")
+    table.add_column("size", justify="right")
+    for name, path in res.products.items():
+        table.add_row(name, str(path), f"{path.stat().st_size / 1e6:.2f} MB")
+    for name, why in res.skipped.items():
+        table.add_row(name, f"[dim]skipped: {why}[/]", "")
+    console.print(table)
+    if res.clock is not None:
+        c = res.clock
+        console.print(
+            f"clock ({c.method}): offset {c.offset_s:.4f} s ± {c.offset_stderr_s:.4f}, drift "
+            f"{c.drift_ppm:.2f} ± {c.drift_stderr_ppm:.2f} ppm, RMS residual "
+            f"{c.rms_residual_s * 1e3:.2f} ms (max {c.max_abs_residual_s * 1e3:.2f} ms), "
+            f"{c.n_matched} pulses matched, {len(c.unmatched_sent)} missing, "
+            f"{len(c.unmatched_recorded)} spurious")
+    for f in res.figures:
+        console.print(f"figure: {f}")
+
+
+# --------------------------------------------------------------------------- integrate
+
+
+@app.command()
+def integrate(
+    inputs: Annotated[list[str], typer.Argument(
+        help="Image file(s) or glob (EDF, CBF, TIFF, …), or HDF5/NeXus/Eiger master "
+        "(file.h5 or file.h5::/path).")],
+    poni: Annotated[Path, typer.Option(help="pyFAI PONI geometry file.")],
+    mask: Annotated[str | None, typer.Option(help="Mask image (1 = masked), fabio or "
+                                             "file.h5::/path.")] = None,
+    dark: Annotated[str | None, typer.Option(help="Dark image.")] = None,
+    flat: Annotated[str | None, typer.Option(help="Flat-field image.")] = None,
+    unit: Annotated[str, typer.Option(help="q_A^-1, 2th_deg or d_A.")] = "q_A^-1",
+    npt: Annotated[int, typer.Option(help="Number of radial bins.")] = 2000,
+    radial_range: Annotated[tuple[float, float] | None, typer.Option(
+        help="MIN MAX in the unit.")] = None,
+    error_model: Annotated[str, typer.Option(help="poisson, azimuthal or none.")] = "poisson",
+    polarization: Annotated[float | None, typer.Option(
+        help="Polarization factor (-1..1).")] = 0.99,
+    dataset: Annotated[str | None, typer.Option(
+        help="HDF5 path of the frame stack (found automatically when absent).")] = None,
+    flip_ud: Annotated[bool, typer.Option(
+        "--flip-ud", help="Flip images vertically before integrating (TIFFs stored "
+        "bottom-up, e.g. Dioptas test data).")] = False,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="out.xy (text; one file per frame when several) or out.nc "
+        "(all frames). Default: <input stem>.xy beside the input.")] = None,
+) -> None:
+    """Azimuthally integrate one file (or a glob) like pyFAI-integrate."""
+    import numpy as np
+
+    from operando.io.frames import open_frames
+    from operando.io.patterns import write_xy
+    from operando.io.products import write_product
+    from operando.xrd.integrate import IntegrationError, IntegrationOptions
+    from operando.xrd.product import xrd_dataset
+    from pipelines.xrd import IntegratorSetup, integrate_frames, integrator_info
+
+    if unit not in ("q_A^-1", "2th_deg", "d_A"):
+        err_console.print(f"--unit: expected q_A^-1, 2th_deg or d_A, found {unit!r}")
+        raise typer.Exit(code=2)
+    if error_model not in ("poisson", "azimuthal", "none"):
+        err_console.print(f"--error-model: expected poisson, azimuthal or none, found "
+                          f"{error_model!r}")
+        raise typer.Exit(code=2)
+    try:
+        source = open_frames(inputs, dataset=dataset)
+        opts = IntegrationOptions(unit=unit, npt=npt, radial_range=radial_range,
+                                  error_model=error_model, polarization_factor=polarization)
+        setup = IntegratorSetup(poni=poni, mask=mask, dark=dark, flat=flat,
+                                frame_shape=tuple(source.frame_shape),
+                                saturation_value=source.saturation_value, options=opts,
+                                flip_ud=flip_ud)
+        integ = integrator_info(setup)
+        with _progress_bar() as bar:
+            job = bar.add_task("integrating frames", total=source.n_frames)
+            chunks = integrate_frames(
+                source, setup, progress=lambda d, t: bar.update(job, completed=d, total=t))
+    except (ValueError, OSError, IntegrationError) as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from None
+    intensity = np.concatenate([c.intensity for c in chunks])
+    sigma = np.concatenate([c.sigma for c in chunks])
+    first = Path(str(inputs[0]).split("::")[0])
+    out = output or first.with_suffix(".xy")
+    if out.suffix == ".nc":
+        meta = source.metadata()
+        ds = xrd_dataset(intensity, sigma, radial=integ.radial, radial_name=integ.radial_name,
+                         radial_units=integ.radial_units, frame_index=meta.frame_index,
+                         epoch_s=meta.epoch_s, count_time_s=meta.count_time_s,
+                         monitor=meta.monitor, error_model=error_model)
+        write_product(ds, out, product="xrd", inputs=[*source.files, poni],
+                      extra_attrs={"poni": poni.read_text(encoding="utf-8"),
+                                   "mask_checksum": integ.mask_checksum,
+                                   **{f"integration_{k}": v for k, v in opts.to_attrs().items()}})
+        written = [out]
+    else:
+        names = ([out] if intensity.shape[0] == 1 else
+                 [out.with_name(f"{out.stem}_{k:04d}{out.suffix}")
+                  for k in range(intensity.shape[0])])
+        written = [write_xy(name, integ.radial, intensity[k], sigma[k],
+                            radial_label=f"{integ.radial_name}_{integ.radial_units}",
+                            header={"source": str(first), "frame": k, "poni": str(poni),
+                                    "unit": unit, "error_model": error_model,
+                                    "mask_checksum": integ.mask_checksum})
+                   for k, name in enumerate(names)]
+    console.print(f"{source.n_frames} frame(s) of {source.frame_shape} → "
+                  f"{written[0]}{f' … ({len(written)} files)' if len(written) > 1 else ''}")
+
+
+# --------------------------------------------------------------------------- echem
+
+
+@app.command()
+def echem(
+    files: Annotated[list[Path], typer.Argument(help="Cycler file(s) of one run (.mpt, .mpr, "
+                                                 ".nda/.ndax, .csv); a continuation is a "
+                                                 "second file.")],
+    tz: Annotated[str, typer.Option(
+        "--tz", help="IANA timezone of the cycler PC clock, e.g. Europe/Paris (required: a "
+        "naive local time is never guessed).")],
+    file_format: Annotated[str, typer.Option(
+        "--format", help="auto, biologic-mpt, biologic-mpr, neware.")] = "auto",
+    mass_mg: Annotated[float | None, typer.Option(
+        "--mass-mg", help="Active mass (mg): adds theoretical capacity and C-rates.")] = None,
+    molar_mass: Annotated[float, typer.Option(
+        "--molar-mass", help="Molar mass, g/mol (LiFePO4 157.757).")] = 157.757,
+    plot: Annotated[Path | None, typer.Option(help="Write V(t), I(t) to this PNG.")] = None,
+) -> None:
+    """Summarise a cycler log: segments, cycles, capacities, C-rates; optionally plot it."""
+    from operando.echem.faraday import c_rate_per_segment, theoretical_capacity_C
+    from operando.echem.summary import segments
+    from operando.io.echem import read_echem
+    from operando.io.figures import save_figure
+    from operando.report.echem import echem_figure
+
+    try:
+        ds = read_echem(files, timezone=tz, format=file_format)  # type: ignore[arg-type]
+    except (ValueError, OSError) as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from None
+    t = ds["time_s"].values
+    start, start_utc = (ds.attrs.get(k, "?") for k in ("acquisition_start",
+                                                        "acquisition_start_utc"))
+    console.print(f"{len(files)} file(s), {t.size} points, {float(t[-1] - t[0]) / 3600:.3f} h;"
+                  f" start {start} (UTC {start_utc})")
+    q_th = (theoretical_capacity_C(mass_mg, molar_mass) if mass_mg is not None else None)
+    rates = {r.index: r.c_rate_per_h for r in c_rate_per_segment(ds, q_th)} if q_th else {}
+    table = Table(title="segments")
+    cols = ["#", "segment", "cycle", "start (s)", "duration (s)", "mean I (mA)", "|Q| (mAh)",
+            "E start → end (V)"] + (["C-rate (1/h)"] if rates else [])
+    for col in cols:
+        table.add_column(col, justify="right")
+    cyc = ds["cycle"].values if "cycle" in ds else None
+    for s in segments(ds):
+        k = int(np.searchsorted(t, s.start_s)) if cyc is not None else 0
+        row = [str(s.index), s.kind, str(int(cyc[k])) if cyc is not None else "",
+               f"{s.start_s:.0f}", f"{s.duration_s:.0f}", f"{s.mean_current_A * 1e3:+.4f}",
+               f"{s.charge_mAh:.4f}", f"{s.v_start_V:.3f} → {s.v_end_V:.3f}"]
+        if rates:
+            row.append(f"{rates[s.index]:.3f}" if s.kind != "rest" else "")
+        table.add_row(*row)
+    console.print(table)
+    segs = segments(ds)
+    for kind in ("charge", "discharge"):
+        total = sum(s.charge_mAh for s in segs if s.kind == kind)
+        extra = (f" = {total / (mass_mg * 1e-3):.1f} mAh/g of {mass_mg} mg (theoretical "
+                 f"{q_th / 3.6 / (mass_mg * 1e-3):.1f} mAh/g)") if q_th and mass_mg else ""
+        console.print(f"total {kind}: {total:.4f} mAh{extra}")
+    if plot is not None:
+        save_figure(echem_figure(ds, title=", ".join(f.name for f in files)), plot)
+        console.print(f"figure: {plot}")
 
 
 def main() -> None:

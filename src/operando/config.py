@@ -58,12 +58,18 @@ class ConfigError(ValueError):
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
-    """Resolve a path relative to the config file's directory (``context['base_dir']``)."""
-    value = Path(value).expanduser()
+    """Resolve a path relative to the config file's directory (``context['base_dir']``).
+
+    An HDF5 URL ``file.h5::/inner/path`` resolves its file part and keeps the inner path.
+    """
+    file_part, sep, inner = str(Path(value).expanduser()).partition("::")
+    p = Path(file_part)
     base = (info.context or {}).get("base_dir")
-    if not value.is_absolute() and base is not None:
-        value = Path(base) / value
-    return Path(value).resolve() if not _is_glob(str(value)) else value
+    if not p.is_absolute() and base is not None:
+        p = Path(base) / p
+    if not _is_glob(file_part):
+        p = p.resolve()
+    return Path(f"{p}{sep}{inner}") if sep else p
 
 
 def _is_glob(text: str) -> bool:
@@ -73,12 +79,13 @@ def _is_glob(text: str) -> bool:
 def _check_exists(value: Path, info: ValidationInfo) -> Path:
     if not (info.context or {}).get("check_files", False):
         return value
-    if _is_glob(str(value)):
-        if not glob.glob(str(value)):
+    file_part = str(value).partition("::")[0]
+    if _is_glob(file_part):
+        if not glob.glob(file_part):
             raise ValueError(
-                f"expected at least one file matching the pattern, found none: {value}")
-    elif not value.exists():
-        raise ValueError(f"expected an existing file, found nothing at {value}")
+                f"expected at least one file matching the pattern, found none: {file_part}")
+    elif not Path(file_part).exists():
+        raise ValueError(f"expected an existing file, found nothing at {file_part}")
     return value
 
 
@@ -146,6 +153,8 @@ class CsvColumns(_Section):
     charge_scale: float = Field(1.0, description="Multiply the charge column by this to get C.")
     step: str | None = None
     cycle: str | None = None
+    trigger: str | None = Field(None, description="Column that is non-zero at rows where an "
+                                "external trigger was recorded (exposed as 'trigger').")
     delimiter: str | None = Field(None, description="Field separator; sniffed when absent.")
 
 
@@ -162,6 +171,10 @@ class EchemSection(_Section):
         "naive local time is never guessed."
     )
     columns: CsvColumns | None = Field(None, description="Column map; required for format csv.")
+    start_time: str | None = Field(
+        None, description="CSV only: acquisition start (time_s = 0), naive local wall time in "
+        "'timezone' or ISO-8601 with an offset; without it a CSV's time_utc is NaT."
+    )
     active_mass_mg: float = Field(gt=0, description="Active material mass in mg.")
     molar_mass_g_mol: float = Field(157.757, gt=0, description="Molar mass of the active "
                                     "material (LiFePO4: 157.757 g/mol).")
@@ -195,6 +208,10 @@ class SyncSection(_Section):
     drift: bool = Field(True, description="Fit a linear drift as well as an offset.")
     max_rms_residual_s: float = Field(0.05, gt=0, description="Fail when the fit RMS exceeds it.")
     max_abs_residual_s: float = Field(0.25, gt=0, description="Fail when a residual exceeds it.")
+    offset_guess_s: float = Field(0.0, description="Expected beamline-minus-header offset (s); "
+                                  "resolves the trigger-period ambiguity.")
+    max_offset_s: float = Field(60.0, gt=0, description="Largest |offset| (s) searched between "
+                                "the beamline clock and the potentiostat header.")
 
     @model_validator(mode="after")
     def _triggers_need_file(self) -> SyncSection:
@@ -238,6 +255,10 @@ class XrdSection(_Section):
     timestamp_path: str | None = Field(None, description="HDF5 path of per-frame epoch seconds.")
     count_time_path: str | None = None
     monitor_path: str | None = None
+    normalize_by_monitor: bool = Field(False, description="Divide each frame by its monitor "
+                                       "counts (pyFAI normalization_factor).")
+    swmr: bool = Field(False, description="Read files the detector is still writing (HDF5 "
+                       "SWMR): frames up to the last complete one; the rest reported pending.")
     integration: IntegrationSection
 
 

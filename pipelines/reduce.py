@@ -1,0 +1,386 @@
+"""The reduce flow: one run config → products in ``<output.directory>/<run.name>/``.
+
+Reads like DESIGN.md's table:
+
+1. electrochemistry: cycler files → ``echem.nc`` (x_li, Faraday fraction, segments);
+2. sync: the trigger record against the reference X-ray stream's frame timestamps → a
+   clock model (offset, drift, residuals) stored in the attributes of every product;
+3. XRD: detector frames → azimuthal integration in chunk-sized tasks (the chunks run on a
+   Dask cluster: a LocalCluster of worker processes by default, or an existing scheduler)
+   → ``xrd.nc`` with the electrochemistry averaged over each exposure.
+
+Streams of the config that this version does not reduce yet are logged and skipped.
+``operando reduce CONFIG [--only ...]`` calls :func:`reduce_run`; so does a deployment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from operando.config import RunConfig, expand_inputs, load_config
+from operando.echem.faraday import add_faraday
+from operando.echem.sync import (
+    ClockModel,
+    clock_from_timestamps,
+    fit_clock,
+    reference_epoch_from_attrs,
+)
+from operando.io.echem import read_echem
+from operando.io.figures import save_figure
+from operando.io.frames import FrameSource, open_frames
+from operando.io.products import product_path, write_product
+from operando.io.triggers import read_trigger_record
+from operando.report.echem import echem_figure
+from operando.report.xrd import sync_figure, xrd_figure
+from operando.xrd.integrate import IntegrationOptions
+from operando.xrd.product import xrd_dataset
+from pipelines.xrd import ChunkResult, IntegratorSetup, integrate_chunk, integrator_info
+
+#: Streams this version reduces, in the order they run.
+REDUCED_STREAMS = ("echem", "xrd")
+#: Streams a config may hold that later versions reduce.
+PENDING_STREAMS = ("xanes", "confocal", "kinetics")
+
+ProgressCallback = Callable[[str, int, int], None]
+
+
+@dataclass
+class ReduceResult:
+    """What a reduce run wrote: product paths by stream, figures, the clock, skipped streams."""
+
+    product_dir: Path
+    products: dict[str, Path] = field(default_factory=dict)
+    figures: list[Path] = field(default_factory=list)
+    clock: ClockModel | None = None
+    skipped: dict[str, str] = field(default_factory=dict)
+    echem: xr.Dataset | None = None
+
+
+# --------------------------------------------------------------------------- Dask
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, n_workers: int | None = None) -> Iterator[str | None]:
+    """A Dask client for the chunk work, registered under a key the tasks look up.
+
+    ``scheduler``: ``None``/``"none"`` runs chunks in this process (small runs, tests);
+    ``"local"`` starts a LocalCluster of worker processes (one thread each; default one
+    worker per core, at most 2 on these machines' budgets unless ``n_workers``); anything
+    else is the address of an existing scheduler (``tcp://host:8786``, e.g. a facility
+    cluster through dask-jobqueue). Yields the key (None when in-process).
+    """
+    if scheduler in (None, "none", "sync"):
+        yield None
+        return
+    from distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster = None
+        client = Client(scheduler)
+    key = f"{scheduler}:{id(client)}"
+    _CLIENTS[key] = client
+    try:
+        yield key
+    finally:
+        _CLIENTS.pop(key, None)
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+# --------------------------------------------------------------------------- tasks
+
+
+@task(name="read electrochemistry", cache_policy=NO_CACHE)
+def read_echem_task(cfg: RunConfig) -> xr.Dataset:
+    """Cycler files → normalised Dataset with x_li and the Faraday-expected fraction."""
+    e = cfg.echem
+    assert e is not None
+    csv = e.format == "csv"
+    ds = read_echem(expand_inputs(e.files), timezone=e.timezone, format=e.format,
+                    columns=e.columns if csv else None, start_time=e.start_time if csv else None)
+    return add_faraday(ds, active_mass_mg=e.active_mass_mg, molar_mass_g_mol=e.molar_mass_g_mol,
+                       electrons_per_formula_unit=e.electrons_per_formula_unit, x0=e.x0,
+                       capacity_reference=e.capacity_reference)
+
+
+@task(name="open xrd frames", cache_policy=NO_CACHE)
+def open_xrd_task(cfg: RunConfig) -> FrameSource:
+    x = cfg.xrd
+    assert x is not None
+    return open_frames([str(p) for p in x.files], dataset=x.dataset,
+                       timestamp_path=x.timestamp_path, count_time_path=x.count_time_path,
+                       monitor_path=x.monitor_path, swmr=x.swmr)
+
+
+@task(name="fit clock", cache_policy=NO_CACHE)
+def sync_task(cfg: RunConfig, echem: xr.Dataset, sent_epoch_s: np.ndarray | None
+              ) -> tuple[ClockModel, np.ndarray | None]:
+    """The clock model: trigger fit (sync.method triggers) or absolute timestamps."""
+    s = cfg.sync
+    assert s is not None
+    reference = reference_epoch_from_attrs(echem.attrs)
+    if s.method == "timestamps":
+        return clock_from_timestamps(reference_epoch_s=reference,
+                                     fixed_offset_s=s.fixed_offset_s), None
+    assert s.trigger_file is not None
+    if sent_epoch_s is None:
+        raise ValueError(f"sync.reference_stream {s.reference_stream!r}: its frames carry no "
+                         "timestamps to match the trigger record against; name them with "
+                         f"{s.reference_stream}.timestamp_path or use sync.method: timestamps")
+    recorded = read_trigger_record(s.trigger_file)
+    clock = fit_clock(sent_epoch_s, recorded, reference_epoch_s=reference, fit_drift=s.drift,
+                      max_rms_residual_s=s.max_rms_residual_s,
+                      max_abs_residual_s=s.max_abs_residual_s,
+                      offset_guess_s=s.offset_guess_s, max_offset_s=s.max_offset_s,
+                      what=f"{s.reference_stream} frame triggers vs {s.trigger_file.name}")
+    get_run_logger().info(
+        "clock: offset %.4f ± %.4f s, drift %.2f ± %.2f ppm, RMS %.2f ms, %d matched, "
+        "%d missing, %d spurious", clock.offset_s, clock.offset_stderr_s, clock.drift_ppm,
+        clock.drift_stderr_ppm, clock.rms_residual_s * 1e3, clock.n_matched,
+        len(clock.unmatched_sent), len(clock.unmatched_recorded))
+    return clock, recorded
+
+
+@task(name="write echem.nc", cache_policy=NO_CACHE)
+def write_echem_task(cfg: RunConfig, echem: xr.Dataset, clock: ClockModel | None) -> Path:
+    e = cfg.echem
+    assert e is not None
+    return write_product(
+        echem, product_path(cfg.product_dir, "echem", cfg.output.format), product="echem",
+        config_yaml=cfg.to_yaml(), inputs=[str(p) for p in echem.attrs.get("source_files", [])],
+        extra_attrs=clock.to_attrs() if clock else None, overwrite=cfg.output.overwrite,
+        fmt=cfg.output.format)
+
+
+@task(name="integrate xrd chunk", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def integrate_chunk_task(source: FrameSource, start: int, stop: int, setup: IntegratorSetup,
+                         client_key: str | None,
+                         normalization: np.ndarray | None = None) -> ChunkResult:
+    """One work unit: frames [start, stop) read, integrated, returned (on Dask if a client)."""
+    if client_key is None:
+        return integrate_chunk(source, start, stop, setup, normalization)
+    client = _CLIENTS[client_key]
+    return client.submit(integrate_chunk, source, start, stop, setup, normalization,
+                         pure=False).result()
+
+
+@task(name="write figure", cache_policy=NO_CACHE)
+def figure_task(fig: Any, path: Path) -> Path:
+    return save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------- xrd
+
+
+def integrator_setup(cfg: RunConfig, source: FrameSource) -> IntegratorSetup:
+    """The picklable description of the integrator for the config's xrd section."""
+    x = cfg.xrd
+    assert x is not None
+    g = x.integration
+    opts = IntegrationOptions(
+        unit=g.unit, npt=g.npt, radial_range=g.radial_range,
+        azimuth_range_deg=g.azimuth_range_deg, npt_azimuthal=g.npt_azimuthal,
+        error_model=g.error_model, polarization_factor=g.polarization_factor,
+        correct_solid_angle=g.correct_solid_angle,
+    )
+    return IntegratorSetup(poni=g.poni, mask=g.mask, dark=g.dark, flat=g.flat,
+                           frame_shape=tuple(source.frame_shape),
+                           saturation_value=source.saturation_value, options=opts)
+
+
+@flow(name="reduce-xrd", validate_parameters=False)
+def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
+               echem: xr.Dataset | None = None, clock: ClockModel | None = None,
+               client_key: str | None = None,
+               progress: ProgressCallback | None = None) -> tuple[Path, xr.Dataset]:
+    """Detector frames → ``xrd.nc``: chunk-sized integration tasks, then one product.
+
+    The integrator is built once per geometry (per worker process); chunks follow the
+    HDF5 chunking and ``xrd.integration.chunk_frames``. With ``clock`` and ``echem`` the
+    exposure intervals are put on the potentiostat clock and the electrochemistry is
+    averaged over each (``time``, ``time_start``, ``time_end``, ``voltage_V``, …).
+    """
+    from operando.echem.attach import exposure_average
+
+    log = get_run_logger()
+    x = cfg.xrd
+    assert x is not None
+    if source is None:
+        source = open_xrd_task(cfg)
+    setup = integrator_setup(cfg, source)
+    # built once per worker (cached there); asking for it first fails early on a bad
+    # geometry or mask, before any chunk is read
+    integ = (integrator_info(setup) if client_key is None else
+             _CLIENTS[client_key].submit(integrator_info, setup, pure=False).result())
+    meta = source.metadata()
+    norm = None
+    if x.normalize_by_monitor:
+        if not np.all(np.isfinite(meta.monitor) & (meta.monitor > 0)):
+            raise ValueError(f"xrd.normalize_by_monitor: expected a positive monitor value per "
+                             f"frame, found none or non-positive ones ({meta.monitor_source})")
+        norm = meta.monitor
+    chunks = source.chunks(x.integration.chunk_frames)
+    log.info("xrd: %d frames of %s in %d chunks (%s)%s", source.n_frames, source.frame_shape,
+             len(chunks), source.describe().get("layout", "?"),
+             f"; {source.n_pending} frames pending" if source.n_pending else "")
+    futures = [integrate_chunk_task.submit(source, a, b, setup, client_key,
+                                           None if norm is None else norm[a:b])
+               for a, b in chunks]
+    results: list[ChunkResult] = []
+    done = 0
+    for fut in futures:  # in order; each waits for its own chunk
+        res = fut.result()
+        results.append(res)
+        done += res.stop - res.start
+        if progress:
+            progress("xrd", done, source.n_frames)
+        log.info("xrd: %d/%d frames integrated", done, source.n_frames)
+    intensity = np.concatenate([r.intensity for r in results], axis=0)
+    sigma = np.concatenate([r.sigma for r in results], axis=0)
+    n_invalid = np.concatenate([r.n_invalid for r in results], axis=0)
+    cake = cake_sigma = None
+    if results and getattr(results[0], "cake", None) is not None:
+        cake = np.concatenate([r.cake for r in results], axis=0)
+        if getattr(results[0], "cake_sigma", None) is not None:
+            cake_sigma = np.concatenate([r.cake_sigma for r in results], axis=0)
+
+    t_start = t_end = None
+    points = None
+    if clock is not None and meta.epoch_s is not None:
+        count = np.where(np.isfinite(meta.count_time_s), meta.count_time_s, 0.0)
+        t_start = clock.to_potentiostat(meta.epoch_s)
+        t_end = clock.to_potentiostat(meta.epoch_s + count)
+        if echem is not None:
+            points = exposure_average(echem, t_start, t_end, dim="time")
+    ds = xrd_dataset(
+        intensity, sigma, radial=integ.radial, radial_name=integ.radial_name,
+        radial_units=integ.radial_units, frame_index=meta.frame_index, epoch_s=meta.epoch_s,
+        count_time_s=meta.count_time_s, monitor=meta.monitor, n_invalid=n_invalid,
+        time_start_s=t_start, time_end_s=t_end, echem_points=points, cake=cake,
+        cake_sigma=cake_sigma, chi_deg=integ.azimuthal, error_model=setup.options.error_model,
+    )
+    attrs: dict[str, Any] = {
+        "detector_layout": str(source.describe().get("layout", "")),
+        "frames_pending": int(source.n_pending),
+        "frame_source": repr(source.describe()),
+        "timestamp_source": meta.timestamp_source,
+        "count_time_source": meta.count_time_source,
+        "monitor_source": meta.monitor_source,
+        "poni": Path(setup.poni).read_text(encoding="utf-8"),
+        "poni_file": str(setup.poni),
+        "mask_file": str(setup.mask or ""),
+        "dark_file": str(setup.dark or ""),
+        "flat_file": str(setup.flat or ""),
+        "mask_checksum": integ.mask_checksum,
+        "normalization": "per monitor count" if norm is not None else "none",
+        **{f"integration_{k}": v for k, v in setup.options.to_attrs().items()},
+    }
+    if clock is not None:
+        attrs.update(clock.to_attrs())
+    path = write_product(
+        ds, product_path(cfg.product_dir, "xrd", cfg.output.format), product="xrd",
+        config_yaml=cfg.to_yaml(),
+        inputs=[*source.files, setup.poni, *(p for p in (setup.mask, setup.dark, setup.flat)
+                                             if p)],
+        extra_attrs=attrs, overwrite=cfg.output.overwrite, fmt=cfg.output.format)
+    log.info("xrd: wrote %s", path)
+    return path, ds
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _exists(cfg: RunConfig, name: str) -> bool:
+    return product_path(cfg.product_dir, name, cfg.output.format).exists()
+
+
+@flow(name="operando-reduce", validate_parameters=False)
+def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None,
+               scheduler: str | None = "local", overwrite: bool | None = None,
+               progress: ProgressCallback | None = None) -> ReduceResult:
+    """Reduce one run. ``only`` limits the products written (``echem``, ``xrd``); the
+    electrochemistry and the clock are still computed when a chosen product needs them.
+    ``scheduler``: see :func:`dask_client`. ``overwrite`` overrides ``output.overwrite``.
+    """
+    log = get_run_logger()
+    cfg = config if isinstance(config, RunConfig) else load_config(config)
+    if overwrite is not None:
+        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(
+            update={"overwrite": overwrite})})
+    wanted = set(only) if only else {s for s in REDUCED_STREAMS if getattr(cfg, s) is not None}
+    unknown = wanted - set(REDUCED_STREAMS)
+    if unknown:
+        raise ValueError(f"--only: expected some of {', '.join(REDUCED_STREAMS)}, found "
+                         f"{', '.join(sorted(unknown))}")
+    result = ReduceResult(product_dir=cfg.product_dir)
+    for s in PENDING_STREAMS:
+        if getattr(cfg, s) is not None:
+            result.skipped[s] = "not reduced by this version of operando"
+    for s in sorted(wanted):
+        if getattr(cfg, s) is None:
+            raise ValueError(f"{s}: asked for, but the config has no '{s}' section")
+    for s in sorted(wanted):
+        if _exists(cfg, s) and not cfg.output.overwrite:
+            wanted.discard(s)
+            result.skipped[s] = (f"{product_path(cfg.product_dir, s, cfg.output.format)} "
+                                 "exists and output.overwrite is false (kept)")
+    for s, why in result.skipped.items():
+        log.info("%s: skipped, %s", s, why)
+
+    needs_echem = "echem" in wanted or ("xrd" in wanted and cfg.echem is not None)
+    echem = read_echem_task(cfg) if needs_echem and cfg.echem is not None else None
+    result.echem = echem
+    source = open_xrd_task(cfg) if cfg.xrd is not None and (
+        "xrd" in wanted or (cfg.sync is not None and cfg.sync.reference_stream == "xrd")) \
+        else None
+
+    clock = None
+    if cfg.sync is not None and echem is not None:
+        sent = None
+        if cfg.sync.method == "triggers":
+            if cfg.sync.reference_stream != "xrd" or source is None:
+                raise ValueError(f"sync.reference_stream {cfg.sync.reference_stream!r}: this "
+                                 "version syncs on the xrd stream's frame timestamps")
+            sent = source.metadata().epoch_s
+        clock, recorded = sync_task(cfg, echem, sent)
+        result.clock = clock
+        if cfg.output.report and recorded is not None and sent is not None:
+            result.figures.append(figure_task(
+                sync_figure(clock, sent, recorded, title=f"{cfg.run.name}: trigger clock sync"),
+                cfg.product_dir / "report" / "sync.png"))
+
+    if "echem" in wanted and echem is not None:
+        result.products["echem"] = write_echem_task(cfg, echem, clock)
+        if cfg.output.report:
+            result.figures.append(figure_task(
+                echem_figure(echem, title=f"{cfg.run.name}: electrochemistry"),
+                cfg.product_dir / "report" / "echem.png"))
+    if "xrd" in wanted:
+        with dask_client(scheduler) as key:
+            path, ds = reduce_xrd(cfg, source=source, echem=echem, clock=clock, client_key=key,
+                                  progress=progress)
+        result.products["xrd"] = path
+        if cfg.output.report:
+            result.figures.append(figure_task(
+                xrd_figure(ds, title=f"{cfg.run.name}: integrated XRD"),
+                cfg.product_dir / "report" / "xrd.png"))
+    return result

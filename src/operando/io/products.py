@@ -1,0 +1,200 @@
+"""Writing reduced products (``echem.nc``, ``xrd.nc``, …) per the data contract.
+
+Every product is one file in ``reduced/<run>/``, NetCDF4 through the h5netcdf engine
+(Zarr when the config asks and ``zarr`` is installed). :func:`write_product`
+
+- checks the CF-style contract: every data variable and coordinate (except datetime
+  coordinates, whose units live in the encoding) carries ``units`` and ``long_name``;
+- stamps the provenance attributes: ``operando_version``, ``product``, ``created_utc``,
+  ``config_yaml`` (the full resolved config), ``input_files`` with
+  ``input_sizes_bytes`` and ``input_sha256``, and whatever extra attributes the caller
+  passes (the clock model of the sync, ``clock_*``);
+- writes under a temporary name beside the final path and renames it when complete, so
+  a product on disk is always whole and an earlier product survives a failed write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+
+from operando import __version__
+from operando.io.atomic import atomic_path
+
+__all__ = [
+    "ProductContractError",
+    "file_sha256",
+    "input_file_attrs",
+    "missing_cf_attrs",
+    "product_path",
+    "write_product",
+]
+
+PRODUCT_SUFFIX = {"netcdf": ".nc", "zarr": ".zarr"}
+
+
+class ProductContractError(ValueError):
+    """A product Dataset that does not meet the data contract (a programming error)."""
+
+
+def product_path(product_dir: str | Path, name: str,
+                 fmt: Literal["netcdf", "zarr"] = "netcdf") -> Path:
+    """``<product_dir>/<name>.nc`` (or ``.zarr``)."""
+    return Path(product_dir) / f"{name}{PRODUCT_SUFFIX[fmt]}"
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | Path, *, block_bytes: int = 1 << 22) -> str:
+    """SHA-256 hex digest of a file, streamed in 4 MiB blocks.
+
+    Cached on (path, size, mtime) for the life of the process, so several products of one
+    run hash a large frame file once.
+    """
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        h = hashlib.sha256()
+        with open(p, "rb") as fh:
+            while block := fh.read(block_bytes):
+                h.update(block)
+        _SHA_CACHE[key] = h.hexdigest()
+    return _SHA_CACHE[key]
+
+
+def input_file_attrs(paths: Iterable[str | Path]) -> dict[str, Any]:
+    """``input_files``, ``input_sizes_bytes``, ``input_sha256`` for the product attributes."""
+    files = [Path(p) for p in dict.fromkeys(str(p) for p in paths)]
+    files = [p for p in files if p.is_file()]
+    return {
+        "input_files": [str(p) for p in files],
+        "input_sizes_bytes": np.asarray([p.stat().st_size for p in files], dtype=np.int64),
+        "input_sha256": [file_sha256(p) for p in files],
+    }
+
+
+def missing_cf_attrs(ds: xr.Dataset) -> list[str]:
+    """Names of variables/coordinates lacking ``units`` or ``long_name``.
+
+    Datetime variables need only ``long_name`` (their units are set by the encoding);
+    string/label variables (dtype kind U/S/O) and booleans need only ``long_name``,
+    with ``units`` optional (CF: dimensionless flags and labels).
+    """
+    missing: list[str] = []
+    for name, var in {**ds.coords, **ds.data_vars}.items():
+        if name in ds.dims and name not in ds.coords:
+            continue
+        needs_units = var.dtype.kind not in "MmUSOb"
+        lacks = [k for k in (("units", "long_name") if needs_units else ("long_name",))
+                 if k not in var.attrs]
+        if lacks:
+            missing.append(f"{name} (no {' or '.join(lacks)})")
+    return missing
+
+
+def _netcdf_safe(value: Any) -> Any:
+    """Attribute values netCDF can store: str, numbers, 1-D arrays; None/bool made explicit."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, list | tuple):
+        if all(isinstance(v, str | Path) for v in value):
+            return [str(v) for v in value]
+        return np.asarray([int(v) if isinstance(v, bool) else v for v in value])
+    return value
+
+
+def write_product(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    product: str,
+    config_yaml: str | None = None,
+    inputs: Iterable[str | Path] = (),
+    extra_attrs: Mapping[str, Any] | None = None,
+    overwrite: bool = True,
+    fmt: Literal["netcdf", "zarr"] = "netcdf",
+) -> Path:
+    """Write a product atomically with the provenance attributes of the data contract.
+
+    ``product`` names it (``"xrd"``, ``"echem"``…); ``config_yaml`` is the full resolved
+    run config; ``inputs`` are the raw files it was reduced from (size and SHA-256
+    recorded); ``extra_attrs`` e.g. the clock model (``ClockModel.to_attrs()``).
+    Raises :class:`ProductContractError` when a variable lacks ``units``/``long_name``,
+    and ``FileExistsError`` when ``path`` exists and ``overwrite`` is false (the existing
+    product is left as it was).
+    """
+    path = Path(path)
+    missing = missing_cf_attrs(ds)
+    if missing:
+        raise ProductContractError(
+            f"{path.name}: every variable needs CF 'units' and 'long_name'; missing on "
+            + ", ".join(missing)
+        )
+    out = ds.copy(deep=False)
+    attrs: dict[str, Any] = {k: _netcdf_safe(v) for k, v in ds.attrs.items()}
+    attrs.update({
+        "Conventions": "CF-1.10",
+        "product": product,
+        "operando_version": __version__,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+    })
+    if config_yaml is not None:
+        attrs["config_yaml"] = config_yaml
+    attrs.update(input_file_attrs(inputs))
+    for k, v in (extra_attrs or {}).items():
+        attrs[k] = _netcdf_safe(v)
+    out.attrs = attrs
+    for var in out.variables.values():
+        var.attrs = {k: _netcdf_safe(v) for k, v in var.attrs.items()}
+
+    if fmt == "netcdf":
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            out.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
+        return path
+    if fmt == "zarr":
+        return _write_zarr_atomic(out, path, overwrite=overwrite)
+    raise ValueError(f"output.format: expected 'netcdf' or 'zarr', found {fmt!r}")
+
+
+def _write_zarr_atomic(ds: xr.Dataset, path: Path, *, overwrite: bool) -> Path:
+    try:
+        import zarr  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "output.format is 'zarr' but the zarr package is not installed; "
+            "pip install zarr, or use output.format: netcdf"
+        ) from None
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists and overwrite is off; nothing was written")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    try:
+        ds.to_zarr(tmp, mode="w")
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(tmp)
+        raise
+    return path

@@ -1,0 +1,75 @@
+"""The one-off commands: `operando integrate` (like pyFAI-integrate) and `operando echem`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from operando.io.patterns import read_xy
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, COLUMNS="200", NO_COLOR="1")
+    return subprocess.run([sys.executable, "-m", "operando", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=600)
+
+
+def test_integrate_real_ceo2_frame_to_xy(shared_data: Path, tmp_path: Path) -> None:
+    d = shared_data / "xrd"
+    out = tmp_path / "ceo2.xy"
+    proc = _run("integrate", str(d / "CeO2_Pilatus1M.tif"), "--poni",
+                str(d / "CeO2_Pilatus1M.poni"), "--unit", "2th_deg", "--npt", "2000",
+                "--flip-ud", "-o", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    mine = read_xy(out)
+    ref = np.loadtxt(d / "CeO2_Pilatus1M.xy", comments="#")
+    ok = (ref[:, 0] > mine[0, 0]) & (ref[:, 0] < mine[-1, 0])
+    ours = np.interp(ref[ok, 0], mine[:, 0], np.nan_to_num(mine[:, 1]))
+    assert np.corrcoef(ours, ref[ok, 1])[0, 1] >= 0.995
+    assert mine.shape[1] == 3 and np.all(mine[np.isfinite(mine[:, 1]) & (mine[:, 1] > 0), 2] > 0)
+
+
+def test_integrate_nexus_stack_to_netcdf(small_run, tmp_path: Path) -> None:
+    raw = small_run.outdir / "xrd"
+    out = tmp_path / "frames.nc"
+    proc = _run("integrate", str(raw / "xrd_0001.h5"), "--poni", str(raw / "geometry.poni"),
+                "--mask", str(raw / "mask.edf"), "--npt", "500", "-o", str(out), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        assert ds["intensity"].dims == ("time", "q") and ds.sizes["q"] == 500
+        assert ds.sizes["time"] == 147 and "trigger_time_utc" in ds.coords
+        assert ds.attrs["product"] == "xrd" and ds.attrs["mask_checksum"]
+
+
+def test_integrate_bad_poni_and_wrong_mask(small_run, tmp_path: Path) -> None:
+    raw = small_run.outdir / "xrd"
+    missing = _run("integrate", str(raw / "xrd_0001.h5"), "--poni", str(tmp_path / "no.poni"),
+                   cwd=tmp_path)
+    assert missing.returncode == 1 and "no.poni" in missing.stderr
+    np.save(tmp_path / "m.npy", np.zeros((5, 5), dtype=np.uint8))
+    wrong = _run("integrate", str(raw / "xrd_0001.h5"), "--poni", str(raw / "geometry.poni"),
+                 "--mask", str(tmp_path / "m.npy"), cwd=tmp_path)
+    assert wrong.returncode == 1 and "(5, 5)" in wrong.stderr and "m.npy" in wrong.stderr
+    assert not list(tmp_path.glob("*.xy"))
+
+
+def test_echem_command_summarises_and_plots(shared_data: Path, tmp_path: Path) -> None:
+    ec = sorted((shared_data / "operando_xas_linio2" / "EC").glob("*.mpt"))
+    png = tmp_path / "ec.png"
+    proc = _run("echem", *map(str, ec), "--tz", "Europe/Paris", "--mass-mg", "10",
+                "--molar-mass", "97.6", "--plot", str(png), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"{len(ec)} file(s)" in proc.stdout and "charge" in proc.stdout
+    assert "C-rate" in proc.stdout and "mAh/g" in proc.stdout
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_echem_command_bad_timezone(shared_data: Path, tmp_path: Path) -> None:
+    mpt = shared_data / "echem" / "cv.mpt"
+    proc = _run("echem", str(mpt), "--tz", "Mars/Olympus", cwd=tmp_path)
+    assert proc.returncode == 1 and "Mars/Olympus" in proc.stderr

@@ -1,0 +1,164 @@
+"""The reduce flow on the simulated `small` run: echem.nc, the trigger-clock sync and
+xrd.nc against the simulator's truth; provenance attributes; bad input leaves nothing
+under a product's final name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+
+from operando.config import RunConfig, load_config
+from operando.simulate.beamtime import load_truth
+from pipelines.reduce import reduce_run
+
+
+def _config(small_run, out: Path, **xrd_updates) -> RunConfig:
+    cfg = load_config(small_run.run_config_path)
+    update: dict = {"output": cfg.output.model_copy(update={"directory": out,
+                                                            "overwrite": True})}
+    if xrd_updates:
+        integ = xrd_updates.pop("integration", None)
+        x = cfg.xrd.model_copy(update=xrd_updates)
+        if integ:
+            x = x.model_copy(update={"integration": x.integration.model_copy(update=integ)})
+        update["xrd"] = x
+    return cfg.model_copy(update=update)
+
+
+@pytest.fixture(scope="module")
+def reduced(small_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reduced")
+    cfg = _config(small_run, out)
+    return cfg, reduce_run(cfg, scheduler="none")
+
+
+def test_products_and_provenance(reduced, small_run) -> None:
+    cfg, res = reduced
+    assert set(res.products) == {"echem", "xrd"}
+    assert res.skipped.keys() >= {"xanes", "confocal", "kinetics"}
+    for name, path in res.products.items():
+        assert path == cfg.product_dir / f"{name}.nc" and path.is_file()
+        ds = xr.open_dataset(path, engine="h5netcdf")
+        a = ds.attrs
+        assert a["product"] == name and a["operando_version"]
+        assert "schema_version: 1" in a["config_yaml"]
+        assert a["created_utc"].endswith("Z")
+        assert np.size(a["input_sha256"]) == np.size(a["input_files"]) >= 1
+        assert a["clock_method"] == "triggers"
+        for var in {**ds.coords, **ds.data_vars}.values():
+            assert "long_name" in var.attrs or var.dtype.kind == "M", var.name
+        ds.close()
+    assert not list(cfg.product_dir.glob(".*.part"))
+    for fig in ("echem.png", "sync.png", "xrd.png"):
+        assert (cfg.product_dir / "report" / fig).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clock_recovered_within_tolerance(reduced, small_run) -> None:
+    _, res = reduced
+    truth = load_truth(small_run.truth_path)["clock"]
+    c = res.clock
+    assert abs(c.offset_s - truth["offset_s"]) < 0.010
+    assert abs(c.drift_ppm - truth["drift_ppm"]) < 2.0
+    assert sorted(c.unmatched_sent) == sorted(truth["missing_trigger_index"])
+    assert len(c.unmatched_recorded) == len(truth["spurious_trigger_time_s"])
+
+
+def test_xrd_product_carries_exposure_averaged_echem(reduced, small_run) -> None:
+    cfg, res = reduced
+    truth = load_truth(small_run.truth_path)["xrd"]
+    ds = xr.open_dataset(res.products["xrd"], engine="h5netcdf")
+    assert ds["intensity"].dims == ("time", "q")
+    assert ds.sizes["time"] == truth["n_frames"] and ds.sizes["q"] == cfg.xrd.integration.npt
+    assert ds["q"].attrs["units"] == "1/angstrom"
+    np.testing.assert_allclose(ds["time_start"], truth["time_start_s"], atol=0.01)
+    np.testing.assert_allclose(ds["time_end"], truth["time_end_s"], atol=0.01)
+    np.testing.assert_allclose(ds["count_time"], truth["count_time_s"])
+    np.testing.assert_allclose(ds["monitor"], truth["monitor"], rtol=1e-6)
+    # the mean over each exposure, not the midpoint sample: equal to truth to the precision
+    # the .mpt keeps (charge printed in mA·h with 8 significant digits, 1 s sampling)
+    q_true = np.asarray(truth["echem"]["charge_C"])
+    np.testing.assert_allclose(ds["charge_C"], q_true, atol=2e-4 * np.max(np.abs(q_true)))
+    np.testing.assert_allclose(ds["voltage_V"], truth["echem"]["voltage_V"], atol=2e-3)
+    np.testing.assert_allclose(ds["x_li"], truth["echem"]["x_li"], atol=2e-4)
+    assert set(np.unique(ds["segment"].values)) <= {"charge", "rest", "discharge"}
+    assert ds["straddles_step"].values.sum() >= 1
+    # intensities finite where the detector sees the ring, sigma positive
+    inten, sig = ds["intensity"].values, ds["intensity_sigma"].values
+    seen = np.isfinite(inten).all(axis=0) & (sig > 0).all(axis=0)
+    assert seen.mean() > 0.5
+    assert ds.attrs["poni"].startswith("#") or "Detector" in ds.attrs["poni"]
+    assert len(ds.attrs["mask_checksum"]) >= 16
+    ds.close()
+
+
+def test_echem_product_has_faraday_quantities(reduced, small_run) -> None:
+    _, res = reduced
+    truth = load_truth(small_run.truth_path)["echem"]
+    ds = xr.open_dataset(res.products["echem"], engine="h5netcdf")
+    assert ds["x_li"].min() == pytest.approx(truth["x_li_min"], abs=2e-3)
+    assert float(ds["x_li"][-1]) == pytest.approx(truth["x_li_end"], abs=2e-3)
+    assert {"voltage_V", "current_A", "charge_C", "segment", "faraday_fraction"} <= set(ds)
+    assert str(ds["time_utc"].dtype) == "datetime64[ns]"
+    ds.close()
+
+
+def test_existing_products_are_kept_unless_overwrite(reduced, small_run) -> None:
+    cfg, res = reduced
+    before = res.products["xrd"].stat().st_mtime_ns
+    keep = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": False})})
+    again = reduce_run(keep, only=["xrd"], scheduler="none")
+    assert "xrd" in again.skipped and "exists" in again.skipped["xrd"]
+    assert res.products["xrd"].stat().st_mtime_ns == before
+
+
+def _no_product(out: Path) -> None:
+    leftovers = [p.name for p in out.rglob("*") if p.suffix in (".nc", ".part")
+                 or p.name.endswith(".part")]
+    assert not [n for n in leftovers if n.startswith("xrd") or ".xrd.nc" in n], leftovers
+
+
+def test_bad_dataset_path_names_file_and_path(small_run, tmp_path: Path) -> None:
+    cfg = _config(small_run, tmp_path, dataset="/entry/instrument/nothing/data")
+    with pytest.raises(Exception, match=r"xrd_0001\.h5.*(/entry/instrument/nothing/data)"):
+        reduce_run(cfg, only=["xrd"], scheduler="none")
+    _no_product(tmp_path)
+
+
+def test_mask_of_wrong_shape_is_a_clear_error(small_run, tmp_path: Path) -> None:
+    bad_mask = tmp_path / "mask.npy"
+    np.save(bad_mask, np.zeros((10, 12), dtype=np.uint8))
+    cfg = _config(small_run, tmp_path, integration={"mask": bad_mask})
+    with pytest.raises(Exception, match=r"(?s)mask.*\(10, 12\)"):
+        reduce_run(cfg, only=["xrd"], scheduler="none")
+    _no_product(tmp_path)
+
+
+def test_truncated_frame_file_fails_without_a_product(small_run, tmp_path: Path) -> None:
+    src = small_run.outdir / "xrd" / "xrd_0001.h5"
+    cut = tmp_path / "xrd_cut.h5"
+    data = src.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    cfg = _config(small_run, tmp_path / "out", files=[cut])
+    with pytest.raises(Exception, match=r"xrd_cut\.h5"):
+        reduce_run(cfg, only=["xrd"], scheduler="none")
+    _no_product(tmp_path)
+
+
+def test_frame_shape_not_matching_the_poni_detector(small_run, tmp_path: Path) -> None:
+    odd = tmp_path / "odd.h5"
+    with h5py.File(odd, "w") as f:
+        f.create_dataset("/entry/instrument/detector/data",
+                         data=np.ones((3, 40, 50), dtype=np.uint32))
+        f["/entry/instrument/detector"].attrs["NX_class"] = "NXdetector"
+        f["/entry"].attrs["NX_class"] = "NXentry"
+        f["/entry/instrument"].attrs["NX_class"] = "NXinstrument"
+    cfg = _config(small_run, tmp_path / "out", files=[odd], dataset=None, timestamp_path=None,
+                  count_time_path=None, monitor_path=None)
+    cfg = cfg.model_copy(update={"sync": None})
+    with pytest.raises(Exception, match=r"(?s)\(40, 50\).*\(195, 487\)|\(195, 487\).*\(40, 50\)"):
+        reduce_run(cfg, only=["xrd"], scheduler="none")
+    _no_product(tmp_path)
