@@ -6,6 +6,7 @@ files. Prefect runs embedded by default (a temporary local server is started
 and stopped by Prefect itself; nothing to set up).
 """
 
+import logging
 import os
 
 # Embedded Prefect: give the temporary API server time to start on a busy 2-core machine
@@ -13,3 +14,7 @@ import os
 # Set before prefect is imported; an explicit environment setting wins.
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+# pyFAI imports silx, which warns at WARNING level that pyopencl is absent on every start;
+# operando never uses OpenCL (CPU CSR integration), so that line is noise in flow logs.
+logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)

@@ -190,6 +190,16 @@ class ChunkResult:
     cake_sigma: np.ndarray | None = None
 
 
+def _normalization(values: np.ndarray | None, n: int, what: str) -> np.ndarray | None:
+    """Per-frame divisors as float64 (n,), or None; a length mismatch is an error."""
+    if values is None:
+        return None
+    norm = np.asarray(values, dtype=np.float64).reshape(-1)
+    if norm.size != n:
+        raise IntegrationError(f"normalization has {norm.size} values for {what}")
+    return norm
+
+
 def sub_batch_frames(source: FrameSource) -> int:
     """Frames per sub-batch: ``SUB_BATCH_BYTES`` of raw frames, at least one."""
     ny, nx = source.frame_shape
@@ -219,12 +229,7 @@ def integrate_chunk(
     if not 0 <= start <= stop <= source.n_frames:
         raise IndexError(f"frame range {start}:{stop} outside 0:{source.n_frames}")
     n = stop - start
-    norm = None
-    if normalization is not None:
-        norm = np.asarray(normalization, dtype=np.float64).reshape(-1)
-        if norm.size != n:
-            raise IntegrationError(
-                f"normalization has {norm.size} values for the {n} frames {start}:{stop}")
+    norm = _normalization(normalization, n, f"the {n} frames {start}:{stop}")
     integ = integrator_for(setup)
     opts = setup.options
     npt = int(opts.npt)
@@ -274,12 +279,7 @@ def integrate_frames(
     each frame.
     """
     total = source.n_frames
-    norm = None
-    if normalization is not None:
-        norm = np.asarray(normalization, dtype=np.float64).reshape(-1)
-        if norm.size != total:
-            raise IntegrationError(
-                f"normalization has {norm.size} values for the {total} frames of the source")
+    norm = _normalization(normalization, total, f"the {total} frames of the source")
     ranges = source.chunks(int(chunk_frames)) if total else []
 
     def part(a: int, b: int) -> np.ndarray | None:

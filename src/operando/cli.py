@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,6 +39,8 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+# silx (through pyFAI) warns on every start that pyopencl is absent; operando does not use it
+logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
 
 PRESET_NAMES = tuple(PRESETS)  # small, lfp-1c, lfp-10c
 
@@ -93,9 +97,7 @@ def _simulate_with_progress(outdir: Path, preset: str, seed: int,
 
     chosen = tuple(streams) if streams else STREAMS
     steps = 1 + len(chosen) + (1 if "xrd" in chosen else 0)
-    with Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                  console=console, transient=False) as bar:
+    with _progress_bar() as bar:
         job = bar.add_task(f"simulating {preset}", total=steps)
         frames = bar.add_task("frames", total=None, visible=False)
         state = {"n": 0}
@@ -177,13 +179,7 @@ def demo(
 
     console.rule(f"operando demo: preset {preset}, seed {seed}")
     with _progress_bar() as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(stream: str, done: int, total: int) -> None:
-            if stream not in tasks:
-                tasks[stream] = bar.add_task(f"reducing {stream} frames", total=total)
-            bar.update(tasks[stream], completed=done, total=total)
-
+        progress = _stream_progress(bar)
         out = demo_flow(workdir, preset=preset, seed=seed, scheduler=scheduler,
                         progress=progress)
     res, cfg, segs, reduced = (out["simulation"], out["config"], out["segments"],
@@ -216,6 +212,18 @@ def _progress_bar() -> Progress:
                     console=console, transient=False)
 
 
+def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
+    """A flow progress callback: one bar per stream, ``(stream, done, total)`` frames."""
+    tasks: dict[str, TaskID] = {}
+
+    def progress(stream: str, done: int, total: int) -> None:
+        if stream not in tasks:
+            tasks[stream] = bar.add_task(f"reducing {stream} frames", total=total)
+        bar.update(tasks[stream], completed=done, total=total)
+
+    return progress
+
+
 @app.command()
 def reduce(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
@@ -241,13 +249,7 @@ def reduce(
                           f"{', '.join(sorted(set(only) - set(REDUCED_STREAMS)))}")
         raise typer.Exit(code=2)
     with _progress_bar() as bar:
-        tasks: dict[str, TaskID] = {}
-
-        def progress(stream: str, done: int, total: int) -> None:
-            if stream not in tasks:
-                tasks[stream] = bar.add_task(f"{stream} frames", total=total)
-            bar.update(tasks[stream], completed=done, total=total)
-
+        progress = _stream_progress(bar)
         try:
             res = reduce_run(cfg, only=only, scheduler=scheduler, overwrite=overwrite,
                              progress=progress)
