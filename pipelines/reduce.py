@@ -279,9 +279,7 @@ def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
         cake_sigma=cake_sigma, chi_deg=integ.azimuthal, error_model=setup.options.error_model,
     )
     attrs: dict[str, Any] = {
-        "detector_layout": str(source.describe().get("layout", "")),
-        "frames_pending": int(source.n_pending),
-        "frame_source": repr(source.describe()),
+        **{f"frames_{k}": v for k, v in source.describe().items()},
         "timestamp_source": meta.timestamp_source,
         "count_time_source": meta.count_time_source,
         "monitor_source": meta.monitor_source,
