@@ -26,6 +26,7 @@ import numpy as np
 import xarray as xr
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from operando.config import RunConfig, expand_inputs, load_config
 from operando.echem.faraday import add_faraday
@@ -37,14 +38,21 @@ from operando.echem.sync import (
 )
 from operando.io.echem import read_echem
 from operando.io.figures import save_figure
-from operando.io.frames import FrameSource, open_frames
+from operando.io.frames import FrameMetadata, FrameSource, open_frames
 from operando.io.products import product_path, write_product
 from operando.io.triggers import read_trigger_record
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
 from operando.xrd.integrate import IntegrationOptions
 from operando.xrd.product import xrd_dataset
-from pipelines.xrd import ChunkResult, IntegratorSetup, integrate_chunk, integrator_info
+from pipelines.xrd import (
+    ChunkResult,
+    IntegratorSetup,
+    integrate_chunk,
+    integrator_info,
+    xrd_product_attrs,
+    xrd_product_inputs,
+)
 
 #: Streams this version reduces, in the order they run.
 REDUCED_STREAMS = ("echem", "xrd")
@@ -73,35 +81,40 @@ _CLIENTS: dict[str, Any] = {}
 
 
 @contextlib.contextmanager
-def dask_client(scheduler: str | None, n_workers: int | None = None) -> Iterator[str | None]:
+def dask_client(scheduler: str | None,
+                n_workers: int | None = None) -> Iterator[tuple[str | None, int]]:
     """A Dask client for the chunk work, registered under a key the tasks look up.
 
     ``scheduler``: ``None``/``"none"`` runs chunks in this process (small runs, tests);
-    ``"local"`` starts a LocalCluster of worker processes (one thread each; default one
-    worker per core, at most 2 on these machines' budgets unless ``n_workers``); anything
-    else is the address of an existing scheduler (``tcp://host:8786``, e.g. a facility
-    cluster through dask-jobqueue). Yields the key (None when in-process).
+    ``"local"`` starts a LocalCluster of worker processes (one thread each; one worker per
+    core, at most 4, unless ``n_workers``); anything else is the address of an existing
+    scheduler (``tcp://host:8786``, e.g. a facility cluster through dask-jobqueue).
+    Yields ``(key, workers)``: the key is None in-process; ``workers`` is how many chunks
+    may run at once (1 in-process), which bounds the chunk tasks in flight.
     """
     if scheduler in (None, "none", "sync"):
-        yield None
+        yield None, 1
         return
     from distributed import Client, LocalCluster
 
-    if scheduler == "local":
-        workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-        client = Client(cluster)
-    else:
-        cluster = None
-        client = Client(scheduler)
-    key = f"{scheduler}:{id(client)}"
-    _CLIENTS[key] = client
+    cluster = None
+    client = None
     try:
-        yield key
+        if scheduler == "local":
+            workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+            client = Client(cluster)
+        else:
+            client = Client(scheduler)
+        key = f"{scheduler}:{id(client)}"
+        _CLIENTS[key] = client
+        n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+        yield key, max(1, n)
     finally:
-        _CLIENTS.pop(key, None)
-        client.close()
+        if client is not None:
+            _CLIENTS.pop(f"{scheduler}:{id(client)}", None)
+            client.close()
         if cluster is not None:
             cluster.close()
 
@@ -114,9 +127,8 @@ def read_echem_task(cfg: RunConfig) -> xr.Dataset:
     """Cycler files → normalised Dataset with x_li and the Faraday-expected fraction."""
     e = cfg.echem
     assert e is not None
-    csv = e.format == "csv"
     ds = read_echem(expand_inputs(e.files), timezone=e.timezone, format=e.format,
-                    columns=e.columns if csv else None, start_time=e.start_time if csv else None)
+                    columns=e.columns, start_time=e.start_time)
     return add_faraday(ds, active_mass_mg=e.active_mass_mg, molar_mass_g_mol=e.molar_mass_g_mol,
                        electrons_per_formula_unit=e.electrons_per_formula_unit, x0=e.x0,
                        capacity_reference=e.capacity_reference)
@@ -166,12 +178,15 @@ def write_echem_task(cfg: RunConfig, echem: xr.Dataset, clock: ClockModel | None
     assert e is not None
     return write_product(
         echem, product_path(cfg.product_dir, "echem", cfg.output.format), product="echem",
-        config_yaml=cfg.to_yaml(), inputs=[str(p) for p in echem.attrs.get("source_files", [])],
+        config_yaml=cfg.to_yaml(),
+        inputs=[*(str(p) for p in np.atleast_1d(echem.attrs.get("source_files", []))),
+                *([cfg.sync.trigger_file] if clock and cfg.sync and cfg.sync.trigger_file
+                  else [])],
         extra_attrs=clock.to_attrs() if clock else None, overwrite=cfg.output.overwrite,
         fmt=cfg.output.format)
 
 
-@task(name="integrate xrd chunk", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+@task(name="integrate xrd chunk", cache_policy=NO_CACHE)
 def integrate_chunk_task(source: FrameSource, start: int, stop: int, setup: IntegratorSetup,
                          client_key: str | None,
                          normalization: np.ndarray | None = None) -> ChunkResult:
@@ -209,15 +224,18 @@ def integrator_setup(cfg: RunConfig, source: FrameSource) -> IntegratorSetup:
 
 @flow(name="reduce-xrd", validate_parameters=False)
 def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
+               meta: FrameMetadata | None = None,
                echem: xr.Dataset | None = None, clock: ClockModel | None = None,
-               client_key: str | None = None,
+               client_key: str | None = None, in_flight: int = 1,
                progress: ProgressCallback | None = None) -> tuple[Path, xr.Dataset]:
     """Detector frames → ``xrd.nc``: chunk-sized integration tasks, then one product.
 
     The integrator is built once per geometry (per worker process); chunks follow the
-    HDF5 chunking and ``xrd.integration.chunk_frames``. With ``clock`` and ``echem`` the
-    exposure intervals are put on the potentiostat clock and the electrochemistry is
-    averaged over each (``time``, ``time_start``, ``time_end``, ``voltage_V``, …).
+    HDF5 chunking and ``xrd.integration.chunk_frames``; at most ``in_flight`` chunk tasks
+    run at once (the Dask workers' threads), so the flow holds only the integrated
+    patterns, filled into the product's arrays as chunks finish. With ``clock`` and
+    ``echem`` the exposure intervals are put on the potentiostat clock and the
+    electrochemistry is averaged over each (``time``, ``time_start``, ``voltage_V``, …).
     """
     from operando.echem.attach import exposure_average
 
@@ -226,47 +244,65 @@ def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
     assert x is not None
     if source is None:
         source = open_xrd_task(cfg)
+    if meta is None:
+        meta = source.metadata()
     setup = integrator_setup(cfg, source)
     # built once per worker (cached there); asking for it first fails early on a bad
     # geometry or mask, before any chunk is read
     integ = (integrator_info(setup) if client_key is None else
              _CLIENTS[client_key].submit(integrator_info, setup, pure=False).result())
-    meta = source.metadata()
     norm = None
     if x.normalize_by_monitor:
         if not np.all(np.isfinite(meta.monitor) & (meta.monitor > 0)):
             raise ValueError(f"xrd.normalize_by_monitor: expected a positive monitor value per "
                              f"frame, found none or non-positive ones ({meta.monitor_source})")
         norm = meta.monitor
+    if clock is not None and meta.epoch_s is None:
+        raise ValueError(f"sync: the xrd frames of {source.files[0]} carry no timestamps to "
+                         "put on the potentiostat clock; name them with xrd.timestamp_path")
     chunks = source.chunks(x.integration.chunk_frames)
+    described = source.describe()
     log.info("xrd: %d frames of %s in %d chunks (%s)%s", source.n_frames, source.frame_shape,
-             len(chunks), source.describe().get("layout", "?"),
+             len(chunks), described.get("layout", "?"),
              f"; {source.n_pending} frames pending" if source.n_pending else "")
-    futures = [integrate_chunk_task.submit(source, a, b, setup, client_key,
-                                           None if norm is None else norm[a:b])
-               for a, b in chunks]
-    results: list[ChunkResult] = []
-    done = 0
-    for fut in futures:  # in order; each waits for its own chunk
-        res = fut.result()
-        results.append(res)
-        done += res.stop - res.start
-        if progress:
-            progress("xrd", done, source.n_frames)
-        log.info("xrd: %d/%d frames integrated", done, source.n_frames)
-    intensity = np.concatenate([r.intensity for r in results], axis=0)
-    sigma = np.concatenate([r.sigma for r in results], axis=0)
-    n_invalid = np.concatenate([r.n_invalid for r in results], axis=0)
+    n, npt = source.n_frames, len(integ.radial)
+    intensity = np.full((n, npt), np.nan, dtype=np.float32)
+    sigma = np.full((n, npt), np.nan, dtype=np.float32)
+    n_invalid = np.zeros(n, dtype=np.int64)
     cake = cake_sigma = None
-    if results and getattr(results[0], "cake", None) is not None:
-        cake = np.concatenate([r.cake for r in results], axis=0)
-        if getattr(results[0], "cake_sigma", None) is not None:
-            cake_sigma = np.concatenate([r.cake_sigma for r in results], axis=0)
+    if integ.azimuthal is not None:
+        cake = np.full((n, len(integ.azimuthal), npt), np.nan, dtype=np.float32)
+        cake_sigma = np.full_like(cake, np.nan)
+    pending = list(chunks)
+    running: list[Any] = []
+    done = 0
+    while pending or running:
+        while pending and len(running) < max(1, in_flight):
+            a, b = pending.pop(0)
+            running.append(integrate_chunk_task.submit(
+                source, a, b, setup, client_key, None if norm is None else norm[a:b]))
+        res: ChunkResult = running.pop(0).result()  # in order; later chunks keep running
+        sl = slice(res.start, res.stop)
+        intensity[sl], sigma[sl], n_invalid[sl] = res.intensity, res.sigma, res.n_invalid
+        if cake is not None and cake_sigma is not None and res.cake is not None:
+            cake[sl] = res.cake
+            if res.cake_sigma is not None:
+                cake_sigma[sl] = res.cake_sigma
+        done += res.stop - res.start
+        del res
+        if progress:
+            progress("xrd", done, n)
+        log.info("xrd: %d/%d frames integrated", done, n)
 
     t_start = t_end = None
     points = None
     if clock is not None and meta.epoch_s is not None:
-        count = np.where(np.isfinite(meta.count_time_s), meta.count_time_s, 0.0)
+        unknown = ~np.isfinite(meta.count_time_s)
+        if unknown.any():
+            log.warning("xrd: %d frames have no count time (%s): their electrochemistry is "
+                        "the value at the exposure start, not a mean over the exposure",
+                        int(unknown.sum()), meta.count_time_source)
+        count = np.where(unknown, 0.0, meta.count_time_s)
         t_start = clock.to_potentiostat(meta.epoch_s)
         t_end = clock.to_potentiostat(meta.epoch_s + count)
         if echem is not None:
@@ -278,28 +314,18 @@ def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
         time_start_s=t_start, time_end_s=t_end, echem_points=points, cake=cake,
         cake_sigma=cake_sigma, chi_deg=integ.azimuthal, error_model=setup.options.error_model,
     )
-    attrs: dict[str, Any] = {
-        **{f"frames_{k}": v for k, v in source.describe().items()},
-        "timestamp_source": meta.timestamp_source,
-        "count_time_source": meta.count_time_source,
-        "monitor_source": meta.monitor_source,
-        "poni": Path(setup.poni).read_text(encoding="utf-8"),
-        "poni_file": str(setup.poni),
-        "mask_file": str(setup.mask or ""),
-        "dark_file": str(setup.dark or ""),
-        "flat_file": str(setup.flat or ""),
-        "mask_checksum": integ.mask_checksum,
-        "normalization": "per monitor count" if norm is not None else "none",
-        **{f"integration_{k}": v for k, v in setup.options.to_attrs().items()},
-    }
+    attrs = xrd_product_attrs(source, meta, setup, integ, normalized=norm is not None)
+    inputs = xrd_product_inputs(source, setup)
     if clock is not None:
         attrs.update(clock.to_attrs())
+        if cfg.sync is not None and cfg.sync.trigger_file is not None:
+            inputs.append(cfg.sync.trigger_file)
+    if echem is not None and points is not None:
+        inputs += [Path(f) for f in np.atleast_1d(echem.attrs.get("source_files", []))]
     path = write_product(
         ds, product_path(cfg.product_dir, "xrd", cfg.output.format), product="xrd",
-        config_yaml=cfg.to_yaml(),
-        inputs=[*source.files, setup.poni, *(p for p in (setup.mask, setup.dark, setup.flat)
-                                             if p)],
-        extra_attrs=attrs, overwrite=cfg.output.overwrite, fmt=cfg.output.format)
+        config_yaml=cfg.to_yaml(), inputs=inputs, extra_attrs=attrs,
+        overwrite=cfg.output.overwrite, fmt=cfg.output.format)
     log.info("xrd: wrote %s", path)
     return path, ds
 
@@ -344,21 +370,24 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
     for s, why in result.skipped.items():
         log.info("%s: skipped, %s", s, why)
 
-    needs_echem = "echem" in wanted or ("xrd" in wanted and cfg.echem is not None)
+    synced = cfg.sync is not None and bool(wanted)
+    needs_echem = "echem" in wanted or ("xrd" in wanted and synced)
     echem = read_echem_task(cfg) if needs_echem and cfg.echem is not None else None
     result.echem = echem
+    triggers_on_xrd = synced and cfg.sync is not None and cfg.sync.method == "triggers" \
+        and cfg.sync.reference_stream == "xrd"
     source = open_xrd_task(cfg) if cfg.xrd is not None and (
-        "xrd" in wanted or (cfg.sync is not None and cfg.sync.reference_stream == "xrd")) \
-        else None
+        "xrd" in wanted or triggers_on_xrd) else None
+    meta = source.metadata() if source is not None else None
 
     clock = None
     if cfg.sync is not None and echem is not None:
         sent = None
         if cfg.sync.method == "triggers":
-            if cfg.sync.reference_stream != "xrd" or source is None:
+            if cfg.sync.reference_stream != "xrd" or meta is None:
                 raise ValueError(f"sync.reference_stream {cfg.sync.reference_stream!r}: this "
                                  "version syncs on the xrd stream's frame timestamps")
-            sent = source.metadata().epoch_s
+            sent = meta.epoch_s
         clock, recorded = sync_task(cfg, echem, sent)
         result.clock = clock
         if cfg.output.report and recorded is not None and sent is not None:
@@ -373,9 +402,10 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
                 echem_figure(echem, title=f"{cfg.run.name}: electrochemistry"),
                 cfg.product_dir / "report" / "echem.png"))
     if "xrd" in wanted:
-        with dask_client(scheduler) as key:
-            path, ds = reduce_xrd(cfg, source=source, echem=echem, clock=clock, client_key=key,
-                                  progress=progress)
+        with dask_client(scheduler) as (key, workers):
+            runner = reduce_xrd.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+            path, ds = runner(cfg, source=source, meta=meta, echem=echem, clock=clock,
+                              client_key=key, in_flight=workers, progress=progress)
         result.products["xrd"] = path
         if cfg.output.report:
             result.figures.append(figure_task(

@@ -23,11 +23,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from operando.io.frames import FrameSource, check_image_shape, read_image
+from operando.io.frames import FrameMetadata, FrameSource, check_image_shape, read_image
 from operando.io.geometry import read_poni
 from operando.io.images import split_hdf5_url
 from operando.io.products import file_sha256
@@ -47,6 +47,8 @@ __all__ = [
     "integrator_for",
     "integrator_info",
     "sub_batch_frames",
+    "xrd_product_attrs",
+    "xrd_product_inputs",
 ]
 
 #: raw frame bytes read and integrated at once inside a chunk (bounds a worker's memory)
@@ -312,3 +314,33 @@ def integrate_frames(
         raise
     results.sort(key=lambda r: r.start)
     return results
+
+
+def xrd_product_attrs(source: FrameSource, meta: FrameMetadata, setup: IntegratorSetup,
+                      info: IntegratorInfo, *, normalized: bool = False) -> dict[str, Any]:
+    """The attributes of an ``xrd.nc`` (the flow's and ``operando integrate``'s alike): the
+    frame source (``frames_*``), where the per-frame metadata came from, the PONI text and
+    files, the mask checksum, the integration options (``integration_*``)."""
+    return {
+        **{f"frames_{k}": v for k, v in source.describe().items()},
+        "timestamp_source": meta.timestamp_source,
+        "count_time_source": meta.count_time_source,
+        "monitor_source": meta.monitor_source,
+        "poni": Path(setup.poni).read_text(encoding="utf-8"),
+        "poni_file": str(setup.poni),
+        "mask_file": str(setup.mask or ""),
+        "dark_file": str(setup.dark or ""),
+        "flat_file": str(setup.flat or ""),
+        "mask_checksum": info.mask_checksum,
+        "normalization": "per monitor count" if normalized else "none",
+        "flip_ud": int(setup.flip_ud),
+        **{f"integration_{k}": v for k, v in setup.options.to_attrs().items()},
+    }
+
+
+def xrd_product_inputs(source: FrameSource, setup: IntegratorSetup) -> list[Path]:
+    """Files an ``xrd.nc`` is reduced from: the given inputs (Eiger master, Bliss scan file),
+    the files the frames are read from, the PONI, mask, dark and flat."""
+    extra = [Path(split_hdf5_url(os.fspath(p))[0])
+             for p in (setup.mask, setup.dark, setup.flat) if p]
+    return [*source.inputs, *source.files, Path(setup.poni), *extra]

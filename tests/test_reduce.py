@@ -49,6 +49,10 @@ def test_products_and_provenance(reduced, small_run) -> None:
         assert a["created_utc"].endswith("Z")
         assert np.size(a["input_sha256"]) == np.size(a["input_files"]) >= 1
         assert a["clock_method"] == "triggers"
+        names = {Path(f).name for f in np.atleast_1d(a["input_files"])}
+        assert {"cell.mpt", "triggers.txt"} <= names, names
+        if name == "xrd":
+            assert {"xrd_0001.h5", "geometry.poni", "mask.edf"} <= names, names
         for var in {**ds.coords, **ds.data_vars}.values():
             assert "long_name" in var.attrs or var.dtype.kind == "M", var.name
         ds.close()
@@ -162,3 +166,39 @@ def test_frame_shape_not_matching_the_poni_detector(small_run, tmp_path: Path) -
     with pytest.raises(Exception, match=r"(?s)\(40, 50\).*\(195, 487\)|\(195, 487\).*\(40, 50\)"):
         reduce_run(cfg, only=["xrd"], scheduler="none")
     _no_product(tmp_path)
+
+
+def test_bad_poni_is_a_clear_error(small_run, tmp_path: Path) -> None:
+    poni = tmp_path / "broken.poni"
+    poni.write_text("Distance: 0.25\nPoni1: 0.01\n")
+    cfg = _config(small_run, tmp_path / "out", integration={"poni": poni})
+    with pytest.raises(Exception, match=r"broken\.poni.*missing poni2, wavelength"):
+        reduce_run(cfg, only=["xrd"], scheduler="none")
+    _no_product(tmp_path)
+
+
+def test_csv_cycler_file_with_a_column_map(small_run, tmp_path: Path) -> None:
+    """format 'auto' + echem.columns: the CSV export of the run gives the .mpt's echem.nc."""
+    from operando.config import CsvColumns
+    from operando.io.biologic import read_mpt
+
+    mpt = read_mpt(small_run.outdir / "echem" / "cell.mpt", timezone="Europe/Paris")
+    csv = tmp_path / "cell.csv"
+    rows = np.column_stack([mpt["time_s"], mpt["voltage_V"], mpt["current_A"] * 1e3])
+    np.savetxt(csv, rows, delimiter=",", header="t_s,E_V,I_mA", comments="", fmt="%.10g")
+    cfg = _config(small_run, tmp_path / "out")
+    echem = cfg.echem.model_copy(update={
+        "files": [csv], "format": "auto", "start_time": mpt.attrs["acquisition_start"],
+        "columns": CsvColumns(time_s="t_s", voltage_V="E_V", current_A="I_mA",
+                              current_scale=1e-3)})
+    cfg = cfg.model_copy(update={"echem": echem, "sync": None})
+    res = reduce_run(cfg, only=["echem"], scheduler="none")
+    with xr.open_dataset(res.products["echem"], engine="h5netcdf") as ds:
+        # no charge column: ∫I dt by trapezoids; where the current steps between two
+        # samples the trapezoid errs by at most |ΔI|·Δt/2 against the cycler's own counter
+        t, i = mpt["time_s"].values, mpt["current_A"].values
+        bound = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(i)) * np.diff(t) / 2)])
+        err = np.abs(ds["charge_C"].values - mpt["charge_C"].values)
+        assert np.all(err <= bound + 1e-6), float(np.max(err - bound))
+        assert err.max() > 0  # the counter and the integral differ: the column was not copied
+        assert ds["time_utc"].values[0] == mpt["time_utc"].values[0]

@@ -237,17 +237,13 @@ def reduce(
         "output.overwrite).", show_default=False)] = None,
 ) -> None:
     """Reduce a run: echem.nc, sync, xrd.nc (+ report figures) in <output.directory>/<run>/."""
-    from pipelines.reduce import REDUCED_STREAMS, reduce_run
+    from pipelines.reduce import reduce_run
 
     try:
         cfg = load_config(config)
     except ConfigError as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None
-    if only and set(only) - set(REDUCED_STREAMS):
-        err_console.print(f"--only: expected some of {', '.join(REDUCED_STREAMS)}, found "
-                          f"{', '.join(sorted(set(only) - set(REDUCED_STREAMS)))}")
-        raise typer.Exit(code=2)
     with _progress_bar() as bar:
         progress = _stream_progress(bar)
         try:
@@ -316,9 +312,15 @@ def integrate(
     from operando.io.frames import open_frames
     from operando.io.patterns import write_xy
     from operando.io.products import write_product
-    from operando.xrd.integrate import IntegrationError, IntegrationOptions
+    from operando.xrd.integrate import IntegrationOptions
     from operando.xrd.product import xrd_dataset
-    from pipelines.xrd import IntegratorSetup, integrate_frames, integrator_info
+    from pipelines.xrd import (
+        IntegratorSetup,
+        integrate_frames,
+        integrator_info,
+        xrd_product_attrs,
+        xrd_product_inputs,
+    )
 
     if unit not in ("q_A^-1", "2th_deg", "d_A"):
         err_console.print(f"--unit: expected q_A^-1, 2th_deg or d_A, found {unit!r}")
@@ -331,45 +333,49 @@ def integrate(
         source = open_frames(inputs, dataset=dataset)
         opts = IntegrationOptions(unit=unit, npt=npt, radial_range=radial_range,
                                   error_model=error_model, polarization_factor=polarization)
-        setup = IntegratorSetup(poni=poni, mask=mask, dark=dark, flat=flat,
-                                frame_shape=tuple(source.frame_shape),
+        setup = IntegratorSetup(poni=poni, mask=_path(mask), dark=_path(dark),
+                                flat=_path(flat), frame_shape=tuple(source.frame_shape),
                                 saturation_value=source.saturation_value, options=opts,
                                 flip_ud=flip_ud)
         integ = integrator_info(setup)
+        meta = source.metadata()
         with _progress_bar() as bar:
             job = bar.add_task("integrating frames", total=source.n_frames)
             chunks = integrate_frames(
                 source, setup, progress=lambda d, t: bar.update(job, completed=d, total=t))
-    except (ValueError, OSError, IntegrationError) as exc:
+        intensity = np.concatenate([c.intensity for c in chunks])
+        sigma = np.concatenate([c.sigma for c in chunks])
+        first = source.inputs[0]
+        out = output or first.with_suffix(".xy")
+        if out.suffix == ".nc":
+            ds = xrd_dataset(intensity, sigma, radial=integ.radial,
+                             radial_name=integ.radial_name, radial_units=integ.radial_units,
+                             frame_index=meta.frame_index, epoch_s=meta.epoch_s,
+                             count_time_s=meta.count_time_s, monitor=meta.monitor,
+                             n_invalid=np.concatenate([c.n_invalid for c in chunks]),
+                             error_model=error_model)
+            write_product(ds, out, product="xrd", inputs=xrd_product_inputs(source, setup),
+                          extra_attrs=xrd_product_attrs(source, meta, setup, integ))
+            written = [out]
+        else:
+            names = ([out] if intensity.shape[0] == 1 else
+                     [out.with_name(f"{out.stem}_{k:04d}{out.suffix}")
+                      for k in range(intensity.shape[0])])
+            written = [write_xy(name, integ.radial, intensity[k], sigma[k],
+                                radial_label=f"{integ.radial_name}_{integ.radial_units}",
+                                header={"source": str(first), "frame": k, "poni": str(poni),
+                                        "unit": unit, "error_model": error_model,
+                                        "mask_checksum": integ.mask_checksum})
+                       for k, name in enumerate(names)]
+    except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None
-    intensity = np.concatenate([c.intensity for c in chunks])
-    sigma = np.concatenate([c.sigma for c in chunks])
-    first = Path(str(inputs[0]).split("::")[0])
-    out = output or first.with_suffix(".xy")
-    if out.suffix == ".nc":
-        meta = source.metadata()
-        ds = xrd_dataset(intensity, sigma, radial=integ.radial, radial_name=integ.radial_name,
-                         radial_units=integ.radial_units, frame_index=meta.frame_index,
-                         epoch_s=meta.epoch_s, count_time_s=meta.count_time_s,
-                         monitor=meta.monitor, error_model=error_model)
-        write_product(ds, out, product="xrd", inputs=[*source.files, poni],
-                      extra_attrs={"poni": poni.read_text(encoding="utf-8"),
-                                   "mask_checksum": integ.mask_checksum,
-                                   **{f"integration_{k}": v for k, v in opts.to_attrs().items()}})
-        written = [out]
-    else:
-        names = ([out] if intensity.shape[0] == 1 else
-                 [out.with_name(f"{out.stem}_{k:04d}{out.suffix}")
-                  for k in range(intensity.shape[0])])
-        written = [write_xy(name, integ.radial, intensity[k], sigma[k],
-                            radial_label=f"{integ.radial_name}_{integ.radial_units}",
-                            header={"source": str(first), "frame": k, "poni": str(poni),
-                                    "unit": unit, "error_model": error_model,
-                                    "mask_checksum": integ.mask_checksum})
-                   for k, name in enumerate(names)]
     console.print(f"{source.n_frames} frame(s) of {source.frame_shape} → "
                   f"{written[0]}{f' … ({len(written)} files)' if len(written) > 1 else ''}")
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 # --------------------------------------------------------------------------- echem
@@ -392,7 +398,11 @@ def echem(
     plot: Annotated[Path | None, typer.Option(help="Write V(t), I(t) to this PNG.")] = None,
 ) -> None:
     """Summarise a cycler log: segments, cycles, capacities, C-rates; optionally plot it."""
-    from operando.echem.faraday import c_rate_per_segment, theoretical_capacity_C
+    from operando.echem.faraday import (
+        c_rate_per_segment,
+        theoretical_capacity_C,
+        theoretical_capacity_mAh_g,
+    )
     from operando.echem.summary import segments
     from operando.io.echem import read_echem
     from operando.io.figures import save_figure
@@ -416,7 +426,8 @@ def echem(
     for col in cols:
         table.add_column(col, justify="right")
     cyc = ds["cycle"].values if "cycle" in ds else None
-    for s in segments(ds):
+    segs = segments(ds)
+    for s in segs:
         k = int(np.searchsorted(t, s.start_s)) if cyc is not None else 0
         row = [str(s.index), s.kind, str(int(cyc[k])) if cyc is not None else "",
                f"{s.start_s:.0f}", f"{s.duration_s:.0f}", f"{s.mean_current_A * 1e3:+.4f}",
@@ -425,11 +436,10 @@ def echem(
             row.append(f"{rates[s.index]:.3f}" if s.kind != "rest" else "")
         table.add_row(*row)
     console.print(table)
-    segs = segments(ds)
     for kind in ("charge", "discharge"):
         total = sum(s.charge_mAh for s in segs if s.kind == kind)
         extra = (f" = {total / (mass_mg * 1e-3):.1f} mAh/g of {mass_mg} mg (theoretical "
-                 f"{q_th / 3.6 / (mass_mg * 1e-3):.1f} mAh/g)") if q_th and mass_mg else ""
+                 f"{theoretical_capacity_mAh_g(molar_mass):.1f} mAh/g)") if q_th and mass_mg else ""
         console.print(f"total {kind}: {total:.4f} mAh{extra}")
     if plot is not None:
         save_figure(echem_figure(ds, title=", ".join(f.name for f in files)), plot)

@@ -20,8 +20,9 @@ from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 from pyFAI.io.ponifile import PoniFile
 
 from operando.io.atomic import atomic_path, write_text_atomic
+from operando.io.errors import InputFileError
 
-__all__ = ["read_mask", "read_poni", "write_mask_edf", "write_poni"]
+__all__ = ["PoniFormatError", "read_mask", "read_poni", "write_mask_edf", "write_poni"]
 
 
 def write_poni(ai: AzimuthalIntegrator, path: str | os.PathLike[str]) -> Path:
@@ -47,12 +48,39 @@ def write_mask_edf(mask: np.ndarray, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+#: keys a PONI file must set (case-insensitive) for a usable geometry; the detector is
+#: ``Detector`` (PONI v2+) or ``PixelSize1`` (v1 files, e.g. Dioptas' CeO2 example)
+PONI_REQUIRED_KEYS = ("distance", "poni1", "poni2", "wavelength")
+
+
+class PoniFormatError(InputFileError):
+    """A PONI file that pyFAI cannot read, or one lacking the keys of a geometry."""
+
+
 def read_poni(path: str | os.PathLike[str]) -> AzimuthalIntegrator:
-    """Load a PONI file into an AzimuthalIntegrator (``pyFAI.load``)."""
+    """Load a PONI file into an AzimuthalIntegrator (``pyFAI.load``).
+
+    The file must set ``Distance``, ``Poni1``, ``Poni2``, ``Wavelength`` and ``Detector``
+    (or v1's ``PixelSize1``): pyFAI would otherwise load a default 1 m geometry on an
+    undefined detector.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"PONI file not found: {path}")
-    return pyFAI.load(str(path))
+    keys = {ln.split(":", 1)[0].strip().lower() for ln in
+            path.read_text(encoding="utf-8", errors="replace").splitlines()
+            if ":" in ln and not ln.lstrip().startswith("#")}
+    missing = [k for k in PONI_REQUIRED_KEYS if k not in keys]
+    if not keys & {"detector", "pixelsize1"}:
+        missing.append("detector (or pixelsize1)")
+    if missing:
+        raise PoniFormatError(f"{path}: expected a pyFAI PONI file with the keys "
+                              f"{', '.join(PONI_REQUIRED_KEYS)} and a detector; missing "
+                              f"{', '.join(missing)}")
+    try:
+        return pyFAI.load(str(path))
+    except Exception as exc:  # pyFAI raises ValueError/KeyError/RuntimeError on bad values
+        raise PoniFormatError(f"{path}: pyFAI cannot read this PONI file ({exc})") from None
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:

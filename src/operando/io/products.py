@@ -15,7 +15,6 @@ Every product is one file in ``reduced/<run>/``, NetCDF4 through the h5netcdf en
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import shutil
@@ -30,6 +29,7 @@ import xarray as xr
 
 from operando import __version__
 from operando.io.atomic import atomic_path
+from operando.io.images import split_hdf5_url
 
 __all__ = [
     "ProductContractError",
@@ -75,9 +75,15 @@ def file_sha256(path: str | Path, *, block_bytes: int = 1 << 22) -> str:
 
 
 def input_file_attrs(paths: Iterable[str | Path]) -> dict[str, Any]:
-    """``input_files``, ``input_sizes_bytes``, ``input_sha256`` for the product attributes."""
-    files = [Path(p) for p in dict.fromkeys(str(p) for p in paths)]
-    files = [p for p in files if p.is_file()]
+    """``input_files``, ``input_sizes_bytes``, ``input_sha256`` for the product attributes.
+
+    HDF5 URLs (``file.h5::/path``) count as their file; each file once.
+    """
+    files = [Path(split_hdf5_url(str(p))[0]) for p in paths]
+    files = [Path(p) for p in dict.fromkeys(str(p) for p in files)]
+    missing = [str(p) for p in files if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"input files of the product not found: {', '.join(missing)}")
     return {
         "input_files": [str(p) for p in files],
         "input_sizes_bytes": np.asarray([p.stat().st_size for p in files], dtype=np.int64),
@@ -113,8 +119,8 @@ def _netcdf_safe(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     if isinstance(value, list | tuple):
-        if all(isinstance(v, str | Path) for v in value):
-            return [str(v) for v in value]
+        if all(isinstance(v, str | Path) or v is None for v in value):
+            return ["" if v is None else str(v) for v in value]
         return np.asarray([int(v) if isinstance(v, bool) else v for v in value])
     return value
 
@@ -186,15 +192,19 @@ def _write_zarr_atomic(ds: xr.Dataset, path: Path, *, overwrite: bool) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     try:
         ds.to_zarr(tmp, mode="w")
-        old = None
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            os.replace(path, old)
-        os.replace(tmp, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            shutil.rmtree(tmp)
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    old = path.with_name(f".{path.name}.old") if path.exists() else None
+    if old is not None:
+        os.replace(path, old)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        if old is not None:  # put the earlier product back under its name
+            os.replace(old, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
