@@ -384,8 +384,8 @@ def _path(value: str | None) -> Path | None:
 @app.command()
 def echem(
     files: Annotated[list[Path], typer.Argument(help="Cycler file(s) of one run (.mpt, .mpr, "
-                                                 ".nda/.ndax, .csv); a continuation is a "
-                                                 "second file.")],
+                                                 ".nda/.ndax; CSV needs a run config's column "
+                                                 "map); a continuation is a second file.")],
     tz: Annotated[str, typer.Option(
         "--tz", help="IANA timezone of the cycler PC clock, e.g. Europe/Paris (required: a "
         "naive local time is never guessed).")],

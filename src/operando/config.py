@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from operando.io.paths import natural_key
 from operando.io.timestamps import zoneinfo_or_raise
 
 SCHEMA_VERSION = 1
@@ -99,7 +100,8 @@ def expand_inputs(paths: list[Path]) -> list[Path]:
     """Expand glob patterns (sorted, natural order of names) and keep literal paths."""
     out: list[Path] = []
     for p in paths:
-        out.extend(sorted(Path(m) for m in glob.glob(str(p))) if _is_glob(str(p)) else [p])
+        out.extend(sorted((Path(m) for m in glob.glob(str(p))), key=natural_key)
+                   if _is_glob(str(p)) else [p])
     return out
 
 

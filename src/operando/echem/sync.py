@@ -421,7 +421,7 @@ def fit_clock(
        candidates one period apart.
     2. The candidate nearest the guess is *bootstrapped*: nearest-neighbour matching (window
        0.45 × the gap to the neighbouring sent pulse), least squares of offset + drift on
-       the inliers (|residual| <= max(5 robust sigma, 1 ms)), on spans of the record doubled
+       the inliers (|residual| <= max(5 robust sigma, 1 ms)), on spans of the record grown 4×
        until the whole run, then iterated to convergence. Pairs rejected as outliers and
        pulses without a partner are the unmatched (missing / spurious) pulses.
     3. *Checks*: at least ``min_matched`` pulses and ``min_match_fraction`` of the shorter

@@ -12,7 +12,6 @@ import io
 import os
 from pathlib import Path
 
-import fabio
 import numpy as np
 import pyFAI
 from fabio.edfimage import EdfImage
@@ -84,8 +83,8 @@ def read_poni(path: str | os.PathLike[str]) -> AzimuthalIntegrator:
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Load a mask image (EDF or any fabio format) as uint8, 1 = masked."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"mask file not found: {path}")
-    return (np.asarray(fabio.open(str(path)).data) != 0).astype(np.uint8)
+    """Load a mask image (EDF or anything :func:`operando.io.images.read_image` reads) as
+    uint8, 1 = masked."""
+    from operando.io.images import read_image
+
+    return (np.asarray(read_image(path, what="mask")) != 0).astype(np.uint8)

@@ -32,6 +32,7 @@ import hdf5plugin  # noqa: F401  (registers the compression filters before h5py 
 import numpy as np
 
 from operando.io.errors import InputFileError
+from operando.io.paths import natural_key
 
 __all__ = [
     "FrameFormatError",
@@ -59,12 +60,6 @@ SINGLE_FRAME_SUFFIXES = (".cbf", ".cbf.gz", ".cbf.bz2", ".img", ".mccd", ".npy")
 
 class FrameFormatError(InputFileError):
     """A frame file, mask, dark or flat is missing, unreadable or has the wrong layout."""
-
-
-def natural_key(path: str | os.PathLike[str]) -> tuple[Any, ...]:
-    """Sort key putting ``frame_9`` before ``frame_10`` (digit runs compare as numbers)."""
-    parts = re.split(r"(\d+)", str(path))
-    return tuple((0, int(p), p) if p.isdigit() else (1, 0, p) for p in parts)
 
 
 def split_hdf5_url(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
