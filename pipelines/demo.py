@@ -47,8 +47,7 @@ def demo_flow(workdir: Path, preset: str = "lfp-1c", seed: int = 0,
     workdir = Path(workdir)
     res = simulate_task(workdir, preset, seed)
     cfg = validate_task(res.run_config_path)
-    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(update={"overwrite": True})})
-    reduced = reduce_run(cfg, scheduler=scheduler, progress=progress)
+    reduced = reduce_run(cfg, scheduler=scheduler, overwrite=True, progress=progress)
     segs = segments(reduced.echem) if reduced.echem is not None else []
     get_run_logger().info("reduced: %s", ", ".join(f"{k} -> {v}" for k, v in
                                                   reduced.products.items()))

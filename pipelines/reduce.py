@@ -99,6 +99,7 @@ def dask_client(scheduler: str | None,
 
     cluster = None
     client = None
+    key = None
     try:
         if scheduler == "local":
             workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
@@ -112,8 +113,9 @@ def dask_client(scheduler: str | None,
         n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
         yield key, max(1, n)
     finally:
+        if key is not None:
+            _CLIENTS.pop(key, None)
         if client is not None:
-            _CLIENTS.pop(f"{scheduler}:{id(client)}", None)
             client.close()
         if cluster is not None:
             cluster.close()
@@ -172,6 +174,17 @@ def sync_task(cfg: RunConfig, echem: xr.Dataset, sent_epoch_s: np.ndarray | None
     return clock, recorded
 
 
+def sync_inputs(cfg: RunConfig, echem: xr.Dataset | None,
+                clock: ClockModel | None) -> list[Path]:
+    """Files a product's electrochemistry and clock come from: the cycler files of ``echem``
+    and, with a trigger-fitted clock, the trigger record."""
+    files = [Path(f) for f in np.atleast_1d(echem.attrs.get("source_files", []))] \
+        if echem is not None else []
+    if clock is not None and cfg.sync is not None and cfg.sync.trigger_file is not None:
+        files.append(cfg.sync.trigger_file)
+    return files
+
+
 @task(name="write echem.nc", cache_policy=NO_CACHE)
 def write_echem_task(cfg: RunConfig, echem: xr.Dataset, clock: ClockModel | None) -> Path:
     e = cfg.echem
@@ -179,9 +192,7 @@ def write_echem_task(cfg: RunConfig, echem: xr.Dataset, clock: ClockModel | None
     return write_product(
         echem, product_path(cfg.product_dir, "echem", cfg.output.format), product="echem",
         config_yaml=cfg.to_yaml(),
-        inputs=[*(str(p) for p in np.atleast_1d(echem.attrs.get("source_files", []))),
-                *([cfg.sync.trigger_file] if clock and cfg.sync and cfg.sync.trigger_file
-                  else [])],
+        inputs=sync_inputs(cfg, echem, clock),
         extra_attrs=clock.to_attrs() if clock else None, overwrite=cfg.output.overwrite,
         fmt=cfg.output.format)
 
@@ -318,10 +329,7 @@ def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
     inputs = xrd_product_inputs(source, setup)
     if clock is not None:
         attrs.update(clock.to_attrs())
-        if cfg.sync is not None and cfg.sync.trigger_file is not None:
-            inputs.append(cfg.sync.trigger_file)
-    if echem is not None and points is not None:
-        inputs += [Path(f) for f in np.atleast_1d(echem.attrs.get("source_files", []))]
+        inputs += sync_inputs(cfg, echem if points is not None else None, clock)
     path = write_product(
         ds, product_path(cfg.product_dir, "xrd", cfg.output.format), product="xrd",
         config_yaml=cfg.to_yaml(), inputs=inputs, extra_attrs=attrs,
