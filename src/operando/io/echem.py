@@ -34,6 +34,7 @@ from operando.io.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
 from operando.io.echem_csv import CSV_SUFFIXES, csv_columns, csv_record, read_csv_table
 from operando.io.echem_schema import EchemFormatError, EchemRecord, build_echem_dataset
 from operando.io.neware import NEWARE_SUFFIXES, neware_record, read_neware_frame
+from operando.io.text import read_file_head
 from operando.io.timestamps import zoneinfo_or_raise
 
 __all__ = ["ECHEM_FORMATS", "EchemFormat", "detect_echem_format", "read_echem"]
@@ -51,16 +52,7 @@ def detect_echem_format(path: str | os.PathLike[str]) -> str:
     known format (the message lists the formats and what the file starts with).
     """
     path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(64)
-    except FileNotFoundError:
-        raise EchemFormatError(f"{path}: no such file (expected a cycler file)") from None
-    except IsADirectoryError:
-        raise EchemFormatError(f"{path}: is a folder, expected a cycler file") from None
-    if not head:
-        raise EchemFormatError(f"{path}: empty file (0 bytes), expected a cycler file")
-    text = head.removeprefix(b"\xef\xbb\xbf")
+    text = read_file_head(path, 64, what="a cycler file", error=EchemFormatError)
     if text.startswith(MPR_MAGIC):
         return "biologic-mpr"
     if any(text.startswith(m.encode()) for m in MAGIC_LINES):
@@ -74,7 +66,7 @@ def detect_echem_format(path: str | os.PathLike[str]) -> str:
         return by_suffix[suffix]
     raise EchemFormatError(
         f"{path}: unknown cycler file format (suffix {path.suffix!r}, starts with "
-        f"{head[:24]!r}); expected one of {list(ECHEM_FORMATS)}: an EC-Lab .mpt/.mpr, a "
+        f"{text[:24]!r}); expected one of {list(ECHEM_FORMATS)}: an EC-Lab .mpt/.mpr, a "
         "Neware .nda/.ndax or a .csv/.tsv/.txt with a column map (or pass format=...)"
     )
 

@@ -28,7 +28,7 @@ import numpy as np
 from operando.echem.segments import cumulative_trapezoid_C
 from operando.io.atomic import write_text_atomic
 from operando.io.errors import InputFileError
-from operando.io.text import read_text_lines
+from operando.io.text import is_float, read_text_lines
 
 NOVA_COLUMNS: tuple[str, ...] = (
     "Potential applied (V)", "Time (s)", "WE(1).Current (A)", "WE(1).Potential (V)", "Scan",
@@ -137,7 +137,7 @@ def read_nova_cv(path: str | Path) -> dict[str, np.ndarray]:
         try:
             rows.append([float(c) for c in cells])
         except ValueError:
-            bad = next(c for c in cells if not _is_float(c))
+            bad = next(c for c in cells if not is_float(c))
             raise InputFileError(
                 f"{path}: line {n}: expected numbers with a decimal point, found {bad!r} "
                 f"in {line[:80]!r}"
@@ -148,11 +148,3 @@ def read_nova_cv(path: str | Path) -> dict[str, np.ndarray]:
         if name in out:
             out[name] = out[name].astype(int)
     return out
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

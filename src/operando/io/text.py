@@ -6,9 +6,36 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["decode_text", "read_text_lines", "split_lines"]
+__all__ = ["decode_text", "is_float", "read_file_head", "read_text_lines", "split_lines"]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def is_float(text: str) -> bool:
+    """True when ``float(text)`` parses (a numeric cell of a text table)."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_file_head(path: str | os.PathLike[str], nbytes: int, *, what: str,
+                   error: type[Exception]) -> bytes:
+    """The first ``nbytes`` of a file (a leading UTF-8 byte-order mark dropped), to detect
+    its format. A missing file, a folder or an empty file raises ``error`` naming the path
+    and ``what`` was expected (e.g. "a cycler file")."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(nbytes)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file (expected {what})") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, expected {what}") from None
+    if not head:
+        raise error(f"{path}: empty file (0 bytes), expected {what}")
+    return head.removeprefix(b"\xef\xbb\xbf")
 
 
 def decode_text(raw: bytes) -> str:

@@ -1,0 +1,423 @@
+"""Randles–Sevcik analysis of cell CVs and of SECCM maps (one batched core).
+
+:func:`analyse_sweeps` is the numpy core: the selected sweeps of every scan rate as
+``(B, n)`` arrays → peaks, ΔEp, the i_p–√v fit with its linear range, D ± σ_D, and the
+validity flags, for B CVs at once (B = 1 for a cell, B = pixels for a map).
+:func:`analyse_cells` and :func:`analyse_map` wrap it for the normalised CV Datasets of
+:func:`operando.io.cv.read_cv` and return xarray Datasets with CF ``units`` and
+``long_name`` on every variable.
+
+Units: i in A, E in V, v in V s⁻¹, A in cm², C in mol cm⁻³, T in K, D in cm² s⁻¹.
+
+When Randles–Sevcik does not apply the result says so instead of raising: ``flags`` is a
+bit mask (:data:`FLAGS`), ``randles_sevcik_applies`` / ``fit_ok`` is false and the cell
+result lists the ``reasons`` (naming the file and the config key).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import xarray as xr
+
+from operando.kinetics.cv import select_cycle
+from operando.kinetics.peaks import REASONS, PeakOptions, sweep_peaks
+from operando.kinetics.randles_sevcik import (
+    diffusion_from_slope,
+    fit_sqrt_rate,
+    reversible_delta_ep_V,
+)
+
+__all__ = [
+    "FLAGS",
+    "KineticsInputError",
+    "KineticsOptions",
+    "analyse_cells",
+    "analyse_map",
+    "analyse_sweeps",
+]
+
+#: bit → (name, meaning) of the ``flags`` variable
+FLAGS: dict[int, tuple[str, str]] = {
+    1: ("missing_peak", "no peak at one or more scan rates (excluded from the fit)"),
+    2: ("too_few_rates", "fewer than 2 scan rates with a peak in the linear range: no D"),
+    4: ("peak_shift", "peak potential drifts with scan rate beyond "
+                      "kinetics.max_peak_shift_V_per_decade (not reversible)"),
+    8: ("low_r2", "R² of the i_p-√v fit below kinetics.min_r2"),
+    16: ("range_untested", "fewer than 3 scan rates with a peak: linear range not tested"),
+    32: ("wide_delta_ep", "ΔEp above kinetics.max_delta_ep_V (not reversible)"),
+}
+#: flags that make Randles–Sevcik inapplicable
+FATAL_FLAGS = 2 | 4 | 8 | 32
+
+
+class KineticsInputError(ValueError):
+    """Input that the Randles–Sevcik analysis cannot use (message names the file/key)."""
+
+
+@dataclass(frozen=True)
+class KineticsOptions:
+    """Analysis settings; the fields mirror the ``kinetics`` config section."""
+
+    n_electrons: int = 1
+    concentration_mol_cm3: float = 0.0228
+    temperature_K: float = 298.15
+    cycle: int | str = 1
+    fit_peak: str = "anodic"
+    peaks: PeakOptions = field(default_factory=PeakOptions)
+    anodic_window_V: tuple[float, float] | None = None
+    cathodic_window_V: tuple[float, float] | None = None
+    linearity_tolerance: float = 0.01
+    linearity_sigma: float = 2.0
+    fit_intercept: bool = False
+    min_r2: float = 0.98
+    max_peak_shift_V_per_decade: float = 0.015
+    max_delta_ep_V: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.fit_peak not in ("anodic", "cathodic"):
+            raise ValueError(f"kinetics.fit_peak: expected 'anodic' or 'cathodic', found "
+                             f"{self.fit_peak!r}")
+        for key in ("n_electrons", "concentration_mol_cm3", "temperature_K"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"kinetics.{key}: expected a positive value, found "
+                                 f"{getattr(self, key)}")
+
+    @classmethod
+    def from_config(cls, k: object) -> KineticsOptions:
+        """From a :class:`operando.config.KineticsSection` (duck-typed: attributes)."""
+        g = k.__getattribute__
+        return cls(
+            n_electrons=g("n_electrons"), concentration_mol_cm3=g("concentration_mol_cm3"),
+            temperature_K=g("temperature_K"), cycle=g("cycle"), fit_peak=g("fit_peak"),
+            peaks=PeakOptions(background=g("background"),
+                              baseline_window_V=_tuple(g("baseline_window_V")),
+                              baseline_fraction=g("baseline_fraction"),
+                              fit_half_width_V=g("peak_fit_half_width_V"),
+                              min_snr=g("min_peak_snr")),
+            anodic_window_V=_tuple(g("anodic_window_V")),
+            cathodic_window_V=_tuple(g("cathodic_window_V")),
+            linearity_tolerance=g("linearity_tolerance"), linearity_sigma=g("linearity_sigma"),
+            fit_intercept=g("fit_intercept"), min_r2=g("min_r2"),
+            max_peak_shift_V_per_decade=g("max_peak_shift_V_per_decade"),
+            max_delta_ep_V=g("max_delta_ep_V"),
+        )
+
+
+def _tuple(v: Sequence[float] | None) -> tuple[float, float] | None:
+    return None if v is None else (float(v[0]), float(v[1]))
+
+
+# --------------------------------------------------------------------- the core
+
+
+def analyse_sweeps(
+    anodic: Sequence[tuple[np.ndarray, np.ndarray] | None],
+    cathodic: Sequence[tuple[np.ndarray, np.ndarray] | None],
+    scan_rate_V_s: np.ndarray,
+    area_cm2: float | np.ndarray,
+    options: KineticsOptions,
+) -> dict[str, np.ndarray]:
+    """The batched analysis: per scan rate r, ``anodic[r]`` / ``cathodic[r]`` are
+    ``(potential_V, current_A)`` arrays of shape ``(B, n_r)`` (or ``None`` when the
+    cycle has no such sweep); ``scan_rate_V_s`` ascending ``(m,)``.
+
+    Returns ``(B, m)`` arrays ``{anodic,cathodic}_peak_{current_A,potential_V,stderr_A}``,
+    ``*_reason`` (int), ``delta_ep_V``, ``in_linear_range``, ``deviation``; and ``(B,)``
+    arrays ``slope``, ``slope_stderr``, ``intercept_A``, ``r2``, ``n_linear``,
+    ``max_linear_scan_rate_V_s``, ``diffusion_cm2_s``, ``diffusion_stderr_cm2_s``,
+    ``peak_shift_V_per_decade``, ``flags`` (bit mask, :data:`FLAGS`), ``fit_ok``.
+    """
+    v = np.asarray(scan_rate_V_s, dtype=float)
+    m = v.size
+    bsz = next(np.atleast_2d(s[1]).shape[0] for s in (*anodic, *cathodic) if s is not None)
+    out: dict[str, np.ndarray] = {}
+    for name, sweeps, sign, window in (("anodic", anodic, 1, options.anodic_window_V),
+                                       ("cathodic", cathodic, -1, options.cathodic_window_V)):
+        cur = np.full((bsz, m), np.nan)
+        pot = np.full((bsz, m), np.nan)
+        err = np.full((bsz, m), np.nan)
+        reason = np.full((bsz, m), 3, dtype=np.int64)
+        for r, s in enumerate(sweeps):
+            if s is None:
+                continue
+            p = sweep_peaks(s[0], s[1], sign, options.peaks, window)
+            cur[:, r], pot[:, r], err[:, r], reason[:, r] = (
+                p["current_A"], p["potential_V"], p["sigma_A"], p["reason"])
+        out[f"{name}_peak_current_A"] = cur
+        out[f"{name}_peak_potential_V"] = pot
+        out[f"{name}_peak_stderr_A"] = err
+        out[f"{name}_reason"] = reason
+    out["delta_ep_V"] = out["anodic_peak_potential_V"] - out["cathodic_peak_potential_V"]
+    ip = np.abs(out[f"{options.fit_peak}_peak_current_A"])
+    fit = fit_sqrt_rate(ip, out[f"{options.fit_peak}_peak_stderr_A"], v,
+                        linearity_tolerance=options.linearity_tolerance,
+                        linearity_sigma=options.linearity_sigma,
+                        fit_intercept=options.fit_intercept)
+    d, d_err = diffusion_from_slope(
+        fit["slope"], n_electrons=options.n_electrons, area_cm2=area_cm2,
+        concentration_mol_cm3=options.concentration_mol_cm3,
+        temperature_K=options.temperature_K, slope_stderr=fit["slope_stderr"])
+    out.update(fit)
+    out["diffusion_cm2_s"], out["diffusion_stderr_cm2_s"] = d, d_err
+
+    # peak-potential drift dEp/dlog10(v) over the linear range (0 for a reversible couple)
+    ep = out[f"{options.fit_peak}_peak_potential_V"]
+    inr = fit["in_linear_range"] & np.isfinite(ep)
+    # fewer than 2 rates in the linear range: judge the drift on every rate with a peak
+    inr = np.where((inr.sum(1) >= 2)[:, None], inr, np.isfinite(ep))
+    lv = np.log10(v)[None, :]
+    nn = inr.sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lm = np.where(inr, lv, 0).sum(1) / nn
+        em = np.where(inr, ep, 0).sum(1) / nn
+        dl = np.where(inr, lv - lm[:, None], 0)
+        shift = (dl * np.where(inr, ep - em[:, None], 0)).sum(1) / (dl * dl).sum(1)
+    shift = np.where(nn >= 2, shift, np.nan)
+    out["peak_shift_V_per_decade"] = shift
+
+    flags = np.zeros(bsz, dtype=np.int64)
+    flags |= np.where(np.isnan(ip).any(1), 1, 0)
+    flags |= np.where(~np.isfinite(fit["slope"]), 2, 0)
+    flags |= np.where(np.abs(shift) > options.max_peak_shift_V_per_decade, 4, 0)
+    flags |= np.where(fit["r2"] < options.min_r2, 8, 0)
+    flags |= np.where(~fit["range_tested"], 16, 0)
+    if options.max_delta_ep_V is not None:
+        dep = np.where(inr, out["delta_ep_V"], np.nan)
+        flags |= np.where(np.nanmax(np.where(np.isfinite(dep), dep, -np.inf), axis=1)
+                          > options.max_delta_ep_V, 32, 0)
+    out["flags"] = flags
+    out["fit_ok"] = ((flags & FATAL_FLAGS) == 0) & np.isfinite(d)
+    return out
+
+
+# ------------------------------------------------------------------- Datasets
+
+
+def _sweeps(cv: xr.Dataset, cycle: int | str) -> tuple[tuple | None, tuple | None]:
+    sel = select_cycle(cv, cycle)
+    e = cv["potential_V"].values
+    i = cv["current_A"].values
+    lead = e.shape[:-1]
+    b = int(np.prod(lead)) if lead else 1
+
+    def take(idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        if idx is None:
+            return None
+        return (e[..., idx].reshape(b, idx.size).astype(float),
+                i[..., idx].reshape(b, idx.size).astype(float))
+
+    return take(sel.anodic), take(sel.cathodic)
+
+
+def _rates(cvs: Sequence[xr.Dataset]) -> np.ndarray:
+    if not cvs:
+        raise KineticsInputError("Randles–Sevcik needs CVs at 2 or more scan rates, found none")
+    rates = np.asarray([float(c.attrs["scan_rate_V_s"]) for c in cvs])
+    files = sorted({str(c.attrs.get("source_file", "?")) for c in cvs})
+    if rates.size < 2:
+        raise KineticsInputError(
+            f"{', '.join(files)}: Randles–Sevcik needs CVs at 2 or more scan rates (the slope "
+            f"of i_p against √v), found 1 ({rates[0] * 1e3:.6g} mV/s); add files at other "
+            "rates (kinetics.cv_files)")
+    if np.any(np.diff(rates) <= 0):
+        raise KineticsInputError(f"{', '.join(files)}: expected distinct ascending scan "
+                                 f"rates, found {rates.tolist()}")
+    return rates
+
+
+def _attrs(units: str, long_name: str, **extra: object) -> dict[str, object]:
+    return {"units": units, "long_name": long_name, **extra}
+
+
+_FLAG_ATTRS = {
+    "long_name": "Randles–Sevcik validity flags (bit mask)",
+    "units": "1",
+    "flag_masks": np.asarray(list(FLAGS), dtype=np.int64),
+    "flag_meanings": " ".join(name for name, _ in FLAGS.values()),
+    "comment": "; ".join(f"{bit} {name}: {text}" for bit, (name, text) in FLAGS.items()),
+}
+
+
+def _reasons(res: dict[str, np.ndarray], cvs: Sequence[xr.Dataset],
+             options: KineticsOptions) -> list[str]:
+    """Human-readable reasons (file, rate, config key) for a single-CV-set result."""
+    out = []
+    key = {"anodic": "kinetics.anodic_window_V", "cathodic": "kinetics.cathodic_window_V"}
+    for r, cv in enumerate(cvs):
+        code = int(res[f"{options.fit_peak}_reason"][0, r])
+        if code:
+            src = cv.attrs.get("source_file", "?")
+            window = getattr(options, f"{options.fit_peak}_window_V")
+            where = f"in {key[options.fit_peak]} = {list(window)} V" if window else \
+                f"in the sweep (set {key[options.fit_peak]})"
+            out.append(f"{src}: {float(cv.attrs['scan_rate_V_s']) * 1e3:.6g} mV/s, cycle "
+                       f"{options.cycle}: no {options.fit_peak} peak {where}: {REASONS[code]}")
+    flags = int(res["flags"][0])
+    if flags & 2:
+        out.append(f"fewer than 2 scan rates with a {options.fit_peak} peak in the linear range:"
+                   " D cannot be computed")
+    if flags & 4:
+        out.append(f"{options.fit_peak} peak potential drifts by "
+                   f"{res['peak_shift_V_per_decade'][0] * 1e3:.3g} mV per decade of scan rate "
+                   f"(> kinetics.max_peak_shift_V_per_decade = "
+                   f"{options.max_peak_shift_V_per_decade * 1e3:.3g} mV): the couple is not "
+                   "reversible, Randles–Sevcik does not apply")
+    if flags & 8:
+        out.append(f"R² = {res['r2'][0]:.4f} of the i_p-√v fit is below kinetics.min_r2 = "
+                   f"{options.min_r2}")
+    if flags & 16:
+        out.append("fewer than 3 scan rates with a peak: the linear range is not tested")
+    if flags & 32:
+        out.append(f"ΔEp exceeds kinetics.max_delta_ep_V = {options.max_delta_ep_V} V "
+                   f"(reversible: {reversible_delta_ep_V(options.n_electrons, options.temperature_K) * 1e3:.1f} mV)")  # noqa: E501
+    return out
+
+
+def analyse_cells(cvs: Sequence[xr.Dataset], area_cm2: float,
+                  options: KineticsOptions) -> xr.Dataset:
+    """Cell CVs (one normalised Dataset per scan rate, ascending) → the cell result.
+
+    Dimension ``scan_rate``; scalar results prefixed ``cell_``; attribute ``reasons``
+    (list of str, empty when Randles–Sevcik applies cleanly). Raises
+    :class:`KineticsInputError` for fewer than 2 scan rates and ``ValueError`` naming
+    ``kinetics.area_cm2`` for a non-positive area.
+    """
+    if not (area_cm2 is not None and area_cm2 > 0):
+        raise ValueError(f"kinetics.area_cm2: expected a positive electrode area (cm²), found "
+                         f"{area_cm2}")
+    rates = _rates(cvs)
+    sw = [_sweeps(c, options.cycle) for c in cvs]
+    res = analyse_sweeps([s[0] for s in sw], [s[1] for s in sw], rates, area_cm2, options)
+    reasons = _reasons(res, cvs, options)
+    per = ("scan_rate",)
+    a = _attrs
+    ds = xr.Dataset(
+        {
+            "anodic_peak_current_A": (per, res["anodic_peak_current_A"][0],
+                                      a("A", "anodic peak current above the background")),
+            "anodic_peak_current_stderr_A": (per, res["anodic_peak_stderr_A"][0],
+                                             a("A", "standard error of the anodic peak current")),
+            "anodic_peak_potential_V": (per, res["anodic_peak_potential_V"][0],
+                                        a("V", "anodic peak potential")),
+            "cathodic_peak_current_A": (per, res["cathodic_peak_current_A"][0],
+                                        a("A", "cathodic peak current above the background "
+                                          "(negative)")),
+            "cathodic_peak_current_stderr_A": (per, res["cathodic_peak_stderr_A"][0],
+                                               a("A", "standard error of the cathodic peak "
+                                                 "current")),
+            "cathodic_peak_potential_V": (per, res["cathodic_peak_potential_V"][0],
+                                          a("V", "cathodic peak potential")),
+            "delta_ep_V": (per, res["delta_ep_V"][0], a("V", "peak separation Epa - Epc")),
+            "in_linear_range": (per, res["in_linear_range"][0],
+                                a("1", "scan rate inside the Randles–Sevcik linear range")),
+            "deviation_from_line": (per, res["deviation"][0],
+                                    a("1", "relative deviation of i_p from the ideal "
+                                      "√v line (curvature model)")),
+            "source_file": (per, np.asarray([str(c.attrs.get("source_file", "")) for c in cvs]),
+                            a("1", "CV file of this scan rate")),
+            "cell_slope": ((), res["slope"][0],
+                           a("A s0.5 V-0.5", "slope of i_p against sqrt(scan rate)")),
+            "cell_slope_stderr": ((), res["slope_stderr"][0],
+                                  a("A s0.5 V-0.5", "standard error of the slope")),
+            "cell_r2": ((), res["r2"][0], a("1", "weighted R² of the i_p-√v fit")),
+            "cell_diffusion_cm2_s": ((), res["diffusion_cm2_s"][0],
+                                     a("cm2 s-1", "Randles–Sevcik diffusion coefficient")),
+            "cell_diffusion_stderr_cm2_s": ((), res["diffusion_stderr_cm2_s"][0],
+                                            a("cm2 s-1", "standard error of D")),
+            "cell_max_linear_scan_rate_V_s": ((), res["max_linear_scan_rate_V_s"][0],
+                                              a("V s-1", "highest scan rate in the linear "
+                                                "range")),
+            "cell_n_linear": ((), res["n_linear"][0],
+                              a("1", "number of scan rates in the linear range")),
+            "cell_peak_shift_V_per_decade": ((), res["peak_shift_V_per_decade"][0],
+                                             a("V", "drift of the peak potential per decade of "
+                                               "scan rate (linear range)")),
+            "cell_flags": ((), res["flags"][0], dict(_FLAG_ATTRS)),
+            "cell_randles_sevcik_applies": ((), bool(res["fit_ok"][0]),
+                                            a("1", "Randles–Sevcik applies (no fatal flag, D "
+                                              "computed)")),
+        },
+        coords={"scan_rate": ("scan_rate", rates, a("V s-1", "potential scan rate")),
+                "sqrt_scan_rate": ("scan_rate", np.sqrt(rates),
+                                   a("V0.5 s-0.5", "square root of the scan rate"))},
+        attrs={"cell_area_cm2": float(area_cm2), "cell_cycle": str(options.cycle),
+               "cell_fit_peak": options.fit_peak, "reasons": reasons},
+    )
+    return ds
+
+
+def analyse_map(cvs: Sequence[xr.Dataset], options: KineticsOptions, *,
+                area_cm2: float | None = None) -> xr.Dataset:
+    """An SECCM map (one ``(y, x, sample)`` Dataset per scan rate) → maps on ``(y, x)``.
+
+    ``area_cm2`` overrides the file's ``pixel_area_cm2``. Variables: ``diffusion_cm2_s``,
+    ``diffusion_stderr_cm2_s``, ``slope``, ``slope_stderr``, ``r2``,
+    ``max_linear_scan_rate_V_s``, ``n_linear``, ``peak_shift_V_per_decade``, ``flags``,
+    ``fit_ok``; per ``map_scan_rate``: ``map_anodic_peak_current_A``,
+    ``map_anodic_peak_potential_V``, ``map_cathodic_peak_current_A``,
+    ``map_cathodic_peak_potential_V``, ``map_in_linear_range``.
+    """
+    rates = _rates(cvs)
+    area = float(area_cm2 if area_cm2 is not None else cvs[0].attrs.get("pixel_area_cm2", 0))
+    if not area > 0:
+        raise ValueError(f"{cvs[0].attrs.get('source_file', '?')}: kinetics.map_area_cm2 / "
+                         f"pixel_area_cm2: expected a positive pixel area (cm²), found {area}")
+    ny, nx = cvs[0].sizes["y"], cvs[0].sizes["x"]
+    sw = [_sweeps(c, options.cycle) for c in cvs]
+    res = analyse_sweeps([s[0] for s in sw], [s[1] for s in sw], rates, area, options)
+    yx = ("y", "x")
+    ryx = ("map_scan_rate", "y", "x")
+
+    def m2(key: str) -> np.ndarray:
+        return res[key].reshape(ny, nx)
+
+    def m3(key: str) -> np.ndarray:
+        return np.moveaxis(res[key].reshape(ny, nx, rates.size), -1, 0)
+
+    a = _attrs
+    ds = xr.Dataset(
+        {
+            "diffusion_cm2_s": (yx, m2("diffusion_cm2_s"),
+                                a("cm2 s-1", "Randles–Sevcik diffusion coefficient")),
+            "diffusion_stderr_cm2_s": (yx, m2("diffusion_stderr_cm2_s"),
+                                       a("cm2 s-1", "standard error of D")),
+            "slope": (yx, m2("slope"), a("A s0.5 V-0.5", "slope of i_p against sqrt(v)")),
+            "slope_stderr": (yx, m2("slope_stderr"), a("A s0.5 V-0.5", "standard error of "
+                                                         "the slope")),
+            "r2": (yx, m2("r2"), a("1", "weighted R² of the i_p-√v fit")),
+            "max_linear_scan_rate_V_s": (yx, m2("max_linear_scan_rate_V_s"),
+                                         a("V s-1", "highest scan rate in the linear range")),
+            "n_linear": (yx, m2("n_linear"), a("1", "number of scan rates in the linear "
+                                                "range")),
+            "peak_shift_V_per_decade": (yx, m2("peak_shift_V_per_decade"),
+                                        a("V", "drift of the peak potential per decade of "
+                                          "scan rate")),
+            "flags": (yx, m2("flags"), dict(_FLAG_ATTRS)),
+            "fit_ok": (yx, m2("fit_ok"), a("1", "fit-quality mask: Randles–Sevcik applies "
+                                           "and D computed")),
+            "map_anodic_peak_current_A": (ryx, m3("anodic_peak_current_A"),
+                                          a("A", "anodic peak current above the background")),
+            "map_anodic_peak_potential_V": (ryx, m3("anodic_peak_potential_V"),
+                                            a("V", "anodic peak potential")),
+            "map_cathodic_peak_current_A": (ryx, m3("cathodic_peak_current_A"),
+                                            a("A", "cathodic peak current above the "
+                                              "background")),
+            "map_cathodic_peak_potential_V": (ryx, m3("cathodic_peak_potential_V"),
+                                              a("V", "cathodic peak potential")),
+            "map_in_linear_range": (ryx, m3("in_linear_range"),
+                                    a("1", "scan rate inside the linear range")),
+        },
+        coords={
+            "map_scan_rate": ("map_scan_rate", rates, a("V s-1", "SECCM potential scan rate")),
+            "y": ("y", cvs[0]["y_um"].values, a("um", "pixel centre y")) if "y_um" in cvs[0]
+            else ("y", np.arange(ny, dtype=float), a("1", "pixel row index")),
+            "x": ("x", cvs[0]["x_um"].values, a("um", "pixel centre x")) if "x_um" in cvs[0]
+            else ("x", np.arange(nx, dtype=float), a("1", "pixel column index")),
+        },
+        attrs={"map_pixel_area_cm2": area, "map_cycle": str(options.cycle),
+               "map_fit_peak": options.fit_peak},
+    )
+    return ds
