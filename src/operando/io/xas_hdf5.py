@@ -39,8 +39,10 @@ from operando.io.nxutil import nx_group, write_root_attrs
 
 __all__ = [
     "MEASUREMENT_UNITS",
+    "XasChannels",
     "XasScan",
     "XasScanFileError",
+    "read_xas_channels",
     "read_xas_scans",
     "write_xas_scans",
 ]
@@ -200,4 +202,135 @@ def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
             )
     if not out:
         raise XasScanFileError(f"{p}: no scan entries (expected groups named '<n>.1')")
+    return out
+
+
+@dataclass
+class XasChannels:
+    """The channels of one scan named by a config (see :func:`read_xas_channels`).
+
+    ``energy`` (eV, monochromator reading), ``i0``/``it``/``if_``/``iref`` counts (None
+    when not asked for), ``epoch`` (s, beamline epoch of each point, or None),
+    ``start_epoch_s``/``end_epoch_s`` (s; from the start/end time datasets, else from the
+    point epochs, else NaN), ``source`` = ``file::/entry``.
+    """
+
+    path: Path
+    entry: str
+    number: int
+    energy: np.ndarray
+    i0: np.ndarray
+    it: np.ndarray | None
+    if_: np.ndarray | None
+    iref: np.ndarray | None
+    epoch: np.ndarray | None
+    start_epoch_s: float
+    end_epoch_s: float
+
+    @property
+    def source(self) -> str:
+        return f"{self.path}::/{self.entry}"
+
+
+def _iso_epoch(path: Path, where: str, text: str) -> float:
+    from datetime import datetime
+
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise XasScanFileError(f"{path}: {where}: expected ISO-8601 time with a UTC offset, "
+                               f"found {text!r}") from None
+    if when.tzinfo is None:
+        raise XasScanFileError(f"{path}: {where}: expected an explicit UTC offset (a naive time "
+                               f"is never guessed), found {text!r}")
+    return when.timestamp()
+
+
+def read_xas_channels(
+    path: str | os.PathLike[str],
+    *,
+    scans: str = "*",
+    energy_path: str = "measurement/energy",
+    i0_path: str = "measurement/I0",
+    it_path: str | None = "measurement/It",
+    if_path: str | None = None,
+    iref_path: str | None = "measurement/Iref",
+    epoch_path: str | None = "measurement/epoch",
+    start_time_path: str | None = "start_time",
+    end_time_path: str | None = "end_time",
+) -> list[XasChannels]:
+    """The named channels of every ``<n>.1`` entry matching the glob ``scans``, in scan order.
+
+    Paths are relative to each entry. A missing or malformed dataset raises
+    :class:`XasScanFileError` naming the file, the dataset path, what was expected and what
+    was found (the entry's members). ``epoch_path`` and the start/end paths are optional:
+    absent datasets give None / NaN.
+    """
+    from fnmatch import fnmatchcase
+
+    p = Path(path)
+    if not p.is_file():
+        raise XasScanFileError(f"{p}: no such file (expected a Bliss-like XAS scan HDF5 file)")
+    out: list[XasChannels] = []
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise XasScanFileError(f"{p}: not a readable HDF5 file ({exc})") from None
+    with f:
+        numbered = sorted(
+            (int(m.group(1)), k) for k in f
+            if (m := _SCAN_ENTRY.fullmatch(k)) and isinstance(f[k], h5py.Group)
+            and fnmatchcase(k, scans)
+        )
+        if not numbered:
+            raise XasScanFileError(f"{p}: no scan entry matches {scans!r} (expected groups named "
+                                   f"'<n>.1'); found top-level names {sorted(f)[:20]}")
+        for number, name in numbered:
+            entry = f[name]
+
+            def array(rel: str, key: str, *, entry: h5py.Group = entry, name: str = name
+                      ) -> np.ndarray:
+                if rel not in entry:
+                    parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+                    found = sorted(entry[parent]) if parent and parent in entry else sorted(entry)
+                    raise XasScanFileError(
+                        f"{p}: /{name}/{rel} missing (config xanes.{key}); expected a 1-D "
+                        f"dataset; found {found} under /{name}/{parent}".rstrip("/"))
+                ds = entry[rel]
+                if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+                    shape = getattr(ds, "shape", "a group")
+                    raise XasScanFileError(f"{p}: /{name}/{rel} (config xanes.{key}): expected a "
+                                           f"1-D dataset, found {shape}")
+                return np.asarray(ds[()], dtype=float)
+
+            energy = array(energy_path, "energy_path")
+            chans: dict[str, np.ndarray | None] = {"i0": array(i0_path, "i0_path")}
+            for attr, rel, key in (("it", it_path, "it_path"), ("if_", if_path, "if_path"),
+                                   ("iref", iref_path, "iref_path")):
+                chans[attr] = None if rel is None else array(rel, key)
+            epoch = array(epoch_path, "epoch_path") if epoch_path and epoch_path in entry \
+                else None
+            for key, values in (*chans.items(), ("epoch", epoch)):
+                if values is not None and values.shape != energy.shape:
+                    raise XasScanFileError(
+                        f"{p}: /{name}: channel {key} has {values.size} points but "
+                        f"{energy_path} has {energy.size}; expected equal lengths")
+            t0 = t1 = float("nan")
+            for rel, which in ((start_time_path, "start"), (end_time_path, "end")):
+                if rel and rel in entry:
+                    value = _iso_epoch(p, f"/{name}/{rel}", _as_str(entry[rel][()]))
+                    if which == "start":
+                        t0 = value
+                    else:
+                        t1 = value
+            if epoch is not None and epoch.size > 1 and np.isfinite(epoch).all():
+                half = 0.5 * float(np.median(np.diff(epoch)))
+                if not np.isfinite(t0):
+                    t0 = float(epoch.min() - half)
+                if not np.isfinite(t1):
+                    t1 = float(epoch.max() + half)
+            out.append(XasChannels(path=p, entry=name, number=number, energy=energy,
+                                   i0=chans["i0"], it=chans["it"], if_=chans["if_"],  # type: ignore[arg-type]
+                                   iref=chans["iref"], epoch=epoch, start_epoch_s=t0,
+                                   end_epoch_s=t1))
     return out

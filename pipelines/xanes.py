@@ -1,0 +1,149 @@
+"""XANES step of the reduce flow: scan files → ``xanes.nc`` (+ ``report/xanes.png``).
+
+Reads the scans and standards named by the config (``operando.io``), reduces them with
+:func:`operando.xanes.series.reduce_scans` (normalise, align, batched LCF), adds the
+exposure-averaged electrochemistry and the XANES-vs-Faraday diagnostics when the echem
+Dataset and a clock model are given, and returns a :class:`StreamProduct`. No Prefect
+here: the flow, the CLI and a notebook call the same function.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from operando.config import RunConfig, XanesSection, expand_inputs
+from operando.echem.attach import exposure_average
+from operando.echem.sync import ClockModel
+from operando.io.xas_hdf5 import XasChannels, read_xas_channels
+from operando.io.xas_text import select_column
+from operando.report.xanes import xanes_figure
+from operando.xanes.diagnostics import compare_faraday, isosbestic_points
+from operando.xanes.product import xanes_dataset
+from operando.xanes.series import XanesOptions, counts_to_mu, reduce_scans
+from pipelines.stream import ProgressCallback, StreamProduct
+
+__all__ = ["build_xanes", "read_standards", "xanes_options"]
+
+STREAM = "xanes"
+
+
+def xanes_options(sec: XanesSection, scan_numbers: list[int]) -> XanesOptions:
+    """The reduction options of a config section (``reference_scan`` → row index)."""
+    ref_index = 0
+    if sec.align_mode == "reference_scan":
+        if sec.reference_scan not in scan_numbers:
+            more = "..." if len(scan_numbers) > 10 else ""
+            raise ValueError(f"xanes.reference_scan: scan {sec.reference_scan} is not among the "
+                             f"scans read ({scan_numbers[:10]}{more})")
+        ref_index = scan_numbers.index(sec.reference_scan)
+    return XanesOptions(
+        mode=sec.mode, e0_method=sec.e0_method, pre_edge_eV=sec.pre_edge_eV,
+        norm_range_eV=sec.norm_range_eV, norm_order=sec.norm_order, lcf_array=sec.lcf_array,
+        align_mode=sec.align_mode, reference_e0_eV=sec.reference_e0_eV,
+        reference_index=ref_index, align_window_eV=sec.align_window_eV,
+        fit_range_eV=sec.fit_range_eV, sum_to_one=sec.sum_to_one, nonneg=sec.nonneg,
+        fit_shifts=sec.fit_shifts, max_shift_eV=sec.max_shift_eV,
+        max_components=sec.max_components,
+    )
+
+
+def read_standards(sec: XanesSection) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
+                                               list[Path]]:
+    """Standards of the config: name → (energy eV, normalised μ), and their files."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    files: list[Path] = []
+    for std in sec.standards:
+        spec = f"{std.file}:{std.column}" if std.column else str(std.file)
+        col = select_column(spec)
+        out[std.name] = (col.energy, col.values)
+        files.append(Path(std.file))
+    return out, files
+
+
+def build_xanes(
+    cfg: RunConfig,
+    *,
+    echem: xr.Dataset | None = None,
+    clock: ClockModel | None = None,
+    progress: ProgressCallback | None = None,
+) -> StreamProduct:
+    """Reduce the run's XANES scans to the ``xanes`` product (see the module docstring).
+
+    ``echem``: the echem Dataset with ``time_s`` and ``faraday_fraction`` (after
+    ``add_faraday``); ``clock`` maps beamline epochs to potentiostat seconds. Without a
+    clock the times stay beamline epochs and no echem coordinates or Faraday diagnostics
+    are added. Raises ``ValueError`` (an ``InputFileError`` for bad files) naming the file,
+    dataset path or config key.
+    """
+    sec = cfg.xanes
+    if sec is None:
+        raise ValueError("build_xanes: the config has no 'xanes' section")
+    say = progress or (lambda _s, _d, _t: None)
+    files = expand_inputs(list(sec.files))
+    scans: list[XasChannels] = []
+    for k, path in enumerate(files):
+        scans.extend(read_xas_channels(
+            path, scans=sec.scans, energy_path=sec.energy_path, i0_path=sec.i0_path,
+            it_path=sec.it_path, if_path=sec.if_path, iref_path=sec.iref_path,
+            epoch_path=sec.epoch_path, start_time_path=sec.start_time_path,
+            end_time_path=sec.end_time_path))
+        say(STREAM, k + 1, len(files) + 2)
+    standards, std_files = read_standards(sec)
+    mus = [counts_to_mu(s.i0, s.it, s.if_, s.iref, mode=sec.mode) for s in scans]
+    options = xanes_options(sec, [s.number for s in scans])
+    series = reduce_scans([s.energy for s in scans], [m[0] for m in mus],
+                          [m[1] for m in mus] if sec.iref_path else None, standards, options,
+                          qc_flag=[m[2] for m in mus])
+    say(STREAM, len(files) + 1, len(files) + 2)
+    notes = list(series.notes)
+
+    t0 = np.array([s.start_epoch_s for s in scans])
+    t1 = np.array([s.end_epoch_s for s in scans])
+    untimed = [s.source for s, a, b in zip(scans, t0, t1, strict=True)
+               if not (np.isfinite(a) and np.isfinite(b))]
+    if untimed:
+        raise ValueError(
+            f"xanes: {len(untimed)} scan(s) without a start/end time, e.g. {untimed[0]}; "
+            f"expected the datasets of xanes.start_time_path ({sec.start_time_path!r}) and "
+            f"xanes.end_time_path ({sec.end_time_path!r}), or per-point epochs at "
+            f"xanes.epoch_path ({sec.epoch_path!r})")
+    attrs: dict[str, object] = {}
+    echem_coords = None
+    faraday = None
+    if clock is not None:
+        t0, t1 = clock.to_potentiostat(t0), clock.to_potentiostat(t1)
+        attrs.update(clock.to_attrs())
+        if echem is not None:
+            echem_coords = exposure_average(echem, t0, t1)
+    good = series.qc_flag == 0
+    emin = emax = None
+    if series.lcf is not None:
+        emin, emax = series.lcf.emin, series.lcf.emax
+    iso = isosbestic_points(series.energy, series.mu_norm[good], emin=emin, emax=emax)
+    comp = sec.faraday_component
+    if (echem is not None and clock is not None and series.lcf is not None and comp
+            and comp in series.lcf.names and "faraday_fraction" in echem.variables):
+        j = series.lcf.names.index(comp)
+        try:
+            faraday = compare_faraday(series.lcf.weights[:, j], echem, t0, t1,
+                                      max_lag_s=sec.max_lag_s)
+        except ValueError as exc:
+            notes.append(f"xanes: no Faraday comparison: {exc}")
+    elif comp and (echem is None or clock is None):
+        notes.append("xanes: no echem or clock; fractions not compared with Faraday")
+    ds = xanes_dataset(series, time_start_s=t0, time_end_s=t1,
+                       scan_names=[s.source.split('::/')[-1] if len(files) == 1 else s.source
+                                   for s in scans],
+                       echem_coords=echem_coords, isosbestic=iso, faraday=faraday,
+                       faraday_component=comp, time_is_potentiostat=clock is not None)
+    attrs["xanes_qc_skipped"] = int((~good).sum())
+    fig = xanes_figure(ds, title=f"{cfg.run.name}: XANES")
+    say(STREAM, len(files) + 2, len(files) + 2)
+    if series.lcf is not None and faraday is not None:
+        notes.append(f"xanes: {len(scans)} scans, lag {faraday.lag_s:.1f} ± "
+                     f"{faraday.lag_stderr_s:.1f} s, slope {faraday.slope:.3f}")
+    return StreamProduct(name="xanes", dataset=ds, attrs=attrs, inputs=files + std_files,
+                         figures={"xanes.png": fig}, notes=notes)

@@ -1,0 +1,157 @@
+"""The ``xanes.nc`` Dataset: dims (time, energy) plus (time, component) and (isosbestic).
+
+Built from a :class:`operando.xanes.series.XanesSeries`, the scan windows and, when given,
+the exposure-averaged electrochemistry and the XANES-vs-Faraday comparison. CF ``units``
+and ``long_name`` on every variable and coordinate. Pure xarray; no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from operando.xanes.diagnostics import FaradayComparison, IsosbesticPoints
+from operando.xanes.series import XanesSeries
+
+__all__ = ["xanes_dataset"]
+
+
+def xanes_dataset(
+    series: XanesSeries,
+    *,
+    time_start_s: np.ndarray,
+    time_end_s: np.ndarray,
+    scan_names: Sequence[str],
+    echem_coords: xr.Dataset | None = None,
+    isosbestic: IsosbesticPoints | None = None,
+    faraday: FaradayComparison | None = None,
+    faraday_component: str | None = None,
+    time_is_potentiostat: bool = True,
+) -> xr.Dataset:
+    """Assemble the product. ``time_start_s``/``time_end_s`` (n,) s: potentiostat clock when
+    ``time_is_potentiostat`` (else beamline epoch); ``echem_coords``: output of
+    :func:`operando.echem.attach.exposure_average` on dim ``time``."""
+    n = series.mu_norm.shape[0]
+    t0 = np.asarray(time_start_s, dtype=float)
+    t1 = np.asarray(time_end_s, dtype=float)
+    clock = "potentiostat clock" if time_is_potentiostat else "beamline UTC epoch"
+    coords: dict[str, xr.Variable] = {
+        "time": xr.Variable("time", 0.5 * (t0 + t1), {
+            "units": "s", "long_name": f"scan mid-time ({clock})"}),
+        "energy": xr.Variable("energy", series.energy, {
+            "units": "eV", "long_name": "photon energy, aligned to the reference foil"}),
+        "scan": xr.Variable("time", np.asarray(scan_names, dtype=str), {
+            "units": "1", "long_name": "scan entry name"}),
+    }
+    if echem_coords is not None:
+        for name, var in echem_coords.variables.items():
+            if name == "time":
+                continue
+            attrs = dict(var.attrs)
+            attrs.setdefault("units", "1")
+            attrs.setdefault("long_name", str(name))
+            coords[str(name)] = xr.Variable("time", var.values, attrs)
+    else:
+        coords["time_start"] = xr.Variable("time", t0, {"units": "s",
+                                                        "long_name": f"scan start ({clock})"})
+        coords["time_end"] = xr.Variable("time", t1, {"units": "s",
+                                                      "long_name": f"scan end ({clock})"})
+    nr = series.norm
+    data: dict[str, xr.Variable] = {
+        "mu_norm": xr.Variable(("time", "energy"), series.mu_norm, {
+            "units": "1", "long_name": "normalised absorption (edge step 1) on the aligned grid",
+            "normalisation": "Larch pre_edge conventions; one E0 and one set of ranges for "
+                             "the series"}),
+        "e0": xr.Variable("time", series.e0, {
+            "units": "eV", "long_name": f"edge energy E0 ({nr.e0_method}), aligned axis"}),
+        "edge_step": xr.Variable("time", nr.edge_step, {
+            "units": "1", "long_name": "edge step of mu (post-edge minus pre-edge at E0)"}),
+        "energy_shift": xr.Variable("time", series.shift, {
+            "units": "eV", "long_name": "energy shift added to the recorded energy "
+                                        "(alignment on the reference foil)"}),
+        "qc_flag": xr.Variable("time", series.qc_flag.astype(np.int32), {
+            "units": "1", "long_name": "QC bit mask (0 = good)",
+            "flag_masks": np.array([1, 2, 4, 8, 16, 32], dtype=np.int32),
+            "flag_meanings": "nonfinite all_zero constant saturated no_edge fit_failed"}),
+        "qc_reason": xr.Variable("time", np.asarray(series.qc_reason, dtype=str), {
+            "units": "1", "long_name": "QC reasons ('' = good)"}),
+        "pre_edge_range": xr.Variable(("time", "bound"), np.column_stack([nr.pre1, nr.pre2]), {
+            "units": "eV", "long_name": "pre-edge fit range relative to E0"}),
+        "norm_range": xr.Variable(("time", "bound"), np.column_stack([nr.norm1, nr.norm2]), {
+            "units": "eV", "long_name": "post-edge fit range relative to E0"}),
+    }
+    attrs: dict[str, object] = {"xanes_e0_method": nr.e0_method}
+    if series.align is not None:
+        al = series.align
+        data["foil_e0"] = xr.Variable("time", al.foil_e0, {
+            "units": "eV", "long_name": "reference-foil edge E0 on the recorded axis"})
+        attrs.update({
+            "align_mode": al.mode, "align_target_e0_eV": al.target_e0,
+            "align_reference_foil_e0_eV": al.reference_foil_e0,
+            "align_reference_index": al.reference_index,
+            "monochromator_offset_eV": al.monochromator_offset,
+            "monochromator_offset_convention": "recorded - true = -median(energy_shift)",
+        })
+    fit = series.lcf
+    if fit is not None:
+        coords["component"] = xr.Variable("component", np.asarray(fit.names, dtype=str), {
+            "units": "1", "long_name": "LCF standard"})
+        data["fraction"] = xr.Variable(("time", "component"), fit.weights, {
+            "units": "1", "long_name": "linear-combination weight of each standard"})
+        data["fraction_stderr"] = xr.Variable(("time", "component"), fit.stderr, {
+            "units": "1", "long_name": "1-sigma standard error of the weight"})
+        data["r_factor"] = xr.Variable("time", fit.r_factor, {
+            "units": "1", "long_name": "LCF R-factor sum(resid^2)/sum(data^2)"})
+        data["redchi"] = xr.Variable("time", fit.redchi, {
+            "units": "1", "long_name": "LCF reduced chi-square (unit weights)"})
+        data["standard_shift"] = xr.Variable("component", fit.shifts_eV, {
+            "units": "eV", "long_name": "energy shift of each standard"})
+        attrs.update({"lcf_emin_eV": fit.emin, "lcf_emax_eV": fit.emax,
+                      "lcf_n_points": fit.n_points, "lcf_sum_to_one": int(fit.sum_to_one),
+                      "lcf_nonneg": int(fit.nonneg)})
+    if series.combinations is not None:
+        cb = series.combinations
+        labels = np.asarray(["+".join(s) for s in cb.subsets], dtype=str)
+        coords["subset"] = xr.Variable("subset", labels, {
+            "units": "1", "long_name": "subset of standards (combinatorial LCF)"})
+        data["subset_redchi"] = xr.Variable(("subset", "time"), cb.redchi, {
+            "units": "1", "long_name": "reduced chi-square of each subset"})
+        data["subset_rank"] = xr.Variable(("subset", "time"), cb.rank.astype(np.int32), {
+            "units": "1", "long_name": "rank of the subset for the scan (0 = best)"})
+    if isosbestic is not None:
+        data["isosbestic_energy"] = xr.Variable("isosbestic", isosbestic.energy, {
+            "units": "eV", "long_name": "isosbestic point (zero of the first component)"})
+        data["isosbestic_spread"] = xr.Variable("isosbestic", isosbestic.spread_eV, {
+            "units": "eV", "long_name": "std over scans of the crossing energy"})
+        data["isosbestic_mu"] = xr.Variable("isosbestic", isosbestic.mu, {
+            "units": "1", "long_name": "mean normalised mu at the isosbestic point"})
+        data["isosbestic_mu_spread"] = xr.Variable("isosbestic", isosbestic.mu_spread, {
+            "units": "1", "long_name": "std over scans of normalised mu at the point"})
+        attrs["isosbestic_explained_variance"] = isosbestic.explained
+    if faraday is not None:
+        data["faraday_expected"] = xr.Variable("time", faraday.expected, {
+            "units": "1", "long_name": f"Faraday-expected {faraday_component} fraction, mean "
+                                       "over the scan window"})
+        data["fraction_residual"] = xr.Variable("time", faraday.residual, {
+            "units": "1", "long_name": "XANES fraction minus Faraday expectation (no lag)"})
+        data["faraday_expected_lagged"] = xr.Variable("time", faraday.expected_lagged, {
+            "units": "1", "long_name": "Faraday-expected fraction at the fitted lag"})
+        attrs.update({
+            "faraday_component": str(faraday_component),
+            "faraday_slope": faraday.slope, "faraday_slope_stderr": faraday.slope_stderr,
+            "faraday_intercept": faraday.intercept,
+            "faraday_intercept_stderr": faraday.intercept_stderr,
+            "faraday_lag_s": faraday.lag_s, "faraday_lag_stderr_s": faraday.lag_stderr_s,
+            "faraday_rms_residual": faraday.rms_residual,
+            "faraday_rms_residual_lagged": faraday.rms_residual_lagged,
+            "faraday_n_scans": faraday.n_used,
+            "faraday_lag_convention": "positive: the XANES fraction follows the charge later",
+        })
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds["bound"] = xr.Variable("bound", np.array(["low", "high"]), {
+        "units": "1", "long_name": "range bound"})
+    if n and "time" in ds.dims:
+        ds = ds.set_coords(["bound"])
+    return ds
