@@ -1,0 +1,57 @@
+"""Batch Levenberg–Marquardt vs a per-pattern lmfit loop on the same patterns.
+
+N patterns (default 2000) of one window with four overlapping pseudo-Voigt peaks (two
+phases, the LiFePO4/FePO4 (311)/(121) group at 60 keV) and a quadratic background, with
+Poisson noise. Prints throughput of both paths and the largest parameter difference in
+units of the lmfit standard error. ``python benchmarks/bench_peaks.py [N]``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+
+def main(n: int = 2000) -> None:
+    from operando.xrd.peaks import FitOptions, PeakDef, WindowDef, fit_patterns, peak_profile
+
+    wl = 0.2066
+    peaks = (PeakDef("L311", "L", 2.5204, (3, 1, 1), 100.0),
+             PeakDef("L121", "L", 2.4579, (1, 2, 1), 30.4, satellite_of="L311", ratio=0.304),
+             PeakDef("F311", "F", 2.4490, (3, 1, 1), 98.6),
+             PeakDef("F121", "F", 2.4027, (1, 2, 1), 23.2))
+    win = WindowDef("w311", (2.385, 2.57), peaks, background_order=2)
+    q = np.linspace(2.40, 2.66, 90)
+    rng = np.random.default_rng(0)
+    frac = rng.uniform(0.2, 0.8, n)
+    y = np.empty((n, q.size))
+    for i, f in enumerate(frac):
+        lam = 20.0 + 5.0 * (q - 2.5)
+        for p, a in ((peaks[0], 1 - f), (peaks[1], 0.304 * (1 - f)), (peaks[2], f),
+                     (peaks[3], 0.235 * f)):
+            lam = lam + peak_profile(q, 2 * np.pi / p.d_A, 40.0 * a, 0.03, 0.5)
+        y[i] = rng.poisson(lam * 2000) / 2000
+    s = np.sqrt(np.maximum(y * 2000, 1)) / 2000
+    opts = FitOptions(max_shift=0.004)
+    t0 = time.perf_counter()
+    fb = fit_patterns(y, s, q, "q_A^-1", wl, [win], opts, method="batch")
+    tb = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fl = fit_patterns(y, s, q, "q_A^-1", wl, [win], opts, method="lmfit")
+    tl = time.perf_counter() - t0
+    worst = 0.0
+    for key in ("center", "area", "fwhm", "eta"):
+        z = np.abs(getattr(fb, key) - getattr(fl, key)) / getattr(fl, key + "_stderr")
+        worst = max(worst, float(np.nanmax(z)))
+    same = float(np.mean(np.abs(fb.chi2 - fl.chi2) < 1e-3 * np.maximum(fl.chi2, 1)))
+    print(f"{'path':<22}{'patterns':>9}{'time (s)':>10}{'patterns/s':>12}")
+    print(f"{'batch LM (numpy)':<22}{n:>9}{tb:>10.2f}{n / tb:>12.0f}")
+    print(f"{'lmfit, per pattern':<22}{n:>9}{tl:>10.2f}{n / tl:>12.0f}")
+    print(f"speed-up: {tl / tb:.1f}x; largest parameter difference: {worst:.3g} stderr; "
+          f"same χ² minimum in {100 * same:.1f} % of patterns")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
