@@ -7,7 +7,13 @@ Reads like DESIGN.md's table:
    clock model (offset, drift, residuals) stored in the attributes of every product;
 3. XRD: detector frames → azimuthal integration in chunk-sized tasks (the chunks run on a
    Dask cluster: a LocalCluster of worker processes by default, or an existing scheduler)
-   → ``xrd.nc`` with the electrochemistry averaged over each exposure.
+   → ``xrd.nc`` with the electrochemistry averaged over each exposure;
+4. peaks: ``xrd.nc`` → peak fits in chunk-sized tasks on the same cluster, lattice
+   parameters, Li content and phase fractions → ``peaks.nc``;
+5. XANES: scans → normalisation, energy alignment, batched linear-combination fits →
+   ``xanes.nc`` with each scan's electrochemistry and the fraction-vs-Faraday lag;
+6. kinetics: CVs at several scan rates (cell files and/or an SECCM map) → Randles–Sevcik
+   diffusion coefficients → ``kinetics.nc``.
 
 Streams of the config that this version does not reduce yet are logged and skipped.
 ``operando reduce CONFIG [--only ...]`` calls :func:`reduce_run`; so does a deployment.
@@ -17,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,12 +45,13 @@ from operando.echem.sync import (
 from operando.io.echem import read_echem
 from operando.io.figures import save_figure
 from operando.io.frames import FrameMetadata, FrameSource, open_frames
-from operando.io.products import product_path, write_product
+from operando.io.products import product_path, read_product, write_product
 from operando.io.triggers import read_trigger_record
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
 from operando.xrd.integrate import IntegrationOptions
 from operando.xrd.product import xrd_dataset
+from pipelines.stream import ProgressCallback, StreamProduct, map_here
 from pipelines.xrd import (
     ChunkResult,
     IntegratorSetup,
@@ -55,11 +62,9 @@ from pipelines.xrd import (
 )
 
 #: Streams this version reduces, in the order they run.
-REDUCED_STREAMS = ("echem", "xrd")
+REDUCED_STREAMS = ("echem", "xrd", "peaks", "xanes", "kinetics")
 #: Streams a config may hold that later versions reduce.
-PENDING_STREAMS = ("xanes", "confocal", "kinetics")
-
-ProgressCallback = Callable[[str, int, int], None]
+PENDING_STREAMS = ("confocal",)
 
 
 @dataclass
@@ -330,12 +335,78 @@ def reduce_xrd(cfg: RunConfig, source: FrameSource | None = None,
     if clock is not None:
         attrs.update(clock.to_attrs())
         inputs += sync_inputs(cfg, echem if points is not None else None, clock)
+    ds.attrs.update(attrs)  # the in-memory product carries them too (peaks reads the PONI)
     path = write_product(
         ds, product_path(cfg.product_dir, "xrd", cfg.output.format), product="xrd",
         config_yaml=cfg.to_yaml(), inputs=inputs, extra_attrs=attrs,
         overwrite=cfg.output.overwrite, fmt=cfg.output.format)
     log.info("xrd: wrote %s", path)
     return path, ds
+
+
+# --------------------------------------------------------------------------- streams
+
+
+@task(name="write product", cache_policy=NO_CACHE)
+def write_stream_task(cfg: RunConfig, product: StreamProduct,
+                      extra_inputs: Sequence[Path] = ()) -> Path:
+    """Write a stream's product (atomic, provenance-stamped) and log its notes."""
+    log = get_run_logger()
+    for note in product.notes:
+        log.info("%s", note)
+    path = write_product(
+        product.dataset, product_path(cfg.product_dir, product.name, cfg.output.format),
+        product=product.name, config_yaml=cfg.to_yaml(),
+        inputs=[*product.inputs, *extra_inputs], extra_attrs=product.attrs,
+        overwrite=cfg.output.overwrite, fmt=cfg.output.format)
+    log.info("%s: wrote %s", product.name, path)
+    return path
+
+
+def _dask_runner(client_key: str | None) -> Any:
+    """A :data:`pipelines.stream.UnitMapper` that runs work units on the registered Dask
+    client (at most one in flight per worker thread), or in this process without one."""
+    if client_key is None:
+        return map_here
+    client = _CLIENTS[client_key]
+
+    def run(fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+        n = max(1, sum(w.get("nthreads", 1)
+                       for w in client.scheduler_info()["workers"].values()))
+        pending = iter(arg_list)  # drawn lazily: only the units in flight are built
+        running: list[Any] = []
+        for args in pending:
+            running.append(client.submit(fn, *args, pure=False))
+            if len(running) >= n:
+                yield running.pop(0).result()
+        while running:
+            yield running.pop(0).result()
+
+    return run
+
+
+@task(name="fit peaks", cache_policy=NO_CACHE)
+def peaks_task(cfg: RunConfig, xrd: xr.Dataset, echem: xr.Dataset | None,
+               client_key: str | None, progress: ProgressCallback | None) -> StreamProduct:
+    from pipelines.peaks import build_peaks
+
+    return build_peaks(cfg, xrd, echem=echem, map_units=_dask_runner(client_key),
+                       progress=progress)
+
+
+@task(name="reduce xanes", cache_policy=NO_CACHE)
+def xanes_task(cfg: RunConfig, echem: xr.Dataset | None, clock: ClockModel | None,
+               progress: ProgressCallback | None) -> StreamProduct:
+    from pipelines.xanes import build_xanes
+
+    return build_xanes(cfg, echem=echem, clock=clock, progress=progress)
+
+
+@task(name="reduce kinetics", cache_policy=NO_CACHE)
+def kinetics_task(cfg: RunConfig, progress: ProgressCallback | None) -> StreamProduct:
+    from pipelines.kinetics import build_kinetics
+
+    return build_kinetics(cfg, progress=progress)
 
 
 # --------------------------------------------------------------------------- run
@@ -345,13 +416,22 @@ def _exists(cfg: RunConfig, name: str) -> bool:
     return product_path(cfg.product_dir, name, cfg.output.format).exists()
 
 
+def _figures(cfg: RunConfig, result: ReduceResult, product: StreamProduct) -> None:
+    if not cfg.output.report:
+        return
+    for fname, fig in product.figures.items():
+        result.figures.append(figure_task(fig, cfg.product_dir / "report" / fname))
+
+
 @flow(name="operando-reduce", validate_parameters=False)
 def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None,
                scheduler: str | None = "local", overwrite: bool | None = None,
                progress: ProgressCallback | None = None) -> ReduceResult:
-    """Reduce one run. ``only`` limits the products written (``echem``, ``xrd``); the
-    electrochemistry and the clock are still computed when a chosen product needs them.
-    ``scheduler``: see :func:`dask_client`. ``overwrite`` overrides ``output.overwrite``.
+    """Reduce one run. ``only`` limits the products written (``echem``, ``xrd``, ``peaks``,
+    ``xanes``, ``kinetics``); the electrochemistry and the clock are still computed when a
+    chosen product needs them, and ``peaks`` reads an existing ``xrd.nc`` or reduces the
+    XRD first. ``scheduler``: see :func:`dask_client`. ``overwrite`` overrides
+    ``output.overwrite``.
     """
     log = get_run_logger()
     cfg = config if isinstance(config, RunConfig) else load_config(config)
@@ -375,11 +455,15 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
             wanted.discard(s)
             result.skipped[s] = (f"{product_path(cfg.product_dir, s, cfg.output.format)} "
                                  "exists and output.overwrite is false (kept)")
+    if "peaks" in wanted and "xrd" not in wanted and not _exists(cfg, "xrd"):
+        log.info("peaks: no %s yet; reducing the XRD first",
+                 product_path(cfg.product_dir, "xrd", cfg.output.format))
+        wanted.add("xrd")
     for s, why in result.skipped.items():
         log.info("%s: skipped, %s", s, why)
 
-    synced = cfg.sync is not None and bool(wanted)
-    needs_echem = "echem" in wanted or ("xrd" in wanted and synced)
+    synced = cfg.sync is not None and bool(wanted & {"echem", "xrd", "xanes"})
+    needs_echem = "echem" in wanted or (synced and bool(wanted & {"xrd", "xanes"}))
     echem = read_echem_task(cfg) if needs_echem and cfg.echem is not None else None
     result.echem = echem
     triggers_on_xrd = synced and cfg.sync is not None and cfg.sync.method == "triggers" \
@@ -389,7 +473,7 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
     meta = source.metadata() if source is not None else None
 
     clock = None
-    if cfg.sync is not None and echem is not None:
+    if synced and cfg.sync is not None and echem is not None:
         sent = None
         if cfg.sync.method == "triggers":
             if cfg.sync.reference_stream != "xrd" or meta is None:
@@ -409,14 +493,37 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
             result.figures.append(figure_task(
                 echem_figure(echem, title=f"{cfg.run.name}: electrochemistry"),
                 cfg.product_dir / "report" / "echem.png"))
-    if "xrd" in wanted:
+    xrd_ds = None
+    if wanted & {"xrd", "peaks"}:
         with dask_client(scheduler) as (key, workers):
-            runner = reduce_xrd.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-            path, ds = runner(cfg, source=source, meta=meta, echem=echem, clock=clock,
-                              client_key=key, in_flight=workers, progress=progress)
-        result.products["xrd"] = path
-        if cfg.output.report:
-            result.figures.append(figure_task(
-                xrd_figure(ds, title=f"{cfg.run.name}: integrated XRD"),
-                cfg.product_dir / "report" / "xrd.png"))
+            if "xrd" in wanted:
+                runner = reduce_xrd.with_options(
+                    task_runner=ThreadPoolTaskRunner(max_workers=workers))
+                path, xrd_ds = runner(cfg, source=source, meta=meta, echem=echem, clock=clock,
+                                      client_key=key, in_flight=workers, progress=progress)
+                result.products["xrd"] = path
+                if cfg.output.report:
+                    result.figures.append(figure_task(
+                        xrd_figure(xrd_ds, title=f"{cfg.run.name}: integrated XRD"),
+                        cfg.product_dir / "report" / "xrd.png"))
+            if "peaks" in wanted:
+                xrd_path = product_path(cfg.product_dir, "xrd", cfg.output.format)
+                if xrd_ds is None:
+                    log.info("peaks: reading %s", xrd_path)
+                    xrd_ds = read_product(xrd_path)
+                peaks = peaks_task(cfg, xrd_ds, echem, key, progress)
+                # the clock that put xrd.nc on the potentiostat time base
+                peaks.attrs.update({k: v for k, v in xrd_ds.attrs.items()
+                                    if k.startswith("clock_") and k not in peaks.attrs})
+                result.products["peaks"] = write_stream_task(cfg, peaks, [xrd_path])
+                _figures(cfg, result, peaks)
+    if "xanes" in wanted:
+        xanes = xanes_task(cfg, echem, clock, progress)
+        result.products["xanes"] = write_stream_task(
+            cfg, xanes, sync_inputs(cfg, echem, clock) if clock is not None else [])
+        _figures(cfg, result, xanes)
+    if "kinetics" in wanted:
+        kin = kinetics_task(cfg, progress)
+        result.products["kinetics"] = write_stream_task(cfg, kin)
+        _figures(cfg, result, kin)
     return result

@@ -27,6 +27,7 @@ from operando.simulate.presets import PRESETS
 
 if TYPE_CHECKING:
     from operando.simulate.beamtime import BeamtimeResult
+    from operando.simulate.scorecard import Check
     from pipelines.reduce import ReduceResult
 
 app = typer.Typer(
@@ -196,11 +197,23 @@ def demo(
                       f"{s.v_start_V:.3f} → {s.v_end_V:.3f}")
     console.print(table)
     _print_reduce_result(reduced)
+    console.print(_scorecard_table(out["scorecard"]))
     console.print(
         f"run config (validated): {res.run_config_path}\n"
         f"ground truth:           {res.truth_path}\n"
         f"products:               {cfg.product_dir}"
     )
+
+
+def _scorecard_table(rows: list[Check]) -> Table:
+    table = Table(title="recovered vs the simulator's ground truth")
+    for col in ("product", "quantity", "truth", "recovered", "error", "tolerance", ""):
+        table.add_column(col, justify="left" if col in ("product", "quantity") else "right")
+    for r in rows:
+        table.add_row(r.product, r.quantity, r.truth, r.recovered, f"{r.error:.3g} {r.unit}",
+                      f"{r.tolerance:g} {r.unit}",
+                      "[green]ok[/]" if r.ok else "[red]outside[/]")
+    return table
 
 
 # --------------------------------------------------------------------------- reduce
@@ -218,7 +231,7 @@ def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
 
     def progress(stream: str, done: int, total: int) -> None:
         if stream not in tasks:
-            tasks[stream] = bar.add_task(f"reducing {stream} frames", total=total)
+            tasks[stream] = bar.add_task(f"reducing {stream}", total=total)
         bar.update(tasks[stream], completed=done, total=total)
 
     return progress
@@ -228,7 +241,8 @@ def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
 def reduce(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     only: Annotated[list[str] | None, typer.Option(
-        help="Only these products (repeatable): echem, xrd.")] = None,
+        help="Only these products (repeatable): echem, xrd, peaks, xanes, kinetics. "
+        "'peaks' reads an existing xrd.nc, or reduces the XRD first.")] = None,
     scheduler: Annotated[str, typer.Option(
         help="Where chunks run: 'local' (a Dask LocalCluster of worker processes), 'none' "
         "(in this process), or a Dask scheduler address (tcp://host:8786).")] = "local",
@@ -236,7 +250,8 @@ def reduce(
         "--overwrite/--keep", help="Replace / keep existing products (default: the config's "
         "output.overwrite).", show_default=False)] = None,
 ) -> None:
-    """Reduce a run: echem.nc, sync, xrd.nc (+ report figures) in <output.directory>/<run>/."""
+    """Reduce a run: echem.nc, sync, xrd.nc, peaks.nc, xanes.nc, kinetics.nc (+ report
+    figures) in <output.directory>/<run>/."""
     from pipelines.reduce import reduce_run
 
     try:
@@ -378,6 +393,115 @@ def _path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
+# --------------------------------------------------------------------------- lcf
+
+
+@app.command()
+def lcf(
+    spectra: Annotated[list[str], typer.Argument(
+        help="Spectra to fit: FILE:COLUMN (Athena .nor / XDI multicolumn; COLUMN a label or "
+        "1-based index) or a two-column FILE (energy, mu).")],
+    standards: Annotated[list[str], typer.Option(
+        "--standards", help="Standards, FILE:COLUMN or two-column FILE (repeat the option or "
+        "list several after it).")],
+    emin: Annotated[float, typer.Option(
+        help="Fit window start, eV RELATIVE TO E0 (the median derivative-maximum E0 of the "
+        "spectra) unless --absolute.")] = -20.0,
+    emax: Annotated[float, typer.Option(
+        help="Fit window end, eV relative to E0 unless --absolute.")] = 60.0,
+    absolute: Annotated[bool, typer.Option(
+        "--absolute", help="--emin/--emax are absolute energies (eV).")] = False,
+    sum_to_one: Annotated[bool, typer.Option(
+        "--sum-to-one/--no-sum-to-one", help="Weights sum to 1 (default) or are free.")] = True,
+    normalize_inputs: Annotated[bool, typer.Option(
+        "--normalize", help="Normalise spectra and standards first (Larch pre_edge defaults); "
+        "default: the columns are already normalised mu.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Linear-combination fit of XANES spectra with standards (weights >= 0, batched)."""
+    from operando.io.xas_text import select_column
+    from operando.xanes.lcf import lcf as fit_lcf
+    from operando.xanes.normalize import find_e0, normalize
+
+    if len(spectra) < 1 or len(standards) < 1:
+        err_console.print("lcf: expected at least one SPECTRUM and one --standards")
+        raise typer.Exit(code=2)
+    if not emin < emax:
+        err_console.print(f"--emin/--emax: expected emin < emax, found {emin} >= {emax}")
+        raise typer.Exit(code=2)
+    try:
+        cols = [select_column(s) for s in spectra]
+        stds = [select_column(s) for s in standards]
+
+        def curve(c: object) -> tuple[np.ndarray, np.ndarray]:
+            e = np.asarray(c.energy, dtype=float)  # type: ignore[attr-defined]
+            y = np.asarray(c.values, dtype=float)  # type: ignore[attr-defined]
+            o = np.argsort(e)
+            e, y = e[o], y[o]
+            if normalize_inputs:
+                r = normalize(e, y)
+                if not r.ok[0]:
+                    raise ValueError(f"{c.spec}: cannot normalise: {r.qc_reason[0]}")  # type: ignore[attr-defined]
+                y = r.norm[0]
+            return e, y
+
+        curves = [curve(c) for c in cols]
+        grid = curves[0][0]
+        Y = np.vstack([np.interp(grid, e, y, left=np.nan, right=np.nan) for e, y in curves])
+        std_map: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for c in stds:
+            name = c.name if sum(x.name == c.name for x in stds) == 1 \
+                else f"{c.path.name}:{c.name}"
+            if name in std_map:
+                raise ValueError(f"--standards: {name} given twice")
+            std_map[name] = curve(c)
+        e0s = np.array([find_e0(e, y) for e, y in curves])
+        e0 = float(np.median(e0s))
+        lo, hi = (emin, emax) if absolute else (e0 + emin, e0 + emax)
+        res = fit_lcf(grid, Y, std_map, emin=lo, emax=hi, sum_to_one=sum_to_one)
+    except (ValueError, OSError) as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from None
+    def num(v: float) -> float | None:  # JSON has no NaN: a failed fit's numbers are null
+        return float(v) if np.isfinite(v) else None
+
+    rows = []
+    for i, c in enumerate(cols):
+        ok = bool(res.ok[i])
+        rows.append({
+            "spectrum": c.spec, "e0_eV": num(e0s[i]), "ok": ok,
+            "reason": "" if ok else "spectrum does not cover the fit window (or too few "
+                      "finite points in it)",
+            "weights": {n: num(w) for n, w in zip(res.names, res.weights[i], strict=True)},
+            "stderr": {n: num(w) for n, w in zip(res.names, res.stderr[i], strict=True)},
+            "sum": num(np.nansum(res.weights[i])) if ok else None,
+            "r_factor": num(res.r_factor[i]), "redchi": num(res.redchi[i]),
+        })
+    if as_json:
+        print(json.dumps({"emin_eV": res.emin, "emax_eV": res.emax, "n_points": res.n_points,
+                          "sum_to_one": sum_to_one, "fits": rows}, indent=1))
+        return
+    table = Table(title=f"LCF {res.emin:.1f}–{res.emax:.1f} eV ({res.n_points} points)")
+    table.add_column("spectrum")
+    for n in res.names:
+        table.add_column(n, justify="right")
+    for col in ("sum", "R-factor", "red. χ²"):
+        table.add_column(col, justify="right")
+    def fmt(v: float | None, spec: str) -> str:
+        return "–" if v is None else format(v, spec)
+
+    for r in rows:
+        if not r["ok"]:
+            table.add_row(r["spectrum"], *["–"] * len(res.names), "–", "–",
+                          f"[red]not fitted: {r['reason']}[/]")
+            continue
+        table.add_row(r["spectrum"], *[f"{fmt(r['weights'][n], '.4f')} ± "
+                                      f"{fmt(r['stderr'][n], '.4f')}" for n in res.names],
+                      fmt(r["sum"], ".4f"), fmt(r["r_factor"], ".2e"),
+                      fmt(r["redchi"], ".2e"))
+    console.print(table)
+
+
 # --------------------------------------------------------------------------- echem
 
 
@@ -444,6 +568,96 @@ def echem(
     if plot is not None:
         save_figure(echem_figure(ds, title=", ".join(f.name for f in files)), plot)
         console.print(f"figure: {plot}")
+
+
+@app.command()
+def kinetics(
+    files: Annotated[list[Path], typer.Argument(help="CV files: one per scan rate, or files "
+                                                 "holding several (NOVA .txt, .mpt, .mpr, CSV).")],
+    area_cm2: Annotated[float, typer.Option("--area-cm2", help="Electrode area A (cm²).")],
+    conc_mol_cm3: Annotated[float, typer.Option(
+        "--conc-mol-cm3", help="Bulk concentration C (mol/cm³), e.g. 0.0228 for LiFePO4.")],
+    n: Annotated[int, typer.Option("--n", help="Electrons transferred.")] = 1,
+    temperature_K: Annotated[float, typer.Option("--temperature-K", help="T (K).")] = 298.15,
+    file_format: Annotated[str, typer.Option(
+        "--format", help="auto, nova, biologic-mpt, biologic-mpr, csv.")] = "auto",
+    cycle: Annotated[str, typer.Option(help="Cycle to analyse (number or 'last').")] = "1",
+    tolerance: Annotated[float, typer.Option(
+        "--linearity-tolerance", help="Deviation from i_p ∝ √v ending the linear range.")] = 0.01,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Randles–Sevcik from CVs at several scan rates: peaks, slope, D ± error, linear range."""
+    from operando.io.cv import read_cv
+    from operando.kinetics.analysis import KineticsOptions, analyse_cells
+
+    try:
+        for key, value in (("--area-cm2", area_cm2), ("--conc-mol-cm3", conc_mol_cm3),
+                           ("--n", n), ("--temperature-K", temperature_K)):
+            if not value > 0:
+                raise ValueError(f"{key}: expected a positive value, found {value}")
+        cyc: int | str = cycle if cycle == "last" else int(cycle)
+        opts = KineticsOptions(n_electrons=n, concentration_mol_cm3=conc_mol_cm3,
+                               temperature_K=temperature_K, cycle=cyc,
+                               linearity_tolerance=tolerance)
+        res = analyse_cells(read_cv(files, format=file_format),  # type: ignore[arg-type]
+                            area_cm2, opts)
+    except (ValueError, OSError) as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from None
+    rates = res["scan_rate"].values
+
+    def num(x: object) -> float | None:
+        v = float(x)  # type: ignore[arg-type]
+        return v if np.isfinite(v) else None
+
+    rows = [{"file": str(res["source_file"].values[k]), "scan_rate_V_s": float(rates[k]),
+             "anodic_peak_current_A": num(res["anodic_peak_current_A"].values[k]),
+             "anodic_peak_potential_V": num(res["anodic_peak_potential_V"].values[k]),
+             "cathodic_peak_current_A": num(res["cathodic_peak_current_A"].values[k]),
+             "cathodic_peak_potential_V": num(res["cathodic_peak_potential_V"].values[k]),
+             "delta_ep_V": num(res["delta_ep_V"].values[k]),
+             "in_linear_range": bool(res["in_linear_range"].values[k])}
+            for k in range(rates.size)]
+    summary = {"slope_A_sqrt_s_per_V": num(res["cell_slope"]),
+               "slope_stderr": num(res["cell_slope_stderr"]),
+               "diffusion_cm2_s": num(res["cell_diffusion_cm2_s"]),
+               "diffusion_stderr_cm2_s": num(res["cell_diffusion_stderr_cm2_s"]),
+               "r2": num(res["cell_r2"]),
+               "max_linear_scan_rate_V_s": num(res["cell_max_linear_scan_rate_V_s"]),
+               "n_linear": int(res["cell_n_linear"]),
+               "randles_sevcik_applies": bool(res["cell_randles_sevcik_applies"]),
+               "reasons": list(res.attrs["reasons"])}
+    if as_json:
+        typer.echo(json.dumps({"scan_rates": rows, **summary}, indent=2))
+    else:
+        table = Table(title="CV peaks")
+        for col in ("v (mV/s)", "i_pa (µA)", "E_pa (V)", "i_pc (µA)", "E_pc (V)", "ΔEp (mV)",
+                    "linear", "file"):
+            table.add_column(col, justify="right")
+
+        def f(x: float | None, scale: float = 1.0, fmt: str = ".4g") -> str:
+            return "—" if x is None else format(x * scale, fmt)
+
+        for r in rows:
+            table.add_row(f(r["scan_rate_V_s"], 1e3), f(r["anodic_peak_current_A"], 1e6),
+                          f(r["anodic_peak_potential_V"], 1, ".4f"),
+                          f(r["cathodic_peak_current_A"], 1e6),
+                          f(r["cathodic_peak_potential_V"], 1, ".4f"),
+                          f(r["delta_ep_V"], 1e3, ".1f"), "yes" if r["in_linear_range"] else "no",
+                          Path(str(r["file"])).name)
+        console.print(table)
+        console.print(f"slope = {f(summary['slope_A_sqrt_s_per_V'])} ± "
+                      f"{f(summary['slope_stderr'], 1, '.2g')} A/√(V/s), R² = "
+                      f"{f(summary['r2'], 1, '.5f')}")
+        console.print(f"D = {f(summary['diffusion_cm2_s'])} ± "
+                      f"{f(summary['diffusion_stderr_cm2_s'], 1, '.2g')} cm²/s")
+        console.print(f"linear range: up to {f(summary['max_linear_scan_rate_V_s'], 1e3)} mV/s "
+                      f"({summary['n_linear']}/{len(rows)} scan rates)")
+        for reason in summary["reasons"]:
+            console.print(f"note: {reason}", markup=False)
+    if summary["diffusion_cm2_s"] is None:
+        err_console.print("Randles–Sevcik: D could not be computed (see the notes above)")
+        raise typer.Exit(code=1)
 
 
 def main() -> None:

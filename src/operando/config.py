@@ -264,6 +264,180 @@ class XrdSection(_Section):
     integration: IntegrationSection
 
 
+class PeakEntry(_Section):
+    """One reflection of a fit window."""
+
+    phase: str = Field(description="Name of the phase (one of peaks.phases[*].name).")
+    hkl: tuple[int, int, int] | None = Field(None, description="Miller indices; used for the "
+                                             "lattice refinement and to compute the position "
+                                             "from the phase's lattice when 'position' is absent.")
+    position: float | None = Field(None, gt=0, description="Nominal position in the window's "
+                                   "'unit' (d in Å or q in 1/Å); from hkl and the phase's "
+                                   "lattice when absent.")
+    name: str | None = Field(None, description="Peak name; default '<phase>_<hkl>'.")
+    intensity: float = Field(1.0, gt=0, description="Integrated intensity (2θ area) of this "
+                             "reflection for a phase fraction of 1, on a scale common to all "
+                             "phases: turns areas into phase fractions.")
+    satellite_of: str | None = Field(None, description="Name of a main peak of the same phase "
+                                     "in this window: this peak's area is fixed at 'ratio' × "
+                                     "that peak's, its width is shared and its centre moves "
+                                     "with it (overlapping or weak reflections).")
+    ratio: float | None = Field(None, gt=0, description="Fixed area ratio to 'satellite_of'; "
+                                "default intensity / intensity of that peak.")
+
+
+class PeakWindow(_Section):
+    """A radial window fitted as one model: its peaks plus a polynomial background."""
+
+    name: str = Field(description="Window name (used in peaks.nc).")
+    unit: Literal["d_A", "q_A^-1"] = Field("d_A", description="Unit of 'range' and of the "
+                                           "peak positions: d (Å) or q (1/Å), so the model "
+                                           "serves any wavelength.")
+    range: tuple[float, float] = Field(description="(min, max) of the fitted data in 'unit'.")
+    background_order: int = Field(1, ge=0, le=3, description="Polynomial background order.")
+    peaks: list[PeakEntry] = Field(min_length=1, description="Reflections in (and just "
+                                   "outside) the window; tails of neighbours count.")
+
+    @field_validator("range")
+    @classmethod
+    def _ordered(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < v[0] < v[1]:
+            raise ValueError(f"expected (min, max) with 0 < min < max, found {list(v)}")
+        return v
+
+
+class PeakPhase(_Section):
+    """A crystalline phase: lattice for positions, Vegard end members and lattice refinement."""
+
+    name: str = Field(description="Phase name, e.g. 'LiFePO4'.")
+    system: Literal["cubic", "hexagonal", "rhombohedral", "orthorhombic"] = Field(
+        "orthorhombic", description="Crystal system of the lattice refinement (rhombohedral "
+        "in hexagonal axes).")
+    a_A: float = Field(gt=0, description="Reference lattice parameter a (Å).")
+    b_A: float | None = Field(None, gt=0, description="b (Å); orthorhombic only.")
+    c_A: float | None = Field(None, gt=0, description="c (Å); hexagonal/rhombohedral and "
+                              "orthorhombic.")
+    x_li: float | None = Field(None, description="Li content of this phase as a Vegard end "
+                               "member (e.g. 1 for LiFePO4, 0 for FePO4).")
+    scale: float = Field(1.0, gt=0, description="Per-phase scale factor of the reference "
+                         "intensities (phase fraction ∝ area / (scale × intensity)).")
+    max_shift: float | None = Field(None, gt=0, lt=0.2, description="Largest relative shift "
+                                    "Δd/d of its peaks from nominal; default peaks.max_shift.")
+
+    @model_validator(mode="after")
+    def _axes(self) -> PeakPhase:
+        need = {"cubic": (), "hexagonal": ("c_A",), "rhombohedral": ("c_A",),
+                "orthorhombic": ("b_A", "c_A")}[self.system]
+        for key in need:
+            if getattr(self, key) is None:
+                raise ValueError(f"system {self.system!r} expects '{key}', found none")
+        return self
+
+
+class VegardSection(_Section):
+    """Li content by Vegard's law between two end-member phases."""
+
+    lithiated: str = Field(description="Phase name of the lithiated end member (its x_li, "
+                           "default 1).")
+    delithiated: str = Field(description="Phase name of the delithiated end member (its "
+                             "x_li, default 0).")
+    quantity: Literal["volume", "a", "b", "c"] = Field("volume", description="Lattice quantity "
+                                                       "interpolated linearly in x.")
+
+
+class IntermediatePhaseSection(_Section):
+    """Per-frame test for an intermediate phase: model with it vs without it."""
+
+    phase: str = Field(description="Phase name of the intermediate (its peaks are only in the "
+                       "larger model).")
+    criterion: Literal["bic", "aic"] = Field("bic", description="Information criterion.")
+    threshold: float = Field(10.0, ge=0, description="Flag when Δ(criterion) < −threshold.")
+    min_fraction: float = Field(0.02, ge=0, lt=1, description="...and the intermediate's "
+                                "fraction is at least this.")
+
+
+class ScherrerSection(_Section):
+    """Crystallite size from peak widths."""
+
+    enabled: bool = Field(False, description="Write Scherrer sizes to peaks.nc.")
+    k: float = Field(0.9, gt=0, description="Scherrer constant K.")
+    instrument_fwhm_deg: float = Field(0.0, ge=0, description="Instrumental FWHM (2θ deg), "
+                                       "removed in quadrature.")
+
+
+class PeaksSection(_Section):
+    """Peak fitting of the integrated XRD patterns and phase analysis (peaks.nc)."""
+
+    method: Literal["batch", "lmfit"] = Field("batch", description="'batch': vectorised "
+                                              "Levenberg–Marquardt over a chunk of frames; "
+                                              "'lmfit': sequential per-frame lmfit reference.")
+    chunk_frames: int = Field(200, gt=0, description="Frames per work unit.")
+    profile: Literal["gaussian", "lorentzian", "pseudo_voigt", "split_pseudo_voigt"] = Field(
+        "pseudo_voigt", description="Peak profile (split_pseudo_voigt: asymmetric).")
+    eta: float | None = Field(None, ge=0, le=1, description="Fixed pseudo-Voigt Lorentzian "
+                              "fraction; free (one per window) when absent.")
+    shared_width: bool = Field(True, description="One FWHM per phase per window.")
+    fwhm_guess_q: float = Field(0.025, gt=0, description="Starting FWHM in q (1/Å).")
+    fwhm_min_q: float = Field(0.002, gt=0, description="Lower bound of the FWHM in q (1/Å).")
+    fwhm_max_q: float = Field(0.25, gt=0, description="Upper bound of the FWHM in q (1/Å).")
+    max_shift: float = Field(0.01, gt=0, lt=0.2, description="Largest relative shift Δd/d of a "
+                             "peak centre from nominal.")
+    snr_threshold: float = Field(3.0, ge=0, description="A peak with area/σ(area) below this "
+                                 "is not carried forward, nor used for lattice parameters.")
+    max_iter: int = Field(200, gt=0, description="Iterations of the batch Levenberg–Marquardt.")
+    follow_peaks: bool = Field(True, description="Windows follow the drift of their peaks.")
+    joint_windows: bool = Field(False, description="Fit all windows of a frame as one model "
+                                "(per-window backgrounds and peak centres): one intensity "
+                                "scale per phase with the peaks' areas fixed at their "
+                                "'intensity' ratios, and one FWHM in q per phase (η shared). "
+                                "Phase fractions then follow from the scales; needs correct "
+                                "relative intensities.")
+    phases: list[PeakPhase] = Field(min_length=1, description="Phases of the peaks.")
+    windows: list[PeakWindow] = Field(min_length=1, description="Fit windows.")
+    vegard: VegardSection | None = Field(None, description="Li content by Vegard's law.")
+    intermediate: IntermediatePhaseSection | None = Field(None, description="Intermediate-"
+                                                          "phase detection.")
+    scherrer: ScherrerSection | None = Field(None, description="Scherrer sizes.")
+
+    @model_validator(mode="after")
+    def _references(self) -> PeaksSection:
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names):
+            raise ValueError(f"phases: expected unique names, found {names}")
+        if not self.fwhm_min_q < self.fwhm_guess_q < self.fwhm_max_q:
+            raise ValueError("fwhm_guess_q: expected fwhm_min_q < fwhm_guess_q < fwhm_max_q, "
+                             f"found {self.fwhm_min_q}, {self.fwhm_guess_q}, {self.fwhm_max_q}")
+        for i, w in enumerate(self.windows):
+            for j, p in enumerate(w.peaks):
+                key = f"windows[{i}].peaks[{j}]"
+                if p.phase not in names:
+                    raise ValueError(f"{key}.phase: expected one of {names}, found {p.phase!r}")
+                if p.position is None and p.hkl is None:
+                    raise ValueError(f"{key}: expected 'position' or 'hkl', found neither")
+            pnames = [p.name or f"{p.phase}_{''.join(map(str, p.hkl or ()))}" for p in w.peaks]
+            dup = sorted({n for n in pnames if pnames.count(n) > 1})
+            if dup:
+                raise ValueError(f"windows[{i}].peaks: expected unique peak names in window "
+                                 f"{w.name!r}, found {dup} more than once")
+            for j, p in enumerate(w.peaks):
+                if p.satellite_of is None:
+                    continue
+                key = f"windows[{i}].peaks[{j}].satellite_of"
+                if p.satellite_of not in pnames:
+                    raise ValueError(f"{key}: expected a peak name of window {w.name!r} "
+                                     f"({', '.join(pnames)}), found {p.satellite_of!r}")
+                ref = w.peaks[pnames.index(p.satellite_of)]
+                if ref.phase != p.phase or ref.satellite_of is not None:
+                    raise ValueError(f"{key}: expected a main peak of phase {p.phase!r}, found "
+                                     f"{p.satellite_of!r}")
+        for key, val in (("vegard.lithiated", self.vegard and self.vegard.lithiated),
+                         ("vegard.delithiated", self.vegard and self.vegard.delithiated),
+                         ("intermediate.phase", self.intermediate and self.intermediate.phase)):
+            if val and val not in names:
+                raise ValueError(f"{key}: expected one of {names}, found {val!r}")
+        return self
+
+
 class XanesStandard(_Section):
     name: str
     file: InputPath
@@ -291,7 +465,41 @@ class XanesSection(_Section):
     standards: list[XanesStandard] = Field(default_factory=list)
     fit_range_eV: tuple[float, float] = Field((-20.0, 60.0), description="LCF window relative "
                                               "to E0 (eV).")
-    sum_to_one: bool = True
+    sum_to_one: bool = Field(True, description="LCF weights sum to 1 (false: free sum).")
+    nonneg: bool = Field(True, description="LCF weights >= 0.")
+    e0_method: Literal["derivative", "half_step"] = Field(
+        "derivative", description="E0: maximum of dmu/dE (Larch find_e0) or the energy where "
+        "the normalised mu crosses 0.5 (half edge step).")
+    pre_edge_eV: tuple[float, float] | None = Field(
+        None, description="Pre-edge line range relative to E0 (eV), e.g. [-150, -30]; null: "
+        "Larch defaults (first point rounded to 5 eV .. half of it).")
+    norm_range_eV: tuple[float, float] | None = Field(
+        None, description="Post-edge polynomial range relative to E0 (eV), e.g. [25, 150]; "
+        "null: Larch defaults (min(25, norm2/15) .. last point).")
+    norm_order: int | None = Field(
+        None, ge=0, le=3, description="Post-edge polynomial order (0-3); null: Larch rule (2 "
+        "if the range spans >= 300 eV, 1 if >= 30 eV, else 0).")
+    lcf_array: Literal["flat", "norm"] = Field(
+        "flat", description="Spectrum fitted by LCF: flattened (Athena's default) or normalised.")
+    align_mode: Literal["reference_e0", "reference_scan", "none"] = Field(
+        "reference_e0", description="Energy alignment on the reference foil (iref_path): to "
+        "reference_e0_eV, to one scan's foil (reference_scan), or none.")
+    reference_scan: int = Field(
+        1, ge=1, description="Scan number (entry '<n>.1') whose foil is the reference for "
+        "align_mode: reference_scan.")
+    align_window_eV: tuple[float, float] = Field(
+        (-15.0, 35.0), description="Foil matching window relative to the foil E0 (eV).")
+    fit_shifts: bool = Field(
+        False, description="Fit one energy shift per standard (common to the run) in the LCF.")
+    max_shift_eV: float = Field(3.0, gt=0, description="Bound on each standard's shift (eV).")
+    max_components: int | None = Field(
+        None, ge=1, description="Also try every subset of up to this many standards and rank "
+        "them by reduced chi-square (Larch fit-all); null: off.")
+    faraday_component: str | None = Field(
+        "FePO4", description="Standard whose fraction the Faraday-expected fraction (echem "
+        "faraday_fraction: the delithiated end member) predicts; null: no comparison.")
+    max_lag_s: float = Field(600.0, gt=0, description="Lag search range +/- (s) of the "
+                             "XANES-vs-Faraday comparison.")
 
     @model_validator(mode="after")
     def _channels(self) -> XanesSection:
@@ -299,6 +507,28 @@ class XanesSection(_Section):
         if need is None:
             key = "it_path" if self.mode == "transmission" else "if_path"
             raise ValueError(f"mode {self.mode!r} expects '{key}', found none")
+        if self.align_mode == "reference_e0" and self.iref_path is not None \
+                and self.reference_e0_eV is None:
+            raise ValueError("align_mode 'reference_e0' expects 'reference_e0_eV' (the foil's "
+                             "tabulated edge), found none; or set align_mode: none")
+        if self.align_mode != "none" and self.it_path is None:
+            raise ValueError(f"align_mode {self.align_mode!r} expects 'it_path' (the foil's "
+                             "mu = ln(It/Iref) needs It), found none; or set align_mode: none")
+        if self.align_mode != "none" and self.iref_path is None:
+            raise ValueError(f"align_mode {self.align_mode!r} expects 'iref_path' (the "
+                             "reference-foil channel), found none; or set align_mode: none")
+        names = [s.name for s in self.standards]
+        if len(set(names)) != len(names):
+            raise ValueError(f"'standards' names must be unique, found {names}")
+        if self.faraday_component is not None and names \
+                and self.faraday_component not in names:
+            raise ValueError(f"'faraday_component' {self.faraday_component!r} is not a standard; "
+                             f"expected one of {names} or null")
+        for key in ("fit_range_eV", "align_window_eV", "pre_edge_eV", "norm_range_eV"):
+            rng = getattr(self, key)
+            if rng is not None and not rng[0] < rng[1]:
+                raise ValueError(f"'{key}' expects [low, high] with low < high, found "
+                                 f"{list(rng)}")
         return self
 
 
@@ -322,18 +552,65 @@ class ConfocalSection(_Section):
 class KineticsSection(_Section):
     """Cyclic voltammetry at several scan rates, Randles–Sevcik analysis."""
 
-    cv_files: list[InputPath] = Field(default_factory=list)
-    cv_format: Literal["auto", "nova", "biologic-mpt", "biologic-mpr", "csv"] = "auto"
-    map_file: InputPath | None = None
-    n_electrons: int = Field(1, gt=0)
-    area_cm2: float | None = Field(None, gt=0, description="Electrode area for the cell CVs.")
-    concentration_mol_cm3: float = Field(gt=0)
-    temperature_K: float = Field(298.15, gt=0)
+    cv_files: list[InputPath] = Field(
+        default_factory=list, description="Cell CV files: one per scan rate, or files holding "
+        "several rates (NOVA text, EC-Lab .mpt/.mpr, CSV).")
+    cv_format: Literal["auto", "nova", "biologic-mpt", "biologic-mpr", "csv"] = Field(
+        "auto", description="Format of cv_files; auto detects each file.")
+    map_file: InputPath | None = Field(
+        None, description="SECCM map HDF5 (pixels x scan rates x samples).")
+    n_electrons: int = Field(1, gt=0, description="Electrons transferred per formula unit (n).")
+    area_cm2: float | None = Field(None, gt=0, description="Electrode area for the cell CVs "
+                                   "(cm²).")
+    map_area_cm2: float | None = Field(
+        None, gt=0, description="Pixel (droplet) area of the map (cm²); null: the file's "
+        "pixel_area_cm2.")
+    concentration_mol_cm3: float = Field(gt=0, description="Bulk concentration of the "
+                                         "diffusing species C (mol cm⁻³).")
+    temperature_K: float = Field(298.15, gt=0, description="Temperature T (K).")
+    cycle: int | Literal["last"] = Field(
+        1, description="Cycle of each CV whose sweeps are analysed (file numbering, 1-based; "
+        "'last': the last cycle).")
+    fit_peak: Literal["anodic", "cathodic"] = Field(
+        "anodic", description="Which peak current goes into the i_p-√v fit.")
+    background: Literal["none", "linear", "capacitive"] = Field(
+        "linear", description="Background under the peak: linear baseline or mean "
+        "(capacitive C_dl·v) current of the pre-peak window, or none.")
+    baseline_window_V: tuple[float, float] | None = Field(
+        None, description="Pre-peak potential window [V, V] for the background; null: the "
+        "first baseline_fraction of each sweep.")
+    baseline_fraction: float = Field(
+        0.2, gt=0, lt=1, description="Fraction of the sweep's span used as the pre-peak "
+        "window when baseline_window_V is null.")
+    anodic_window_V: tuple[float, float] | None = Field(
+        None, description="Potential window [V, V] searched for the anodic peak; null: the "
+        "sweep after the baseline window.")
+    cathodic_window_V: tuple[float, float] | None = Field(
+        None, description="Potential window [V, V] searched for the cathodic peak.")
+    peak_fit_half_width_V: float = Field(
+        0.03, gt=0, description="Half-width (V) of the quartic fit around each peak.")
+    min_peak_snr: float = Field(
+        5.0, gt=0, description="A peak must exceed this many noise σ of the baseline window.")
+    scan_rate_tolerance: float = Field(
+        0.05, gt=0, lt=1, description="Relative agreement expected between a recorded scan "
+        "rate and dE/dt (and between sweeps of one rate).")
     linearity_tolerance: float = Field(
         0.01, gt=0, lt=1, description="Relative deviation from the i_p ∝ √v line that ends the "
         "linear range (the quasi-reversible fall-off is gradual: ~1 % at the Matsuda–Ayabe "
         "boundary Λ = 15)."
     )
+    linearity_sigma: float = Field(
+        3.0, ge=0, description="A deviation must exceed linearity_tolerance by this many "
+        "standard errors to end the linear range.")
+    fit_intercept: bool = Field(
+        False, description="Fit i_p = a√v + b instead of the Randles–Sevcik line through 0.")
+    min_r2: float = Field(0.98, ge=0, le=1, description="R² below which a fit is flagged.")
+    max_peak_shift_V_per_decade: float = Field(
+        0.015, gt=0, description="Largest drift of the peak potential per decade of scan rate "
+        "accepted as reversible (V); beyond it Randles–Sevcik is flagged as not applying.")
+    max_delta_ep_V: float | None = Field(
+        None, gt=0, description="Largest peak separation ΔEp (V) accepted as reversible; "
+        "null: not checked (reversible: 2.218 RT/nF = 57 mV / n).")
 
     @model_validator(mode="after")
     def _some_input(self) -> KineticsSection:
@@ -341,6 +618,12 @@ class KineticsSection(_Section):
             raise ValueError("expected 'cv_files' or 'map_file', found neither")
         if self.cv_files and self.area_cm2 is None:
             raise ValueError("'cv_files' expects 'area_cm2' (electrode area), found none")
+        if isinstance(self.cycle, int) and self.cycle < 1:
+            raise ValueError(f"'cycle' expects a cycle number >= 1 or 'last', found {self.cycle}")
+        for key in ("baseline_window_V", "anodic_window_V", "cathodic_window_V"):
+            w = getattr(self, key)
+            if w is not None and not w[0] < w[1]:
+                raise ValueError(f"'{key}' expects [low, high] with low < high, found {list(w)}")
         return self
 
 
@@ -353,6 +636,7 @@ class RunConfig(_Section):
     echem: EchemSection | None = None
     sync: SyncSection | None = None
     xrd: XrdSection | None = None
+    peaks: PeaksSection | None = None
     xanes: XanesSection | None = None
     confocal: ConfocalSection | None = None
     kinetics: KineticsSection | None = None
@@ -366,6 +650,8 @@ class RunConfig(_Section):
                 f"sync.reference_stream is {self.sync.reference_stream!r}, but that section is "
                 "absent"
             )
+        if self.peaks is not None and self.xrd is None:
+            raise ValueError("'peaks' expects an 'xrd' section (the patterns it fits), found none")
         return self
 
     @property

@@ -56,6 +56,21 @@ def product_path(product_dir: str | Path, name: str,
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 
+def read_product(path: str | Path) -> xr.Dataset:
+    """A product written by :func:`write_product`, loaded into memory (NetCDF4 through
+    h5netcdf, or a ``.zarr`` folder); a missing or unreadable file names the path."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: expected an operando product, found no such file")
+    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+    try:
+        with xr.open_dataset(path, engine=engine) as ds:
+            return ds.load()
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: expected an operando product ({engine}), could not read "
+                         f"it: {exc}") from exc
+
+
 def file_sha256(path: str | Path, *, block_bytes: int = 1 << 22) -> str:
     """SHA-256 hex digest of a file, streamed in 4 MiB blocks.
 

@@ -123,6 +123,62 @@ def _integration(files: dict[str, str], npt: int) -> dict[str, Any]:
             "polarization_factor": POLARIZATION_FACTOR, "correct_solid_angle": True}
 
 
+#: q ranges (1/Å) of the peak-fit windows: the (200), (020), (301) and (311) groups, where
+#: LiFePO4, the intermediate and FePO4 reflections resolve best at 60 keV.
+PEAK_WINDOWS_Q = {"w200": (1.15, 1.34), "w020": (2.03, 2.215), "w301": (2.225, 2.36),
+                  "w311": (2.445, 2.625)}
+
+
+def peaks_section(wavelength_A: float, *, margin_q: float = 0.1,
+                  min_intensity: float = 0.2) -> dict[str, Any]:
+    """The ``peaks`` config of a simulated LiFePO4 run, from the simulator's structures.
+
+    Each window holds every reflection with ``intensity_common`` ≥ ``min_intensity`` within
+    its q range ± ``margin_q`` (tails of neighbours count); the strongest of a phase inside
+    the range is its main peak, the others its satellites (area ratio from the structure).
+    """
+    from operando.simulate.diffraction import LATTICE_A, LI_OCCUPANCY_INTERMEDIATE, PHASES
+    from operando.simulate.diffraction import reflection_table as _table
+
+    x_li = {"LiFePO4": 1.0, "FePO4": 0.0, "LixFePO4": LI_OCCUPANCY_INTERMEDIATE}
+    windows = []
+    for wname, (q0, q1) in PEAK_WINDOWS_Q.items():
+        peaks = []
+        for ph in ("LiFePO4", "LixFePO4", "FePO4"):
+            refl = [r for r in _table(PHASES[ph], wavelength_A, None)
+                    if q0 - margin_q < 2 * np.pi / r["d_A"] < q1 + margin_q
+                    and r["intensity_common"] >= min_intensity]
+            core = [r for r in refl if q0 < 2 * np.pi / r["d_A"] < q1]
+            if not core:
+                continue
+            main = max(core, key=lambda r: r["intensity_common"])
+            main_name = f"{ph}_{''.join(map(str, main['hkl']))}"
+            for r in refl:
+                entry: dict[str, Any] = {"phase": ph, "hkl": list(r["hkl"]),
+                                         "intensity": round(float(r["intensity_common"]), 4)}
+                if r is not main:
+                    entry["satellite_of"] = main_name
+                peaks.append(entry)
+        windows.append({"name": wname, "unit": "q_A^-1", "range": [q0, q1],
+                        "background_order": 2, "peaks": peaks})
+    phases = []
+    for ph in ("LiFePO4", "FePO4", "LixFePO4"):
+        a, b, c = LATTICE_A[ph]
+        entry = {"name": ph, "system": "orthorhombic", "a_A": a, "b_A": b, "c_A": c,
+                 "x_li": round(float(x_li[ph]), 6)}
+        if ph == "LixFePO4":
+            entry["max_shift"] = 0.0015
+        phases.append(entry)
+    return {
+        "method": "batch", "chunk_frames": 100, "profile": "pseudo_voigt",
+        "snr_threshold": 3.0, "joint_windows": True, "max_iter": 1000, "phases": phases,
+        "windows": windows,
+        "vegard": {"lithiated": "LiFePO4", "delithiated": "FePO4", "quantity": "volume"},
+        "intermediate": {"phase": "LixFePO4", "criterion": "bic", "threshold": 10.0,
+                         "min_fraction": 0.02},
+    }
+
+
 def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> dict[str, Any]:
     """The run config (relative paths) that reduces this simulated run."""
     spec = ctx.preset.echem
@@ -161,6 +217,7 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "monitor_path": nexus.MONITOR_DATA_PATH,
             "integration": _integration(f["xrd"], npt=1500),
         }
+        cfg["peaks"] = peaks_section(float(res.truth["xrd"]["wavelength_A"]))
     if "xanes" in f:
         t = res.truth["xanes"]
         paths = t["paths"]
@@ -177,6 +234,12 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "standards": [{"name": role.removeprefix("standard_"), "file": rel}
                           for role, rel in sorted(f["xanes"].items())
                           if role.startswith("standard_")],
+            "e0_method": "derivative",
+            "align_mode": "reference_e0",
+            "fit_range_eV": [-20.0, 60.0],
+            "sum_to_one": True,
+            "lcf_array": "flat",
+            "faraday_component": "FePO4",
         }
     if "confocal" in f:
         t = res.truth["confocal"]
@@ -204,6 +267,9 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "area_cm2": t["area_cm2"],
             "concentration_mol_cm3": t["concentration_mol_cm3"],
             "temperature_K": t["temperature_K"],
+            "cycle": 1,
+            "background": "linear",
+            "linearity_tolerance": 0.01,
         }
     return cfg
 
@@ -309,4 +375,4 @@ def load_truth(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-__all__ = ["STREAMS", "BeamtimeResult", "load_truth", "simulate_beamtime"]
+__all__ = ["STREAMS", "BeamtimeResult", "load_truth", "peaks_section", "simulate_beamtime"]

@@ -1,0 +1,51 @@
+"""What a stream's reduction step hands to the reduce flow: one product, ready to write.
+
+Each stream module (``pipelines/peaks.py``, ``pipelines/xanes.py``,
+``pipelines/kinetics.py``) builds a :class:`StreamProduct` from the config, the
+electrochemistry and the clock; :mod:`pipelines.reduce` writes it with
+:func:`operando.io.products.write_product` and saves its figures under ``report/``.
+Keeping the builders free of Prefect lets the CLI, the flow and a notebook call the same
+code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+
+#: ``progress(stream, done, total)``: called as work units finish.
+ProgressCallback = Callable[[str, int, int], None]
+
+#: ``map_units(fn, [args, ...])`` runs ``fn(*args)`` for every work unit and yields the
+#: results in order. The flow passes one that keeps one unit in flight per Dask worker;
+#: :func:`map_here` runs them one after another in this process.
+UnitMapper = Callable[[Callable[..., Any], Iterable[tuple[Any, ...]]], Iterator[Any]]
+
+
+def map_here(fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+    """The default :data:`UnitMapper`: the work units one after another, here."""
+    for args in arg_list:
+        yield fn(*args)
+
+
+@dataclass
+class StreamProduct:
+    """One product of a stream, not yet written.
+
+    ``name``: the product name (``peaks`` → ``peaks.nc``); ``dataset``: CF-complete
+    (``units``/``long_name`` on every variable); ``attrs``: extra dataset attributes
+    (clock, options); ``inputs``: files it was made from (for provenance, with checksums);
+    ``figures``: report file name (``peaks.png``) → matplotlib Figure; ``notes``: lines
+    for the log (skipped items, QC summary).
+    """
+
+    name: str
+    dataset: xr.Dataset
+    attrs: dict[str, Any] = field(default_factory=dict)
+    inputs: list[Path] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
