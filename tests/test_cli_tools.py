@@ -73,3 +73,24 @@ def test_echem_command_bad_timezone(shared_data: Path, tmp_path: Path) -> None:
     mpt = shared_data / "echem" / "cv.mpt"
     proc = _run("echem", str(mpt), "--tz", "Mars/Olympus", cwd=tmp_path)
     assert proc.returncode == 1 and "Mars/Olympus" in proc.stderr
+
+
+def test_lcf_takes_several_standards_after_one_option(shared_data: Path) -> None:
+    """`operando lcf SPEC... --standards STD1 STD2` (the issue's syntax): both are standards,
+    not one standard and an extra spectrum."""
+    import json as _json
+
+    import pytest
+    from typer.testing import CliRunner
+
+    from operando.cli import app, expand_multi_value_options
+
+    lib = shared_data / "xanes" / "FeLibNov2021.nor"
+    argv = ["lcf", f"{lib}:Magnetite", "--standards", f"{lib}:LiFe(II)PO4",
+            f"{lib}:Fe(III)PO4", f"{lib}:Hematite_NP", "--json"]
+    assert expand_multi_value_options(argv).count("--standards") == 3
+    res = CliRunner().invoke(app, expand_multi_value_options(argv))
+    assert res.exit_code == 0, res.output
+    fits = _json.loads(res.output)["fits"]
+    assert len(fits) == 1 and len(fits[0]["weights"]) == 3
+    assert fits[0]["sum"] == pytest.approx(1.0, abs=1e-6)

@@ -402,8 +402,8 @@ def lcf(
         help="Spectra to fit: FILE:COLUMN (Athena .nor / XDI multicolumn; COLUMN a label or "
         "1-based index) or a two-column FILE (energy, mu).")],
     standards: Annotated[list[str], typer.Option(
-        "--standards", help="Standards, FILE:COLUMN or two-column FILE (repeat the option or "
-        "list several after it).")],
+        "--standards", help="Standards, FILE:COLUMN or two-column FILE: several after one "
+        "--standards (give the spectra before it), or the option repeated.")],
     emin: Annotated[float, typer.Option(
         help="Fit window start, eV RELATIVE TO E0 (the median derivative-maximum E0 of the "
         "spectra) unless --absolute.")] = -20.0,
@@ -660,8 +660,34 @@ def kinetics(
         raise typer.Exit(code=1)
 
 
+def expand_multi_value_options(argv: list[str],
+                               options: tuple[str, ...] = ("--standards", "--only")
+                               ) -> list[str]:
+    """``lcf A B --standards S1 S2 --json`` → ``... --standards S1 --standards S2 --json``
+    (and ``reduce CONFIG --only xrd peaks`` likewise).
+
+    Typer (click) options take one value each; the issue's syntax, and what a user types,
+    lists several after one ``--standards``. Without this the extra standards would be
+    taken as spectra, silently. Values run until the next token starting with ``--``.
+    """
+    out: list[str] = []
+    current: str | None = None
+    for tok in argv:
+        if tok in options:
+            current = tok
+            continue
+        if tok.startswith("--"):
+            current = None
+        elif current is not None:
+            out.append(current)
+        out.append(tok)
+    return out
+
+
 def main() -> None:
-    app()
+    import sys
+
+    app(args=expand_multi_value_options(sys.argv[1:]))
 
 
 if __name__ == "__main__":
