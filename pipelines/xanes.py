@@ -1,5 +1,9 @@
 """XANES step of the reduce flow: scan files → ``xanes.nc`` (+ ``report/xanes.png``).
 
+Scans come from Bliss-like HDF5 files (``xanes.format: hdf5``, the ``*_path`` keys) or
+from one text file per scan (``xanes.format: text``, the ``*_column`` keys; SOLEIL ROCK,
+XDI, Athena, two-column); both give per scan an energy axis, μ (as given or from the
+counts), the foil μ when configured, and the exposure window in UTC epoch seconds.
 Reads the scans and standards named by the config (``operando.io``), reduces them with
 :func:`operando.xanes.series.reduce_scans` (normalise, align, batched LCF), adds the
 exposure-averaged electrochemistry and the XANES-vs-Faraday diagnostics when the echem
@@ -9,6 +13,7 @@ here: the flow, the CLI and a notebook call the same function.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +24,15 @@ from operando.echem.attach import exposure_average
 from operando.echem.sync import ClockModel
 from operando.io.xas_hdf5 import XasChannels, read_xas_channels
 from operando.io.xas_text import select_column
+from operando.io.xas_text_series import read_xas_text_scans
 from operando.report.xanes import xanes_figure
 from operando.xanes.diagnostics import compare_faraday, isosbestic_points
 from operando.xanes.product import xanes_dataset
 from operando.xanes.series import XanesOptions, counts_to_mu, reduce_scans
 from pipelines.stream import ProgressCallback, StreamProduct
 
-__all__ = ["build_xanes", "read_standards", "xanes_options"]
+__all__ = ["ScanSet", "build_xanes", "read_hdf5_scans", "read_standards", "read_text_scans",
+           "xanes_options"]
 
 STREAM = "xanes"
 
@@ -47,7 +54,82 @@ def xanes_options(sec: XanesSection, scan_numbers: list[int]) -> XanesOptions:
         fit_range_eV=sec.fit_range_eV, sum_to_one=sec.sum_to_one, nonneg=sec.nonneg,
         fit_shifts=sec.fit_shifts, max_shift_eV=sec.max_shift_eV,
         max_components=sec.max_components,
+        prenormalized=sec.normalized and sec.input_format == "text",
     )
+
+
+@dataclass
+class ScanSet:
+    """A run's scans, whatever the file format: per scan its name, energy (eV, recorded),
+    μ, foil μ (``foil`` None when no foil channel is configured), QC flag from the counts,
+    number, source (``file::/entry`` or the file), and exposure window (UTC epoch s);
+    ``files`` read."""
+
+    names: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+    energy: list[np.ndarray] = field(default_factory=list)
+    mu: list[np.ndarray] = field(default_factory=list)
+    foil: list[np.ndarray | None] | None = None
+    flag: list[int] = field(default_factory=list)
+    number: list[int] = field(default_factory=list)
+    start_epoch_s: list[float] = field(default_factory=list)
+    end_epoch_s: list[float] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def read_hdf5_scans(sec: XanesSection, files: list[Path],
+                    say: ProgressCallback) -> ScanSet:
+    """The scans of Bliss-like HDF5 files (the ``*_path`` keys), μ from the counts."""
+    scans: list[XasChannels] = []
+    for k, path in enumerate(files):
+        scans.extend(read_xas_channels(
+            path, scans=sec.scans, energy_path=sec.energy_path, i0_path=sec.i0_path,
+            it_path=sec.it_path, if_path=sec.if_path, iref_path=sec.iref_path,
+            epoch_path=sec.epoch_path, start_time_path=sec.start_time_path,
+            end_time_path=sec.end_time_path))
+        say(STREAM, k + 1, len(files) + 2)
+    mus = [counts_to_mu(s.i0, s.it, s.if_, s.iref, mode=sec.mode) for s in scans]
+    return ScanSet(
+        names=[s.source.split('::/')[-1] if len(files) == 1 else s.source for s in scans],
+        sources=[s.source for s in scans],
+        energy=[s.energy for s in scans], mu=[m[0] for m in mus],
+        foil=[m[1] for m in mus] if sec.iref_path else None, flag=[m[2] for m in mus],
+        number=[s.number for s in scans], start_epoch_s=[s.start_epoch_s for s in scans],
+        end_epoch_s=[s.end_epoch_s for s in scans], files=files)
+
+
+def read_text_scans(sec: XanesSection, files: list[Path], say: ProgressCallback) -> ScanSet:
+    """The scans of a text series, one file each (the ``*_column`` keys): μ as given
+    (``mu_column``, or the second of two columns) or from the counts (``i0_column``)."""
+    scans = read_xas_text_scans(
+        files, energy_column=sec.energy_column, mu_column=sec.mu_column,
+        i0_column=sec.i0_column, it_column=sec.it_column, if_column=sec.if_column,
+        iref_column=sec.iref_column, ref_column=sec.ref_column, timezone=sec.timezone,
+        scan_end=sec.scan_end, scan_duration_s=sec.scan_duration_s)
+    say(STREAM, len(files), len(files) + 2)
+    out = ScanSet(files=files)
+    use_foil = sec.ref_column is not None or sec.iref_column is not None
+    out.foil = [] if use_foil else None
+    for s in scans:
+        foil = s.ref_mu
+        if s.i0 is not None:
+            mu, foil_counts, flag = counts_to_mu(s.i0, s.it, s.if_, s.iref, mode=sec.mode)
+        else:
+            assert s.mu is not None
+            mu, foil_counts, flag = s.mu, None, 0
+            if s.it is not None and s.iref is not None:
+                foil_counts = counts_to_mu(s.it, s.iref)[0]  # ln(It/Iref)
+        if out.foil is not None:
+            out.foil.append(foil if foil is not None else foil_counts)
+        out.names.append(s.path.name)
+        out.sources.append(s.source)
+        out.energy.append(s.energy)
+        out.mu.append(mu)
+        out.flag.append(flag)
+        out.number.append(s.number)
+        out.start_epoch_s.append(s.start_epoch_s)
+        out.end_epoch_s.append(s.end_epoch_s)
+    return out
 
 
 def read_standards(sec: XanesSection) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
@@ -83,26 +165,18 @@ def build_xanes(
         raise ValueError("build_xanes: the config has no 'xanes' section")
     say = progress or (lambda _s, _d, _t: None)
     files = expand_inputs(list(sec.files))
-    scans: list[XasChannels] = []
-    for k, path in enumerate(files):
-        scans.extend(read_xas_channels(
-            path, scans=sec.scans, energy_path=sec.energy_path, i0_path=sec.i0_path,
-            it_path=sec.it_path, if_path=sec.if_path, iref_path=sec.iref_path,
-            epoch_path=sec.epoch_path, start_time_path=sec.start_time_path,
-            end_time_path=sec.end_time_path))
-        say(STREAM, k + 1, len(files) + 2)
+    text = sec.input_format == "text"
+    scans = (read_text_scans if text else read_hdf5_scans)(sec, files, say)
     standards, std_files = read_standards(sec)
-    mus = [counts_to_mu(s.i0, s.it, s.if_, s.iref, mode=sec.mode) for s in scans]
-    options = xanes_options(sec, [s.number for s in scans])
-    series = reduce_scans([s.energy for s in scans], [m[0] for m in mus],
-                          [m[1] for m in mus] if sec.iref_path else None, standards, options,
-                          qc_flag=[m[2] for m in mus])
+    options = xanes_options(sec, scans.number)
+    series = reduce_scans(scans.energy, scans.mu, scans.foil, standards, options,
+                          qc_flag=scans.flag)
     say(STREAM, len(files) + 1, len(files) + 2)
     notes = list(series.notes)
 
-    t0 = np.array([s.start_epoch_s for s in scans])
-    t1 = np.array([s.end_epoch_s for s in scans])
-    untimed = [s.source for s, a, b in zip(scans, t0, t1, strict=True)
+    t0 = np.asarray(scans.start_epoch_s, dtype=float)
+    t1 = np.asarray(scans.end_epoch_s, dtype=float)
+    untimed = [name for name, a, b in zip(scans.sources, t0, t1, strict=True)
                if not (np.isfinite(a) and np.isfinite(b))]
     if untimed:
         raise ValueError(
@@ -135,15 +209,14 @@ def build_xanes(
     elif comp and (echem is None or clock is None):
         notes.append("xanes: no echem or clock; fractions not compared with Faraday")
     ds = xanes_dataset(series, time_start_s=t0, time_end_s=t1,
-                       scan_names=[s.source.split('::/')[-1] if len(files) == 1 else s.source
-                                   for s in scans],
+                       scan_names=scans.names,
                        echem_coords=echem_coords, isosbestic=iso, faraday=faraday,
                        faraday_component=comp, time_is_potentiostat=clock is not None)
     attrs["xanes_qc_skipped"] = int((~good).sum())
     fig = xanes_figure(ds, title=f"{cfg.run.name}: XANES")
     say(STREAM, len(files) + 2, len(files) + 2)
     if series.lcf is not None and faraday is not None:
-        notes.append(f"xanes: {len(scans)} scans, lag {faraday.lag_s:.1f} ± "
+        notes.append(f"xanes: {len(scans.mu)} scans, lag {faraday.lag_s:.1f} ± "
                      f"{faraday.lag_stderr_s:.1f} s, slope {faraday.slope:.3f}")
     return StreamProduct(name="xanes", dataset=ds, attrs=attrs, inputs=files + std_files,
                          figures={"xanes.png": fig}, notes=notes)

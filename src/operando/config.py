@@ -448,6 +448,10 @@ class XanesSection(_Section):
     """XANES scans: normalisation, energy alignment, linear-combination fitting."""
 
     files: list[InputPath] = Field(min_length=1)
+    format: Literal["auto", "hdf5", "text"] = Field(
+        "auto", description="Scan files: 'hdf5' (Bliss-like, one entry '<n>.1' per scan; the "
+        "*_path keys), 'text' (one scan per file: XDI, Athena .nor/.xmu, SOLEIL ROCK, two-column; "
+        "the *_column keys); 'auto': by suffix (.h5 .hdf5 .hdf .nxs .nx5 .nx -> hdf5, else text).")
     scans: str = Field("*", description="Glob over scan entry names in the HDF5 file(s).")
     mode: Literal["transmission", "fluorescence"] = "transmission"
     energy_path: str = "measurement/energy"
@@ -458,6 +462,40 @@ class XanesSection(_Section):
     epoch_path: str | None = "measurement/epoch"
     start_time_path: str | None = "start_time"
     end_time_path: str | None = "end_time"
+    energy_column: str | None = Field(
+        None, description="Text: column of the energy axis (label or 1-based index); null: the "
+        "column named like energy, else column 1.")
+    mu_column: str | None = Field(
+        None, description="Text: column holding mu (or normalised mu, see 'normalized'), e.g. "
+        "'normalized' (ROCK) or 'mu'; null: computed from i0_column/it_column/if_column; a "
+        "two-column file needs neither.")
+    i0_column: str | None = Field(
+        None, description="Text: I0 column; mu = ln(I0/It) (transmission) or If/I0 "
+        "(fluorescence) with it_column / if_column.")
+    it_column: str | None = Field(None, description="Text: It column (transmission; and the "
+                                  "foil mu ln(It/Iref) with iref_column).")
+    if_column: str | None = Field(None, description="Text: If column (fluorescence).")
+    iref_column: str | None = Field(None, description="Text: Iref column; the reference-foil "
+                                    "mu = ln(It/Iref) for energy alignment.")
+    ref_column: str | None = Field(
+        None, description="Text: column holding the reference-foil mu itself (e.g. ROCK "
+        "'reference'), instead of it_column/iref_column, for energy alignment.")
+    normalized: bool = Field(
+        False, description="Text mu is already normalised (Athena .nor, ROCK 'normalized'): "
+        "kept as given (not re-normalised, not flattened; standards used as given too). E0 "
+        "is still found on it (half_step: where it crosses 0.5) and the edge step is still "
+        "measured with the Larch background fits (~1; a flat pre-edge is fine), as a check.")
+    timezone: Timezone | None = Field(
+        None, description="Text: IANA timezone of header start times without a UTC offset "
+        "(ROCK '#Time at start=' is Paris wall time: 'Europe/Paris'). Required for such "
+        "headers: a naive local time is never guessed.")
+    scan_end: Literal["header", "next_start", "duration"] = Field(
+        "header", description="Text: end of each scan's exposure. 'header': start + the "
+        "header's 'Time from start (seconds)' (ROCK) or XDI Scan.end_time; 'next_start': the "
+        "next scan's start (the last scan: the median interval); 'duration': start + "
+        "scan_duration_s.")
+    scan_duration_s: float | None = Field(
+        None, gt=0, description="Text: exposure of each scan (s) for scan_end: duration.")
     reference_e0_eV: float | None = Field(
         None, description="Tabulated edge of the reference foil (Fe: 7112.0 eV by Bearden; "
         "use the value your standards were calibrated to)."
@@ -501,8 +539,41 @@ class XanesSection(_Section):
     max_lag_s: float = Field(600.0, gt=0, description="Lag search range +/- (s) of the "
                              "XANES-vs-Faraday comparison.")
 
+    @property
+    def input_format(self) -> Literal["hdf5", "text"]:
+        """'hdf5' or 'text': ``format``, or for 'auto' the suffix of the files (all alike)."""
+        if self.format != "auto":
+            return self.format
+        kinds = {"hdf5" if Path(f).suffix.lower() in (".h5", ".hdf5", ".hdf", ".nxs", ".nx5",
+                                                     ".nx") else "text" for f in self.files}
+        if len(kinds) != 1:
+            raise ValueError(f"'format' auto: the files mix HDF5 and text suffixes "
+                             f"({[Path(f).name for f in self.files]}); expected one kind, or "
+                             "set format")
+        return "hdf5" if kinds == {"hdf5"} else "text"
+
     @model_validator(mode="after")
     def _channels(self) -> XanesSection:
+        if self.input_format == "text":
+            self._text_channels()
+        else:
+            self._hdf5_channels()
+        names = [s.name for s in self.standards]
+        if len(set(names)) != len(names):
+            raise ValueError(f"'standards' names must be unique, found {names}")
+        if self.faraday_component is not None and names \
+                and self.faraday_component not in names:
+            raise ValueError(f"'faraday_component' {self.faraday_component!r} is not a standard; "
+                             f"expected one of {names} or null")
+        for key in ("fit_range_eV", "align_window_eV", "pre_edge_eV", "norm_range_eV"):
+            rng = getattr(self, key)
+            if rng is not None and not rng[0] < rng[1]:
+                raise ValueError(f"'{key}' expects [low, high] with low < high, found "
+                                 f"{list(rng)}")
+        return self
+
+    def _hdf5_channels(self) -> None:
+        """The channel checks for HDF5 scans (the *_path keys)."""
         need = self.it_path if self.mode == "transmission" else self.if_path
         if need is None:
             key = "it_path" if self.mode == "transmission" else "if_path"
@@ -517,19 +588,38 @@ class XanesSection(_Section):
         if self.align_mode != "none" and self.iref_path is None:
             raise ValueError(f"align_mode {self.align_mode!r} expects 'iref_path' (the "
                              "reference-foil channel), found none; or set align_mode: none")
-        names = [s.name for s in self.standards]
-        if len(set(names)) != len(names):
-            raise ValueError(f"'standards' names must be unique, found {names}")
-        if self.faraday_component is not None and names \
-                and self.faraday_component not in names:
-            raise ValueError(f"'faraday_component' {self.faraday_component!r} is not a standard; "
-                             f"expected one of {names} or null")
-        for key in ("fit_range_eV", "align_window_eV", "pre_edge_eV", "norm_range_eV"):
-            rng = getattr(self, key)
-            if rng is not None and not rng[0] < rng[1]:
-                raise ValueError(f"'{key}' expects [low, high] with low < high, found "
-                                 f"{list(rng)}")
-        return self
+
+    def _text_channels(self) -> None:
+        """The checks of ``_channels`` for text scans (the *_column keys)."""
+        if self.mu_column is not None and self.i0_column is not None:
+            raise ValueError("'mu_column' and 'i0_column' are both set; expected one (mu as "
+                             "given, or mu computed from the counts)")
+        if self.i0_column is not None:
+            key = "it_column" if self.mode == "transmission" else "if_column"
+            if getattr(self, key) is None:
+                raise ValueError(f"'i0_column' with mode {self.mode!r} expects '{key}', found "
+                                 "none")
+        if self.normalized and self.i0_column is not None:
+            raise ValueError("'normalized': true expects mu as given ('mu_column'), found "
+                             "counts ('i0_column')")
+        if self.ref_column is not None and self.iref_column is not None:
+            raise ValueError("'ref_column' and 'iref_column' are both set; expected one")
+        if self.iref_column is not None and self.it_column is None:
+            raise ValueError("'iref_column' expects 'it_column' (foil mu = ln(It/Iref)), "
+                             "found none")
+        foil = self.ref_column is not None or self.iref_column is not None
+        if self.align_mode != "none" and not foil:
+            raise ValueError(f"align_mode {self.align_mode!r} expects a reference-foil column "
+                             "('ref_column', or 'iref_column' with 'it_column'), found none; "
+                             "or set align_mode: none")
+        if self.align_mode == "reference_e0" and self.reference_e0_eV is None:
+            raise ValueError("align_mode 'reference_e0' expects 'reference_e0_eV' (the foil's "
+                             "tabulated edge), found none; or set align_mode: none")
+        if self.scan_end == "duration" and self.scan_duration_s is None:
+            raise ValueError("scan_end 'duration' expects 'scan_duration_s', found none")
+        if self.scan_duration_s is not None and self.scan_end != "duration":
+            raise ValueError(f"'scan_duration_s' is set but scan_end is {self.scan_end!r}; set "
+                             "scan_end: duration, or remove scan_duration_s")
 
 
 class ConfocalSection(_Section):

@@ -11,8 +11,9 @@ from matplotlib.figure import Figure
 
 def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
     """Three panels: (a) XANES fraction ± 1σ of the Faraday component and the Faraday
-    expectation (no lag, and at the fitted lag) vs time; (b) residual; (c) normalised
-    spectra (up to 6, evenly spread) with the isosbestic energies marked."""
+    expectation (no lag, and at the fitted lag) vs time (without a fit: E0 vs time);
+    (b) residual; (c) normalised spectra (up to 6, evenly spread) with the isosbestic
+    energies marked."""
     fig = Figure(figsize=(10.0, 7.0), layout="constrained")
     axd = fig.subplot_mosaic([["f", "s"], ["r", "s"]], width_ratios=[3, 2],
                              height_ratios=[2, 1])
@@ -46,8 +47,14 @@ def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
     else:
         ax_r.set_axis_off()
         ax_f.set_xlabel("time (h)")
-    ax_f.set_ylabel("fraction")
-    ax_f.legend(fontsize=8)
+    if have_fit:
+        ax_f.set_ylabel("fraction")
+    elif "e0" in ds:  # no standards: the edge energy carries the story
+        method = ds.attrs.get("xanes_e0_method", "")
+        ax_f.plot(t, ds["e0"].values, "o", ms=3, label=f"E0 ({method})")
+        ax_f.set_ylabel("edge energy E0 (eV)")
+    if ax_f.get_legend_handles_labels()[0]:
+        ax_f.legend(fontsize=8)
     mu = np.asarray(ds["mu_norm"].values, dtype=float)
     en = np.asarray(ds["energy"].values, dtype=float)
     # aligned scans are NaN where their shifted range ends: any mostly-finite scan will do
@@ -62,7 +69,8 @@ def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
             ax_s.axvline(x, color="0.4", ls=":", lw=0.9)
     if "lcf_emin_eV" in ds.attrs:
         ax_s.set_xlim(float(ds.attrs["lcf_emin_eV"]) - 10, float(ds.attrs["lcf_emax_eV"]) + 10)
-    ax_s.set_xlabel("energy (eV, aligned)")
+    aligned = str(ds.attrs.get("align_mode", "none")) != "none"
+    ax_s.set_xlabel("energy (eV, aligned)" if aligned else "energy (eV)")
     ax_s.set_ylabel("normalised μ")
     ax_s.legend(fontsize=7)
     if title:

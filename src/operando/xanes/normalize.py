@@ -26,6 +26,15 @@ one to one (energies in eV, μ dimensionless):
   **flattened** ``flat = norm − (post − pre)/Δμ + (post − pre)(E_i0)/Δμ`` above E0, and
   ``norm`` below it (Larch ``flat``).
 
+**Already-normalised input** (``prenormalized=True``: Athena ``.nor``, SOLEIL ROCK
+``normalized`` columns): the backgrounds are still fitted exactly as above, so E0, the
+edge step (≈ 1; how far from 1 says how the file's normalisation differs from these
+ranges) and the QC flags are measured, but ``norm`` and ``flat`` are μ as given — neither
+re-normalised nor flattened — and the half-step E0 is where the given μ crosses ½.
+Re-normalising such data with other ranges would rescale them by a few per cent and move
+the half-step E0 (0.4 eV on the LiNiO2 ROCK series). A flat (all-zero) pre-edge fits a
+zero line and is not a failure.
+
 Short pre-edge ranges work (down to 1 point: a constant). A spectrum that is all zero,
 holds NaN/inf, is constant, or has no positive edge step gets a QC flag and a reason
 (:data:`QC_REASONS`) and NaN outputs; it never raises. The background fits are batched
@@ -302,6 +311,7 @@ def normalize(
     norm2: float | None = None,
     nnorm: int | None = None,
     qc_flag: np.ndarray | None = None,
+    prenormalized: bool = False,
 ) -> NormalizeResult:
     """Normalise spectra μ(E) on a shared energy grid (Larch ``pre_edge`` conventions).
 
@@ -310,6 +320,8 @@ def normalize(
     ``norm1``, ``norm2`` (eV relative to E0) and ``nnorm`` (0–3) default as in Larch (see
     the module docstring). ``qc_flag`` (n,) carries flags already raised by the caller
     (e.g. :data:`QC_SATURATED` from the counts); flagged spectra are skipped (NaN out).
+    ``prenormalized``: μ is already normalised; ``norm``/``flat`` are μ as given (see the
+    module docstring), the edge step and E0 are still measured.
     """
     e = np.asarray(energy, dtype=float)
     y = np.atleast_2d(np.asarray(mu, dtype=float))
@@ -403,6 +415,9 @@ def normalize(
     flat = norm - resid + resid[rows, ie0][:, None]
     below = np.arange(m)[None, :] < ie0[:, None]
     flat = np.where(below, norm, flat)
+    if prenormalized:
+        norm = y.copy()
+        flat = y.copy()
 
     if e0_method == "half_step":
         for i in np.flatnonzero(good):
@@ -427,5 +442,6 @@ def normalize(
         pre1=np.where(good, P1, np.nan), pre2=np.where(good, P2, np.nan),
         norm1=np.where(good, N1, np.nan), norm2=np.where(good, N2, np.nan),
         nnorm=np.where(good, NN, -1), e0_method=e0_method,
-        options={"pre1": pre1, "pre2": pre2, "norm1": norm1, "norm2": norm2, "nnorm": nnorm},
+        options={"pre1": pre1, "pre2": pre2, "norm1": norm1, "norm2": norm2, "nnorm": nnorm,
+                 "prenormalized": bool(prenormalized)},
     )

@@ -41,7 +41,8 @@ def xanes_dataset(
         "time": xr.Variable("time", 0.5 * (t0 + t1), {
             "units": "s", "long_name": f"scan mid-time ({clock})"}),
         "energy": xr.Variable("energy", series.energy, {
-            "units": "eV", "long_name": "photon energy, aligned to the reference foil"}),
+            "units": "eV", "long_name": "photon energy, aligned to the reference foil"
+            if series.align is not None else "photon energy (as recorded, not aligned)"}),
         "scan": xr.Variable("time", np.asarray(scan_names, dtype=str), {
             "units": "1", "long_name": "scan entry name"}),
     }
@@ -59,10 +60,13 @@ def xanes_dataset(
         coords["time_end"] = xr.Variable("time", t1, {"units": "s",
                                                       "long_name": f"scan end ({clock})"})
     nr = series.norm
+    given = bool(nr.options.get("prenormalized", False))
     data: dict[str, xr.Variable] = {
         "mu_norm": xr.Variable(("time", "energy"), series.mu_norm, {
             "units": "1", "long_name": "normalised absorption (edge step 1) on the aligned grid",
-            "normalisation": "Larch pre_edge conventions; one E0 and one set of ranges for "
+            "normalisation": "as given in the input files (already normalised); edge_step "
+                             "measured with Larch pre_edge conventions" if given else
+                             "Larch pre_edge conventions; one E0 and one set of ranges for "
                              "the series"}),
         "e0": xr.Variable("time", series.e0, {
             "units": "eV", "long_name": f"edge energy E0 ({nr.e0_method}), aligned axis"}),

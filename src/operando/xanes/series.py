@@ -12,6 +12,8 @@ Steps (all batched over scans; energies in eV):
 3. Alignment of the foils (:func:`operando.xanes.align.align_scans`): shift s_k per scan.
 4. Normalisation of each sample scan (:func:`operando.xanes.normalize.normalize`) on its
    own recorded axis; E0 reported on the aligned axis (E0 + s_k).
+   With ``prenormalized`` (text files already normalised) the spectra are used as given
+   and only E0, edge step and QC are measured (see :mod:`operando.xanes.normalize`).
 5. The normalised (or flattened) spectra are interpolated onto one common aligned grid
    (the recorded grid + median shift) and fitted together (:func:`operando.xanes.lcf.lcf`),
    window ``fit_range_eV`` relative to the median aligned E0.
@@ -114,6 +116,7 @@ class XanesOptions:
     max_shift_eV: float = 3.0
     max_components: int | None = None
     normalize_standards: bool = True
+    prenormalized: bool = False
 
 
 @dataclass
@@ -249,7 +252,8 @@ def reduce_scans(
     pre = options.pre_edge_eV or (None, None)
     post = options.norm_range_eV or (None, None)
     nr = normalize(egrid, Y, e0_method=options.e0_method, pre1=pre[0], pre2=pre[1],
-                   norm1=post[0], norm2=post[1], nnorm=options.norm_order, qc_flag=flag0)
+                   norm1=post[0], norm2=post[1], nnorm=options.norm_order, qc_flag=flag0,
+                   prenormalized=options.prenormalized)
     flag = nr.qc_flag.copy()
     good = flag == 0
     # the spectra fitted: every scan normalised at one E0 (the series median) with one set
@@ -262,7 +266,7 @@ def reduce_scans(
     if good.any():
         fixed = normalize(egrid, Y, e0=e0_fix, pre1=ranges["pre1"], pre2=ranges["pre2"],
                           norm1=ranges["norm1"], norm2=ranges["norm2"], nnorm=nn,
-                          qc_flag=flag)
+                          qc_flag=flag, prenormalized=options.prenormalized)
         flag |= fixed.qc_flag
 
     shift = np.zeros(n)
@@ -294,7 +298,10 @@ def reduce_scans(
     if standards and (flag == 0).any():
         e0_mid = float(np.nanmedian(e0[flag == 0]))
         steps = np.ones(len(standards))
-        if options.normalize_standards:
+        if options.prenormalized:
+            notes.append("xanes: spectra already normalised (used as given); standards used "
+                         "as given too")
+        elif options.normalize_standards:
             e0_std = e0_fix + float(np.nanmedian(shift[flag == 0]))
             standards, steps = _renormalise(standards, ranges, nn, e0_std, options, notes)
         emin, emax = e0_mid + options.fit_range_eV[0], e0_mid + options.fit_range_eV[1]
