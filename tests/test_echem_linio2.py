@@ -139,7 +139,7 @@ def test_read_xas_start_times_and_its_errors(spectra, synced, tmp_path: Path) ->
     cases = {
         "nostart.txt": (body.replace("#Time at start=", "#Started="), r"no '#Time at start="),
         "baddate.txt": (body.replace("2022-07-26 23:01:58.055", "26/07/22 23h"),
-                        r"expected a date.*'26/07/22 23h'"),
+                        r"expected an ISO-8601 date.*'26/07/22 23h'"),
         "gap.txt": (body.replace("2022-07-26 23:01:58.055", "2022-03-27 02:30:00"),
                     r"does not exist in Europe/Paris"),
     }

@@ -192,7 +192,7 @@ def test_naive_header_time_without_timezone_names_the_key(tmp_path: Path) -> Non
     p = _one_scan(tmp_path)
     cfg = load_config(_config(tmp_path, {"files": [str(p)], "mu_column": "mu"}))
     with pytest.raises(ValueError, match=r"scan_1\.txt: header 'Time at start'.*no UTC "
-                                         r"offset; set xanes\.timezone"):
+                                         r"offset and xanes\.timezone is not set"):
         build_xanes(cfg)
 
 

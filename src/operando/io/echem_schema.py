@@ -47,7 +47,7 @@ from operando.echem.segments import (
     segments_from_current,
 )
 from operando.io.errors import InputFileError
-from operando.io.timestamps import zoneinfo_or_raise
+from operando.io.timestamps import localise_to_utc, zoneinfo_or_raise
 
 __all__ = [
     "DIM",
@@ -88,28 +88,6 @@ _RESERVED = {"time_s", "time_utc", DIM, *STANDARD_ATTRS}
 
 # ---------------------------------------------------------------------------------------
 # small pure conversions
-
-
-def localise_to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
-    """Interpret a naive wall-clock time in ``tz``; return (aware UTC datetime, note).
-
-    A wall time that does not exist in the zone (spring-forward gap) raises ``ValueError``;
-    an ambiguous one (autumn fold) takes the first occurrence and returns a note.
-    """
-    tz_name = tz.key
-    aware = local.replace(tzinfo=tz, fold=0)
-    utc = aware.astimezone(dt_timezone.utc)
-    if utc.astimezone(tz).replace(tzinfo=None) != local:
-        raise ValueError(
-            f"local time {local.isoformat()} does not exist in {tz_name} "
-            "(skipped by a daylight-saving change): wrong timezone for this potentiostat?"
-        )
-    other = local.replace(tzinfo=tz, fold=1).astimezone(dt_timezone.utc)
-    note = None
-    if other != utc:
-        note = (f"local time {local.isoformat()} is ambiguous in {tz_name} (daylight-saving "
-                f"fold); took the first occurrence {utc.isoformat()}")
-    return utc, note
 
 
 def datetime64_utc(start_utc: datetime, time_s: np.ndarray) -> np.ndarray:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["epoch_to_iso", "require_naive_local", "zoneinfo_or_raise"]
+__all__ = ["epoch_to_iso", "localise_to_utc", "parse_time_utc", "require_naive_local",
+           "zoneinfo_or_raise"]
 
 
 def epoch_to_iso(epoch_s: float) -> str:
@@ -40,3 +41,48 @@ def zoneinfo_or_raise(tz_name: str) -> ZoneInfo:
             f"expected an IANA timezone name such as 'Europe/Paris' or 'UTC', found "
             f"{tz_name!r} (unknown timezone)"
         ) from None
+
+
+def localise_to_utc(local: datetime, tz: ZoneInfo) -> tuple[datetime, str | None]:
+    """Interpret a naive wall-clock time in ``tz``; return (aware UTC datetime, note).
+
+    A wall time that does not exist in the zone (spring-forward gap) raises ``ValueError``;
+    an ambiguous one (autumn fold) takes the first occurrence and returns a note.
+    """
+    tz_name = tz.key
+    aware = local.replace(tzinfo=tz, fold=0)
+    utc = aware.astimezone(timezone.utc)
+    if utc.astimezone(tz).replace(tzinfo=None) != local:
+        raise ValueError(
+            f"local time {local.isoformat()} does not exist in {tz_name} "
+            "(skipped by a daylight-saving change): wrong timezone for this potentiostat?"
+        )
+    other = local.replace(tzinfo=tz, fold=1).astimezone(timezone.utc)
+    note = None
+    if other != utc:
+        note = (f"local time {local.isoformat()} is ambiguous in {tz_name} (daylight-saving "
+                f"fold); took the first occurrence {utc.isoformat()}")
+    return utc, note
+
+
+def parse_time_utc(text: str, tz_name: str | None, *,
+                   tz_key: str) -> tuple[datetime, str | None]:
+    """ISO-8601 text from a file header → (aware UTC datetime, note).
+
+    A time with a UTC offset is taken as it is. A naive one is local wall time in
+    ``tz_name`` (IANA; see :func:`localise_to_utc` for gaps and folds); without ``tz_name``
+    it is refused with a ``ValueError`` naming ``tz_key`` (the setting that would supply
+    the zone): a naive local time is never guessed.
+    """
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"expected an ISO-8601 date such as '2022-07-26 23:01:58.055', "
+                         f"found {text!r}") from None
+    if when.tzinfo is not None:
+        return when.astimezone(timezone.utc), None
+    if tz_name is None:
+        raise ValueError(f"{text!r} has no UTC offset and {tz_key} is not set (the IANA "
+                         "timezone of that clock, e.g. Europe/Paris): a naive local time is "
+                         "never guessed")
+    return localise_to_utc(when, zoneinfo_or_raise(tz_name))

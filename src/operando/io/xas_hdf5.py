@@ -36,6 +36,7 @@ import numpy as np
 from operando.io.atomic import atomic_path
 from operando.io.errors import InputFileError
 from operando.io.nxutil import nx_group, write_root_attrs
+from operando.io.timestamps import parse_time_utc
 
 __all__ = [
     "MEASUREMENT_UNITS",
@@ -233,16 +234,10 @@ class XasChannels:
 
 
 def _iso_epoch(path: Path, where: str, text: str) -> float:
-    from datetime import datetime
-
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise XasScanFileError(f"{path}: {where}: expected ISO-8601 time with a UTC offset, "
-                               f"found {text!r}") from None
-    if when.tzinfo is None:
-        raise XasScanFileError(f"{path}: {where}: expected an explicit UTC offset (a naive time "
-                               f"is never guessed), found {text!r}")
+    try:  # Bliss writes ISO-8601 with its UTC offset; there is no zone setting to fall back on
+        when, _ = parse_time_utc(text, None, tz_key="(for HDF5 scans) a UTC offset in the file")
+    except ValueError as exc:
+        raise XasScanFileError(f"{path}: {where}: {exc}") from None
     return when.timestamp()
 
 

@@ -25,14 +25,12 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from operando.io.echem_schema import localise_to_utc
-from operando.io.timestamps import zoneinfo_or_raise
+from operando.io.timestamps import parse_time_utc, zoneinfo_or_raise
 from operando.io.xas_text import MissingColumnError, XasText, XasTextError, read_xas_text
 from operando.io.xas_times import ELAPSED_KEY, START_KEY
 
@@ -87,22 +85,11 @@ def _meta(xt: XasText, keys: Sequence[str]) -> tuple[str, str] | None:
 
 def _epoch(xt: XasText, key: str, text: str, timezone: str | None) -> float:
     try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise XasTextError(f"{xt.path}: header {key!r}: expected a date such as "
-                           f"'2022-07-26 23:01:58.055', found {text!r}") from None
-    if when.tzinfo is None:
-        if timezone is None:
-            raise XasTextError(
-                f"{xt.path}: header {key!r} = {text!r} has no UTC offset; set xanes.timezone "
-                "to the IANA timezone of the beamline clock (e.g. Europe/Paris): a naive "
-                "local time is never guessed")
-        try:
-            when, note = localise_to_utc(when, zoneinfo_or_raise(timezone))
-        except ValueError as exc:
-            raise XasTextError(f"{xt.path}: header {key!r} (xanes.timezone): {exc}") from None
-        if note:
-            warnings.warn(f"{xt.path}: header {key!r}: {note}", stacklevel=3)
+        when, note = parse_time_utc(text, timezone, tz_key="xanes.timezone")
+    except ValueError as exc:
+        raise XasTextError(f"{xt.path}: header {key!r}: {exc}") from None
+    if note:
+        warnings.warn(f"{xt.path}: header {key!r}: {note}", stacklevel=3)
     return when.timestamp()
 
 

@@ -18,13 +18,12 @@ import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
-from operando.io.echem_schema import datetime64_utc, localise_to_utc
-from operando.io.timestamps import zoneinfo_or_raise
+from operando.io.echem_schema import datetime64_utc
+from operando.io.timestamps import parse_time_utc, zoneinfo_or_raise
 from operando.io.xas_text import XasText, XasTextError, read_xas_text
 
 __all__ = ["ELAPSED_KEY", "START_KEY", "XasStartTimes", "read_xas_start_times",
@@ -69,17 +68,11 @@ def xas_start_times(spectra: Sequence[XasText], *, timezone: str) -> XasStartTim
             raise XasTextError(f"{path}: no '#{START_KEY}=' line in the header (needed for the "
                                f"absolute time); header keys found: {list(meta)}")
         try:
-            when = datetime.fromisoformat(text.strip())
-        except ValueError:
-            raise XasTextError(f"{path}: '{START_KEY}': expected a date such as "
-                               f"'2022-07-26 23:01:58.055', found {text!r}") from None
-        if when.tzinfo is None:
-            try:
-                when, note = localise_to_utc(when, tz)
-            except ValueError as exc:
-                raise XasTextError(f"{path}: '{START_KEY}': {exc}") from None
-            if note:
-                warnings.warn(f"{path}: '{START_KEY}': {note}", stacklevel=2)
+            when, note = parse_time_utc(text, tz.key, tz_key="timezone")
+        except ValueError as exc:
+            raise XasTextError(f"{path}: '{START_KEY}': {exc}") from None
+        if note:
+            warnings.warn(f"{path}: '{START_KEY}': {note}", stacklevel=2)
         starts.append(datetime64_utc(when, np.zeros(1))[0])
         value = spectrum.metadata_float(ELAPSED_KEY)
         elapsed.append(np.nan if value is None else value)
