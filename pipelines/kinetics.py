@@ -8,6 +8,7 @@ analyses, :mod:`operando.report.kinetics` draws; :mod:`pipelines.reduce` writes 
 from __future__ import annotations
 
 from operando.config import RunConfig
+from operando.constants import RANDLES_SEVCIK_PSI_P
 from operando.io.cv import read_cv
 from operando.kinetics.analysis import KineticsOptions, analyse_cells, analyse_map
 from operando.kinetics.product import kinetics_dataset
@@ -63,7 +64,7 @@ def build_kinetics(cfg: RunConfig, *, progress: ProgressCallback | None = None) 
              "kinetics_concentration_mol_cm3": k.concentration_mol_cm3,
              "kinetics_temperature_K": k.temperature_K,
              "kinetics_linearity_tolerance": k.linearity_tolerance,
-             "kinetics_equation": "i_p = 0.4463 n F A C sqrt(n F v D / (R T)); "
-                                  "D = (R T / n F) (slope / (0.4463 n F A C))^2"}
+             "kinetics_equation": f"i_p = {RANDLES_SEVCIK_PSI_P} n F A C sqrt(n F v D / (R T)); "
+                                  f"D = (R T / n F) (slope / ({RANDLES_SEVCIK_PSI_P} n F A C))^2"}
     return StreamProduct(name="kinetics", dataset=ds, attrs=attrs, inputs=list(inputs),
                          figures=figures, notes=notes)

@@ -51,7 +51,7 @@ from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
 from operando.xrd.integrate import IntegrationOptions
 from operando.xrd.product import xrd_dataset
-from pipelines.stream import ProgressCallback, StreamProduct, map_here
+from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper, map_here
 from pipelines.xrd import (
     ChunkResult,
     IntegratorSetup,
@@ -363,7 +363,7 @@ def write_stream_task(cfg: RunConfig, product: StreamProduct,
     return path
 
 
-def _dask_runner(client_key: str | None) -> Any:
+def _dask_runner(client_key: str | None) -> UnitMapper:
     """A :data:`pipelines.stream.UnitMapper` that runs work units on the registered Dask
     client (at most one in flight per worker thread), or in this process without one."""
     if client_key is None:

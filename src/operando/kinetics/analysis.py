@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
+from operando.cf import cf_attrs
 from operando.kinetics.cv import select_cycle
 from operando.kinetics.peaks import REASONS, PeakOptions, sweep_peaks
 from operando.kinetics.randles_sevcik import (
@@ -228,10 +229,6 @@ def _rates(cvs: Sequence[xr.Dataset]) -> np.ndarray:
     return rates
 
 
-def _attrs(units: str, long_name: str, **extra: object) -> dict[str, object]:
-    return {"units": units, "long_name": long_name, **extra}
-
-
 _FLAG_ATTRS = {
     "long_name": "Randles–Sevcik validity flags (bit mask)",
     "units": "1",
@@ -293,7 +290,7 @@ def analyse_cells(cvs: Sequence[xr.Dataset], area_cm2: float,
     res = analyse_sweeps([s[0] for s in sw], [s[1] for s in sw], rates, area_cm2, options)
     reasons = _reasons(res, cvs, options)
     per = ("scan_rate",)
-    a = _attrs
+    a = cf_attrs
     ds = xr.Dataset(
         {
             "anodic_peak_current_A": (per, res["anodic_peak_current_A"][0],
@@ -377,7 +374,7 @@ def analyse_map(cvs: Sequence[xr.Dataset], options: KineticsOptions, *,
     def m3(key: str) -> np.ndarray:
         return np.moveaxis(res[key].reshape(ny, nx, rates.size), -1, 0)
 
-    a = _attrs
+    a = cf_attrs
     ds = xr.Dataset(
         {
             "diffusion_cm2_s": (yx, m2("diffusion_cm2_s"),

@@ -27,18 +27,18 @@ import warnings
 
 import numpy as np
 
-from operando.constants import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K
+from operando.constants import (
+    FARADAY_C_PER_MOL,
+    GAS_CONSTANT_J_PER_MOL_K,
+    RANDLES_SEVCIK_PSI_P,
+)
 
 __all__ = [
-    "RANDLES_SEVCIK_CONSTANT",
     "diffusion_from_slope",
     "fit_sqrt_rate",
     "randles_sevcik_current_A",
     "reversible_delta_ep_V",
 ]
-
-#: the dimensionless reversible peak current ψ_p of Randles–Sevcik
-RANDLES_SEVCIK_CONSTANT = 0.4463
 
 
 def _check_positive(**kw: float) -> None:
@@ -63,7 +63,7 @@ def diffusion_from_slope(
     s = np.asarray(slope_A_sqrt_s_per_V, dtype=float)
     nf = n_electrons * FARADAY_C_PER_MOL
     d = (GAS_CONSTANT_J_PER_MOL_K * temperature_K / nf) * (
-        s / (RANDLES_SEVCIK_CONSTANT * nf * np.asarray(area_cm2) * concentration_mol_cm3)) ** 2
+        s / (RANDLES_SEVCIK_PSI_P * nf * np.asarray(area_cm2) * concentration_mol_cm3)) ** 2
     if slope_stderr is None:
         return d, np.full_like(d, np.nan)
     return d, 2.0 * d * np.asarray(slope_stderr, dtype=float) / np.abs(s)
@@ -75,7 +75,7 @@ def randles_sevcik_current_A(
 ) -> np.ndarray:
     """i_p = 0.4463 n F A C √(n F v D / R T)  (A)."""
     nf = n_electrons * FARADAY_C_PER_MOL
-    return RANDLES_SEVCIK_CONSTANT * nf * area_cm2 * concentration_mol_cm3 * np.sqrt(
+    return RANDLES_SEVCIK_PSI_P * nf * area_cm2 * concentration_mol_cm3 * np.sqrt(
         nf * np.asarray(scan_rate_V_s) * np.asarray(D_cm2_s)
         / (GAS_CONSTANT_J_PER_MOL_K * temperature_K))
 

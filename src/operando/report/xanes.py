@@ -19,6 +19,9 @@ def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
                              height_ratios=[2, 1])
     ax_f, ax_s, ax_r = axd["f"], axd["s"], axd["r"]
     t = np.asarray(ds["time"].values, dtype=float) / 3600.0
+    on_clock = "potentiostat" in str(ds["time"].attrs.get("long_name", ""))  # else: epoch
+    if not on_clock and t.size:
+        t = t - np.nanmin(t)
     comp = str(ds.attrs.get("faraday_component", ""))
     have_fit = "fraction" in ds
     if have_fit:
@@ -46,7 +49,8 @@ def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
                        fontsize=9)
     else:
         ax_r.set_axis_off()
-        ax_f.set_xlabel("time (h)")
+        ax_f.set_xlabel("time on the potentiostat clock (h)" if on_clock else
+                        "time since the first scan (h, beamline clock)")
     if have_fit:
         ax_f.set_ylabel("fraction")
     elif "e0" in ds:  # no standards: the edge energy carries the story

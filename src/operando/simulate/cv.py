@@ -58,12 +58,12 @@ from typing import Any
 
 import numpy as np
 
+from operando.constants import RANDLES_SEVCIK_PSI_P
 from operando.io.nova import nova_filename, write_nova_cv
 from operando.io.seccm import write_seccm_map
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.presets import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K, KineticsSpec
 
-RANDLES_SEVCIK_PSI_P = 0.4463  # reversible dimensionless anodic peak current
 MATSUDA_AYABE_LAMBDA_REVERSIBLE = 15.0
 ALPHA = 0.5
 RHO_AT_MAX_LINEAR = 0.06  # dimensionless ohmic drop f·R_u·i_scale at v_max (cell CVs)

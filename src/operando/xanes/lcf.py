@@ -42,7 +42,8 @@ from itertools import combinations
 
 import numpy as np
 
-__all__ = ["CombinationResult", "LcfResult", "lcf", "lcf_combinations", "standards_matrix"]
+__all__ = ["CombinationResult", "LcfResult", "interp_onto", "lcf", "lcf_combinations",
+           "standards_matrix"]
 
 
 @dataclass
@@ -74,6 +75,15 @@ class LcfResult:
     covariance: np.ndarray = field(repr=False, default_factory=lambda: np.empty((0, 0, 0)))
 
 
+def interp_onto(x_new: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """y(x) linearly interpolated at ``x_new``; ``x`` in any order (sorted here), NaN
+    outside [min x, max x]."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    order = np.argsort(x)
+    return np.interp(x_new, x[order], y[order], left=np.nan, right=np.nan)
+
+
 def standards_matrix(
     energy: np.ndarray,
     standards: Mapping[str, tuple[np.ndarray, np.ndarray]],
@@ -84,12 +94,8 @@ def standards_matrix(
     e = np.asarray(energy, dtype=float)
     cols = []
     for j, (_name, (es, ys)) in enumerate(standards.items()):
-        es = np.asarray(es, dtype=float)
-        ys = np.asarray(ys, dtype=float)
-        order = np.argsort(es)
-        es, ys = es[order], ys[order]
         x = e + (0.0 if shifts_eV is None else float(shifts_eV[j]))
-        cols.append(np.interp(x, es, ys, left=np.nan, right=np.nan))
+        cols.append(interp_onto(x, es, ys))
     return np.column_stack(cols)
 
 
@@ -154,7 +160,7 @@ def _covariance(S: np.ndarray, redchi: np.ndarray, sum_to_one: bool) -> np.ndarr
     return full[None, :, :] * redchi[:, None, None]
 
 
-def _fit_fixed(e: np.ndarray, Y: np.ndarray, S: np.ndarray, sum_to_one: bool,
+def _fit_fixed(Y: np.ndarray, S: np.ndarray, sum_to_one: bool,
                nonneg: bool) -> tuple[np.ndarray, ...]:
     ok = np.isfinite(Y).all(axis=1)
     Yz = np.where(ok[:, None], Y, 0.0)
@@ -214,7 +220,7 @@ def lcf(
             S = standards_matrix(ew, standards, s)
             if not np.isfinite(S).all():
                 return np.full(sub.size, 1e3)
-            w, _, _, _ = _fit_fixed(ew, sub, S, sum_to_one, nonneg)
+            w, _, _, _ = _fit_fixed(sub, S, sum_to_one, nonneg)
             return (sub - w @ S.T).ravel()
 
         sol = least_squares(resid, np.zeros(k), bounds=(-max_shift_eV, max_shift_eV),
@@ -224,7 +230,7 @@ def lcf(
     bad_pts = ~np.isfinite(S).all(axis=1)
     if bad_pts.any():  # shifted standards left their range: drop those points
         ew, Yw, S = ew[~bad_pts], Yw[:, ~bad_pts], S[~bad_pts]
-    w, rss, yy, ok = _fit_fixed(ew, Yw, S, sum_to_one, nonneg)
+    w, rss, yy, ok = _fit_fixed(Yw, S, sum_to_one, nonneg)
     nfree_total = n_free + (k if fit_shifts else 0)
     dof = max(ew.size - nfree_total, 1)
     redchi = rss / dof

@@ -30,7 +30,7 @@ from typing import Literal
 import numpy as np
 
 from operando.xanes.align import AlignResult, align_scans
-from operando.xanes.lcf import CombinationResult, LcfResult, lcf, lcf_combinations
+from operando.xanes.lcf import CombinationResult, LcfResult, interp_onto, lcf, lcf_combinations
 from operando.xanes.normalize import (
     QC_FIT,
     QC_OK,
@@ -151,9 +151,7 @@ def _common_grid(energies: Sequence[np.ndarray], arrays: Sequence[np.ndarray | N
         if e.shape == ref.shape and np.array_equal(e, ref):
             out[i] = a
         else:
-            order = np.argsort(e)
-            out[i] = np.interp(ref, e[order], np.asarray(a, dtype=float)[order],
-                               left=np.nan, right=np.nan)
+            out[i] = interp_onto(ref, e, a)
     return out
 
 

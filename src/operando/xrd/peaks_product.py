@@ -16,12 +16,14 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import xarray as xr
 
+from operando.cf import cf_attrs
 from operando.xrd.peaks import (
     RADIAL_UNITS,
     STATUS_MEANINGS,
     FitOptions,
     PatternFit,
     WindowDef,
+    d_to_unit,
     dtwotheta_dx,
     fit_patterns,
     unit_to_d,
@@ -114,10 +116,6 @@ def concat_fits(fits: list[PatternFit]) -> PatternFit:
     return PatternFit(**out)
 
 
-def _attrs(units: str, long_name: str, **extra: object) -> dict[str, object]:
-    return {"units": units, "long_name": long_name, **extra}
-
-
 def _peak_table(setup: PeakSetup, excluded: tuple[str, ...] = ()) -> list[tuple]:
     """(window index, PeakDef) of the model, in PatternFit order."""
     return [(w, p) for w, win in enumerate(setup.windows) for p in win.peaks
@@ -207,19 +205,19 @@ def peaks_dataset(xrd: xr.Dataset, fit_a: PatternFit, fit_b: PatternFit | None,
                 "long_name": f"intermediate phase {inter} detected "
                 f"(Δ{setup.intermediate_criterion.upper()} < −{setup.intermediate_threshold:g} "
                 f"and fraction ≥ {setup.intermediate_min_fraction:g})", "units": "1"}),
-            "intermediate_delta_ic": xr.Variable("time", delta, _attrs(
+            "intermediate_delta_ic": xr.Variable("time", delta, cf_attrs(
                 "1", f"Δ{setup.intermediate_criterion.upper()} of the model with the "
                 "intermediate phase minus the model without it (χ² scaled by the reduced χ² "
                 "of the model without, when > 1)")),
-            "intermediate_d_spacing": xr.Variable("time", d_int, _attrs(
+            "intermediate_d_spacing": xr.Variable("time", d_int, cf_attrs(
                 "angstrom", f"d-spacing of the strongest fitted {inter} reflection (model with "
                 "the intermediate)")),
-            "intermediate_area": xr.Variable("time", a_int, _attrs(
+            "intermediate_area": xr.Variable("time", a_int, cf_attrs(
                 "degree" if str(xrd["intensity"].attrs.get("units", "1")) in ("1", "")
                 else f"{xrd['intensity'].attrs['units']} degree",
                 f"integrated intensity of that {inter} reflection (intensity × "
                 "degree 2θ)")),
-            "intermediate_fraction_if_present": xr.Variable("time", f_int, _attrs(
+            "intermediate_fraction_if_present": xr.Variable("time", f_int, cf_attrs(
                 "1", f"molar fraction of {inter} in the model with the intermediate")),
         }
 
@@ -308,24 +306,24 @@ def peaks_dataset(xrd: xr.Dataset, fit_a: PatternFit, fit_b: PatternFit | None,
     area_units = runit if iunit in ("1", "") else f"{iunit} {runit}"
     area_2th_units = "degree" if iunit in ("1", "") else f"{iunit} degree"
     data: dict[str, xr.Variable] = {
-        "center": xr.Variable(tp, center, _attrs(runit, f"fitted peak centre ({rad})")),
-        "center_stderr": xr.Variable(tp, center_err, _attrs(runit, "standard error of "
+        "center": xr.Variable(tp, center, cf_attrs(runit, f"fitted peak centre ({rad})")),
+        "center_stderr": xr.Variable(tp, center_err, cf_attrs(runit, "standard error of "
                                                             "center")),
-        "fwhm": xr.Variable(tp, fwhm, _attrs(runit, f"peak full width at half maximum "
+        "fwhm": xr.Variable(tp, fwhm, cf_attrs(runit, f"peak full width at half maximum "
                                              f"({rad})")),
-        "fwhm_stderr": xr.Variable(tp, fwhm_err, _attrs(runit, "standard error of fwhm")),
-        "area": xr.Variable(tp, area, _attrs(area_units, "integrated peak intensity "
+        "fwhm_stderr": xr.Variable(tp, fwhm_err, cf_attrs(runit, "standard error of fwhm")),
+        "area": xr.Variable(tp, area, cf_attrs(area_units, "integrated peak intensity "
                                              f"(intensity × {rad})")),
-        "area_stderr": xr.Variable(tp, area_err, _attrs(area_units, "standard error of area")),
-        "eta": xr.Variable(tp, eta, _attrs("1", "pseudo-Voigt Lorentzian fraction η")),
-        "eta_stderr": xr.Variable(tp, eta_err, _attrs("1", "standard error of eta")),
-        "d_spacing": xr.Variable(tp, d, _attrs("angstrom", "d-spacing of the fitted centre")),
-        "d_spacing_stderr": xr.Variable(tp, d_err, _attrs("angstrom", "standard error of "
+        "area_stderr": xr.Variable(tp, area_err, cf_attrs(area_units, "standard error of area")),
+        "eta": xr.Variable(tp, eta, cf_attrs("1", "pseudo-Voigt Lorentzian fraction η")),
+        "eta_stderr": xr.Variable(tp, eta_err, cf_attrs("1", "standard error of eta")),
+        "d_spacing": xr.Variable(tp, d, cf_attrs("angstrom", "d-spacing of the fitted centre")),
+        "d_spacing_stderr": xr.Variable(tp, d_err, cf_attrs("angstrom", "standard error of "
                                                           "d_spacing")),
-        "area_2theta": xr.Variable(tp, area_2th, _attrs(area_2th_units, "integrated intensity "
+        "area_2theta": xr.Variable(tp, area_2th, cf_attrs(area_2th_units, "integrated intensity "
                                                         "per degree 2θ (intensity × degree)")),
-        "fwhm_2theta": xr.Variable(tp, fwhm_2th, _attrs("degree", "FWHM in 2θ")),
-        "snr": xr.Variable(tp, snr, _attrs("1", "signal-to-noise ratio area / "
+        "fwhm_2theta": xr.Variable(tp, fwhm_2th, cf_attrs("degree", "FWHM in 2θ")),
+        "snr": xr.Variable(tp, snr, cf_attrs("1", "signal-to-noise ratio area / "
                                            "area_stderr")),
         "detected": xr.Variable(tp, detected, {"long_name": "peak above the SNR threshold "
                                                "in a successful window fit", "units": "1"}),
@@ -336,40 +334,40 @@ def peaks_dataset(xrd: xr.Dataset, fit_a: PatternFit, fit_b: PatternFit | None,
                                       for v in STATUS_MEANINGS.values())}),
         "fit_reason": xr.Variable(tw, reason, {"long_name": "window fit status, in words",
                                                "units": "1"}),
-        "chi2_reduced": xr.Variable(tw, chi2 / np.maximum(npts - nfree, 1), _attrs(
+        "chi2_reduced": xr.Variable(tw, chi2 / np.maximum(npts - nfree, 1), cf_attrs(
             "1", "reduced χ² of the window fit")),
-        "phase_fraction": xr.Variable(tph, frac, _attrs("1", "molar phase fraction from "
+        "phase_fraction": xr.Variable(tph, frac, cf_attrs("1", "molar phase fraction from "
                                                         "integrated intensities")),
-        "phase_fraction_stderr": xr.Variable(tph, frac_err, _attrs(
+        "phase_fraction_stderr": xr.Variable(tph, frac_err, cf_attrs(
             "1", "standard error of phase_fraction (counting statistics)")),
-        "lattice_a": xr.Variable(tph, lat[..., 0], _attrs("angstrom", "lattice parameter a")),
-        "lattice_b": xr.Variable(tph, lat[..., 1], _attrs("angstrom", "lattice parameter b")),
-        "lattice_c": xr.Variable(tph, lat[..., 2], _attrs("angstrom", "lattice parameter c")),
-        "lattice_a_stderr": xr.Variable(tph, lat_err[..., 0], _attrs("angstrom",
+        "lattice_a": xr.Variable(tph, lat[..., 0], cf_attrs("angstrom", "lattice parameter a")),
+        "lattice_b": xr.Variable(tph, lat[..., 1], cf_attrs("angstrom", "lattice parameter b")),
+        "lattice_c": xr.Variable(tph, lat[..., 2], cf_attrs("angstrom", "lattice parameter c")),
+        "lattice_a_stderr": xr.Variable(tph, lat_err[..., 0], cf_attrs("angstrom",
                                                                      "standard error of a")),
-        "lattice_b_stderr": xr.Variable(tph, lat_err[..., 1], _attrs("angstrom",
+        "lattice_b_stderr": xr.Variable(tph, lat_err[..., 1], cf_attrs("angstrom",
                                                                      "standard error of b")),
-        "lattice_c_stderr": xr.Variable(tph, lat_err[..., 2], _attrs("angstrom",
+        "lattice_c_stderr": xr.Variable(tph, lat_err[..., 2], cf_attrs("angstrom",
                                                                      "standard error of c")),
-        "x_li": xr.Variable(tph, x_li, _attrs("1", "Li content of the phase by Vegard's law "
+        "x_li": xr.Variable(tph, x_li, cf_attrs("1", "Li content of the phase by Vegard's law "
                                               f"on the {setup.vegard_quantity}")),
-        "fwhm_phase": xr.Variable(tph, fwhm_phase, _attrs("degree", "mean FWHM (2θ) of the "
+        "fwhm_phase": xr.Variable(tph, fwhm_phase, cf_attrs("degree", "mean FWHM (2θ) of the "
                                                           "phase's detected main peaks")),
-        "x_li_structural": xr.Variable("time", x_struct, _attrs(
+        "x_li_structural": xr.Variable("time", x_struct, cf_attrs(
             "1", "Li content of the probed volume, Σ phase_fraction × x_li")),
         **inter_vars,
     }
     if setup.scherrer:
-        tth = np.degrees(2.0 * np.arcsin(np.clip(wl / (2.0 * d), -1, 1)))
+        tth = d_to_unit(d, "2th_deg", wl)
         size = scherrer_size_nm(fwhm_2th, tth, wl, setup.scherrer_k, setup.instrument_fwhm_deg)
-        data["crystallite_size"] = xr.Variable(tp, size, _attrs(
+        data["crystallite_size"] = xr.Variable(tp, size, cf_attrs(
             "nm", f"Scherrer crystallite size K λ/(β cos θ), K = {setup.scherrer_k:g}, "
             f"instrumental FWHM {setup.instrument_fwhm_deg:g}° removed in quadrature"))
         with np.errstate(invalid="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             sz = np.stack([np.nanmean(np.where(detected & (peak_phase == p)[None], size,
                                                np.nan), axis=1) for p in phase_names], -1)
-        data["crystallite_size_phase"] = xr.Variable(tph, sz, _attrs(
+        data["crystallite_size_phase"] = xr.Variable(tph, sz, cf_attrs(
             "nm", "mean Scherrer size of the phase's detected peaks"))
     coords: dict[str, xr.Variable] = {
         "peak": xr.Variable("peak", np.array(peak_names, dtype=str),
@@ -386,8 +384,8 @@ def peaks_dataset(xrd: xr.Dataset, fit_a: PatternFit, fit_b: PatternFit | None,
             "long_name": "free centre and area (not a satellite tied to a main peak)",
             "units": "1"}),
         "peak_d_nominal": xr.Variable("peak", np.array([p.d_A for _, p in table_all]),
-                                      _attrs("angstrom", "configured d-spacing")),
-        "peak_intensity_ref": xr.Variable("peak", intensity_ref, _attrs(
+                                      cf_attrs("angstrom", "configured d-spacing")),
+        "peak_intensity_ref": xr.Variable("peak", intensity_ref, cf_attrs(
             "1", "reference integrated intensity for a phase fraction of 1 (common scale)")),
         "window": xr.Variable("window", np.array(win_names, dtype=str),
                               {"long_name": "fit window", "units": "1"}),
@@ -407,7 +405,7 @@ def peaks_dataset(xrd: xr.Dataset, fit_a: PatternFit, fit_b: PatternFit | None,
                 v.attrs["units"] = "1"
             coords[name] = v
     if "time" not in coords:
-        coords["time"] = xr.Variable("time", np.arange(n_f, dtype=float), _attrs(
+        coords["time"] = xr.Variable("time", np.arange(n_f, dtype=float), cf_attrs(
             "1", "frame number (no clock model in xrd.nc)"))
     ds = xr.Dataset(data, coords=coords)
     ds.attrs.update({
