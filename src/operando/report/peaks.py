@@ -12,7 +12,7 @@ def peaks_figure(peaks: xr.Dataset, *, faraday: tuple[np.ndarray, np.ndarray] | 
                  delithiated: str | None = None, title: str = "") -> Figure:
     """Three panels over time (h): phase fractions (+ the Faraday-expected fraction of the
     ``delithiated`` phase, and intermediate flags), lattice parameter a per phase, and the
-    d-spacing of each phase's main peaks."""
+    d-spacing of each phase's main peaks where they are detected."""
     on_clock = peaks["time"].attrs.get("units") == "s"  # else frame numbers (no clock model)
     t = np.asarray(peaks["time"].values, float) / (3600.0 if on_clock else 1.0)
     fig = Figure(figsize=(8.0, 8.0), layout="constrained")
@@ -38,8 +38,11 @@ def peaks_figure(peaks: xr.Dataset, *, faraday: tuple[np.ndarray, np.ndarray] | 
     ax_a.set_ylabel("lattice a (Å)")
     ax_a.legend(fontsize=7, frameon=False)
     main = np.asarray(peaks["peak_is_main"].values, bool)
+    d = np.asarray(peaks["d_spacing"].values, float)
+    if "detected" in peaks:  # a peak below the SNR threshold has no meaningful position
+        d = np.where(np.asarray(peaks["detected"].values, bool), d, np.nan)
     for j in np.flatnonzero(main):
-        ax_d.plot(t, peaks["d_spacing"].values[:, j], ".", ms=2,
+        ax_d.plot(t, d[:, j], ".", ms=2,
                   label=str(peaks["peak"].values[j]))
     ax_d.set_ylabel("d (Å), main peaks")
     ax_d.set_xlabel("time on the potentiostat clock (h)" if on_clock else "frame")
