@@ -206,7 +206,8 @@ def demo(
 
 
 def _scorecard_table(rows: list[Check]) -> Table:
-    table = Table(title="recovered vs the simulator's ground truth")
+    table = Table(title="recovered vs the simulator's ground truth (tolerances: the issues' "
+                  "limits, set for the lfp presets; `small` is sized for speed)")
     for col in ("product", "quantity", "truth", "recovered", "error", "tolerance", ""):
         table.add_column(col, justify="left" if col in ("product", "quantity") else "right")
     for r in rows:
