@@ -290,20 +290,31 @@ def test_simulated_confocal_bliss_file(small_run) -> None:
     with pytest.raises(FrameFormatError, match="detector frame stacks found"):
         open_frames(master)
     src = open_frames(master, dataset="/*.1/" + truth["detector_path"])
-    n_pass, n_depth = truth["n_passes"], truth["n_depths"]
-    assert src.n_frames == n_pass * n_depth and len(src.files) == n_pass
+    acquired = np.asarray(truth["acquired"], dtype=bool)
+    per_pass = acquired.sum(axis=1)
+    # the small preset has a missing point (pass 4, depth 2) and a last pass cut short
+    assert not acquired[4, 2] and per_pass[4] == truth["n_depths"] - 1
+    assert truth["incomplete_last_pass"] == "kept, cut short" and per_pass[-1] < per_pass[0]
+    assert list(per_pass) == truth["points_per_pass"]
+    n_pass = truth["n_passes"]
+    assert src.n_frames == acquired.sum() == truth["n_acquired_points"]
+    assert len(src.files) == n_pass
     md = src.metadata()
-    np.testing.assert_array_equal(md.monitor, np.ravel(truth["monitor"]))
+    monitor = np.asarray(truth["monitor"], dtype=float)  # JSON null (not acquired) -> NaN
+    np.testing.assert_array_equal(md.monitor, monitor[acquired])
     np.testing.assert_array_equal(md.count_time_s, truth["count_time_s"])
     assert np.all(np.diff(md.epoch_s) > 0)
     named = open_frames(master, dataset="/*.1/" + truth["detector_path"],
                         timestamp_path=truth["epoch_path"], monitor_path=truth["monitor_path"])
     np.testing.assert_array_equal(named.metadata().epoch_s, md.epoch_s)
     np.testing.assert_array_equal(named.metadata().monitor, md.monitor)
-    with h5py.File(small_run.outdir / "confocal" / Path(src.files[3]).relative_to(
-            master.parent), "r") as f:
-        np.testing.assert_array_equal(src.read(3 * n_depth, 4 * n_depth),
-                                      f[truth["lima_data_path"]][()])
+    offsets = np.concatenate([[0], np.cumsum(per_pass)])
+    for p in (3, 4, n_pass - 1):  # a whole pass, the one missing a point, the cut one
+        with h5py.File(small_run.outdir / "confocal" / Path(src.files[p]).relative_to(
+                master.parent), "r") as f:
+            np.testing.assert_array_equal(src.read(offsets[p], offsets[p + 1]),
+                                          f[truth["lima_data_path"]][()])
+            assert f[truth["lima_data_path"]].shape[0] == per_pass[p]
 
 
 # ---------------------------------------------------------------------------------------

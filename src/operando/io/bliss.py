@@ -20,6 +20,21 @@ Layout written (what :func:`write_lima_file` and :func:`write_bliss_master` make
                                             bitshuffle-LZ4 (HDF5 filter 32008)
         instrument/<detector>/data          hard link to the same dataset (NXdetector)
 
+Energy-dispersive scans (what :func:`write_bliss_mca_master` makes): the same
+master layout, with the spectra inside the master instead of LIMA files::
+
+    <dir>/<master>.h5                       NXroot
+      /{n}.1                                NXentry (title, start_time, end_time as above)
+        instrument/positioners/<motor>      (n_points,) float64, attrs units
+        instrument/<mca>/                   NXdetector
+          data                              (n_points, n_channels) uint32 counts, chunks
+                                            (1, n_channels), gzip (built into HDF5)
+          calibration                       (3,) float64 [a, b, c], attrs units="keV",
+                                            formula="E = a + b*channel + c*channel**2 ..."
+          two_theta                         float64 scalar, attrs units="degree"
+        measurement/<counter>               (n_points,) float64, attrs units
+        measurement/<mca>                   SoftLink -> /{n}.1/instrument/<mca>/data
+
 External-link file names are relative to the master file's folder, so the whole
 tree can be moved. Every file is written under a temporary name and renamed
 when complete; the LIMA files are written first, the master last, so a master
@@ -41,6 +56,7 @@ from operando.io.nxutil import nx_group, write_root_attrs
 from operando.io.timestamps import epoch_to_iso
 
 LIMA_DATA_PATH = "/entry_0000/measurement/data"
+MCA_CALIBRATION_FORMULA = "E = a + b*channel + c*channel**2 (channel 0-based)"
 
 
 def lima_file_name(scan_number: int, detector: str) -> str:
@@ -157,6 +173,86 @@ def write_bliss_master(
             det = nx_group(inst, detector, "NXdetector")
             det["data"] = h5py.ExternalLink(scan.lima_file, LIMA_DATA_PATH)
             det.attrs["lima_file"] = scan.lima_file
+            meas = nx_group(entry, "measurement", "NXcollection")
+            for counter, (values, units) in scan.counters.items():
+                ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))
+                ds.attrs["units"] = units
+            meas[detector] = h5py.SoftLink(f"/{name}/instrument/{detector}/data")
+    return path
+
+
+@dataclass(frozen=True)
+class BlissMcaScan:
+    """One energy-dispersive Bliss scan (NXentry ``"{number}.1"``) with its spectra.
+
+    ``spectra`` is (n_points, n_channels) counts; ``calibration_keV`` is (a, b, c) of
+    E = a + b·ch + c·ch² keV (ch 0-based); ``two_theta_deg`` the fixed scattering angle.
+    ``positioners`` and ``counters`` as in :class:`BlissScan`, one value per point.
+    """
+
+    number: int
+    title: str
+    start_epoch_s: float
+    end_epoch_s: float
+    spectra: np.ndarray
+    calibration_keV: tuple[float, float, float]
+    two_theta_deg: float
+    positioners: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+    counters: Mapping[str, tuple[np.ndarray, str]] = field(default_factory=dict)
+
+
+def write_bliss_mca_master(
+    path: str | Path, scans: Sequence[BlissMcaScan], *, detector: str = "mca",
+    dtype: np.dtype | type = np.uint32,
+) -> Path:
+    """Write an energy-dispersive Bliss master (see the module docstring), atomically.
+
+    Raises ``ValueError`` naming the file and scan when the spectra are not a 2D array
+    of counts that fit ``dtype``, the calibration is not three numbers, or a positioner
+    or counter does not hold one value per point.
+    """
+    path = Path(path)
+    target = np.dtype(dtype)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (Bliss MCA layout)")
+        for scan in scans:
+            name = f"{scan.number}.1"
+            spectra = np.asarray(scan.spectra)
+            if spectra.ndim != 2:
+                raise ValueError(f"{path}: scan {name} spectra have shape {spectra.shape}, "
+                                 "expected (n_points, n_channels)")
+            spectra = _check_frame(path, scan.number, spectra, spectra.shape, target)
+            n_points = spectra.shape[0]
+            calib = np.asarray(scan.calibration_keV, dtype=float)
+            if calib.shape != (3,):
+                raise ValueError(f"{path}: scan {name} calibration has shape {calib.shape}, "
+                                 "expected (3,) = [a, b, c] keV")
+            for kind, items in (("positioner", scan.positioners), ("counter", scan.counters)):
+                for key, (values, _) in items.items():
+                    if np.shape(values) != (n_points,):
+                        raise ValueError(
+                            f"{path}: scan {name} {kind} {key!r} has shape "
+                            f"{np.shape(values)}, expected ({n_points},) (one per spectrum)")
+            entry = nx_group(f, name, "NXentry")
+            entry["title"] = scan.title
+            entry["start_time"] = epoch_to_iso(scan.start_epoch_s)
+            entry["end_time"] = epoch_to_iso(scan.end_epoch_s)
+            inst = nx_group(entry, "instrument", "NXinstrument")
+            pos = nx_group(inst, "positioners", "NXcollection")
+            for motor, (values, units) in scan.positioners.items():
+                ds = pos.create_dataset(motor, data=np.asarray(values, dtype=float))
+                ds.attrs["units"] = units
+            det = nx_group(inst, detector, "NXdetector")
+            data = det.create_dataset(
+                "data", data=spectra, chunks=(1, spectra.shape[1]) if spectra.size else None,
+                compression="gzip" if spectra.size else None)
+            data.attrs["interpretation"] = "spectrum"
+            data.attrs["units"] = "counts"
+            cal = det.create_dataset("calibration", data=calib)
+            cal.attrs["units"] = "keV"
+            cal.attrs["formula"] = MCA_CALIBRATION_FORMULA
+            tth = det.create_dataset("two_theta", data=float(scan.two_theta_deg))
+            tth.attrs["units"] = "degree"
             meas = nx_group(entry, "measurement", "NXcollection")
             for counter, (values, units) in scan.counters.items():
                 ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))

@@ -8,6 +8,7 @@
       xrd/xrd_0001.h5         NeXus frames (bitshuffle-LZ4) + geometry.poni + mask.edf
       xanes/xanes_scans.h5    Bliss-like XANES scans (energy, I0, It, Iref, epoch)
       confocal/confocal.h5    Bliss-like master + LIMA frame files, per pass over depth
+      confocal/confocal_ed.h5 the same points as energy-dispersive MCA spectra (if enabled)
       kinetics/cv_*.txt       Autolab NOVA exports, one per scan rate; seccm_map.h5
       truth.json              every ground-truth value the reduction must recover
       run.yaml                a valid run config that reduces this run
@@ -18,6 +19,7 @@ Deterministic for a seed: every stream draws from its own generator
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -253,7 +255,12 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "depth_origin": t["origin"],
             "epoch_path": t["epoch_path"],
             "monitor_path": t["monitor_path"],
+            # each depth point stands for its slab of the electrode
+            "gauge_length_um": t["thickness_um"] / t["n_depths"],
+            "thickness_um": t["thickness_um"],
             "integration": _integration(f["confocal"], npt=1000),
+            "soc": {"quantity": "phase_fraction", "phase": "FePO4", "calibration": "linear",
+                    "x_li_discharged": 1.0, "x_li_charged": 0.0},
         }
     if "kinetics" in f:
         t = res.truth["kinetics"]
@@ -272,6 +279,33 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "linearity_tolerance": 0.01,
         }
     return cfg
+
+
+def confocal_ed_section(run_yaml_confocal: dict[str, Any],
+                        truth_confocal: dict[str, Any]) -> dict[str, Any]:
+    """The run config's ``confocal`` section switched to the energy-dispersive master.
+
+    A deep copy of ``run_yaml_confocal`` with ``mode: "energy"``, ``files`` = the ED
+    master, ``spectrum_path``, ``energy_calibration_path``, ``two_theta_path`` and
+    ``nominal_wavelength_A`` from ``truth_confocal["energy_dispersive"]``, and without
+    ``integration``. Both arguments are as in run.yaml / truth.json (paths relative to
+    the run folder). Raises ``KeyError`` if the run has no energy-dispersive scans.
+    """
+    ed = truth_confocal.get("energy_dispersive")
+    if not ed:
+        raise KeyError("truth_confocal has no 'energy_dispersive' entry: simulate with "
+                       "ConfocalSpec.energy_dispersive=True")
+    out = copy.deepcopy(dict(run_yaml_confocal))
+    out.pop("integration", None)
+    out.update({
+        "mode": "energy",
+        "files": [ed["master"]],
+        "spectrum_path": ed["spectrum_path"],
+        "energy_calibration_path": ed["calibration_path"],
+        "two_theta_path": ed["two_theta_path"],
+        "nominal_wavelength_A": ed["nominal_wavelength_A"],
+    })
+    return out
 
 
 def simulate_beamtime(
@@ -375,4 +409,5 @@ def load_truth(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-__all__ = ["STREAMS", "BeamtimeResult", "load_truth", "peaks_section", "simulate_beamtime"]
+__all__ = ["STREAMS", "BeamtimeResult", "confocal_ed_section", "load_truth", "peaks_section",
+           "simulate_beamtime"]

@@ -101,7 +101,19 @@ class XanesSpec:
 
 @dataclass(frozen=True)
 class ConfocalSpec:
-    """Depth-resolved XRD through the cathode, in repeated passes."""
+    """Depth-resolved XRD through the cathode, in repeated passes.
+
+    Acquisition defects: ``missing_points`` are (pass, depth) 0-based points not
+    acquired (that pass's scan has one point fewer); ``cut_last_pass`` keeps an
+    incomplete last pass as a shorter scan instead of dropping it.
+
+    ``energy_dispersive`` also writes the same points as energy-dispersive spectra
+    (``confocal/confocal_ed.h5``): a Ge detector at fixed ``ed_two_theta_deg`` with
+    ``ed_n_channels`` channels, E = a + b·ch + c·ch² keV (``ed_calibration_keV`` =
+    (a, b, c), ch 0-based), resolution FWHM(E) = sqrt(ed_fwhm_f0_keV² + ed_fwhm_f1_keV·E)
+    keV; ``ed_flux_counts`` / ``ed_background_counts`` scale peaks / background (counts
+    per channel, see :mod:`operando.simulate.confocal`).
+    """
 
     detector: str = "Pilatus100k"
     n_depths: int = 9
@@ -112,6 +124,16 @@ class ConfocalSpec:
     first_point_s: float = 0.0
     relaxation_time_s: float = 1800.0
     front_width_um: float = 15.0
+    missing_points: tuple[tuple[int, int], ...] = ()
+    cut_last_pass: bool = False
+    energy_dispersive: bool = False
+    ed_two_theta_deg: float = 6.0
+    ed_n_channels: int = 4096
+    ed_calibration_keV: tuple[float, float, float] = (0.05, 0.03, 0.0)
+    ed_fwhm_f0_keV: float = 0.15
+    ed_fwhm_f1_keV: float = 0.0007
+    ed_flux_counts: float = 2000.0
+    ed_background_counts: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -179,13 +201,18 @@ PRESETS: dict[str, Preset] = {
         echem=EchemSpec(c_rate_per_h=2.0, rest_s=600.0, sample_period_s=5.0),
         xrd=XrdSpec(detector="Pilatus100k", frame_period_s=30.0, count_time_s=10.0),
         xanes=XanesSpec(n_points=300),
-        confocal=ConfocalSpec(detector="Pilatus100k", point_time_s=20.0),
+        confocal=ConfocalSpec(
+            detector="Pilatus100k", n_depths=6, point_time_s=10.0, count_time_s=6.0,
+            relaxation_time_s=300.0, missing_points=((4, 2),), cut_last_pass=True,
+            energy_dispersive=True,
+        ),
     ),
     "lfp-1c": Preset(
         name="lfp-1c",
         echem=EchemSpec(c_rate_per_h=1.0, rest_s=1800.0, sample_period_s=5.0),
         xrd=XrdSpec(detector="Eiger1M", frame_period_s=20.0, count_time_s=5.0, lag_s=90.0),
-        confocal=ConfocalSpec(detector="Pilatus300k", point_time_s=15.0),
+        confocal=ConfocalSpec(detector="Pilatus300k", point_time_s=15.0,
+                              relaxation_time_s=600.0),
     ),
     "lfp-10c": Preset(
         name="lfp-10c",
@@ -195,7 +222,8 @@ PRESETS: dict[str, Preset] = {
             lag_s=15.0,
         ),
         xanes=XanesSpec(lag_s=20.0),
-        confocal=ConfocalSpec(detector="Pilatus300k", point_time_s=6.0, count_time_s=3.0),
+        confocal=ConfocalSpec(detector="Pilatus300k", point_time_s=6.0, count_time_s=3.0,
+                              relaxation_time_s=400.0),
     ),
 }
 

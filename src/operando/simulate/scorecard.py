@@ -2,7 +2,8 @@
 
 The demo prints this table so that one command shows not only that the pipeline runs but
 that it recovers what the simulator put in: the clock, the phase fractions and lattice
-parameters, the XANES fractions, energy offset and lag, and the diffusion coefficients.
+parameters, the XANES fractions, energy offset and lag, the confocal state of charge, front
+arrival, local rates and relaxation time, and the diffusion coefficients.
 Tolerances are the acceptance limits of the issues that introduced each product.
 
 Pure: the truth mapping (``truth.json``) and product Datasets in, rows out.
@@ -120,6 +121,53 @@ def xanes_checks(truth: Mapping[str, Any], xanes: xr.Dataset) -> list[Check]:
     return rows
 
 
+def confocal_checks(truth: Mapping[str, Any], conf: xr.Dataset) -> list[Check]:
+    """Local SOC RMS error (the FePO4 fraction of every acquired point), the worst front
+    arrival error in pass intervals, the face reacting first, the worst local-rate error
+    (%) and the relaxation time (%) of the first rest after a reaction."""
+    t = truth["confocal"]
+    rows: list[Check] = []
+    ref = np.asarray(t["phase_fraction"]["FePO4"], dtype=float)
+    soc = conf["soc"].values.astype(float)
+    if soc.shape == ref.shape:
+        rows.append(Check("confocal", "local SOC RMS", "per point",
+                          f"{int(np.isfinite(soc).sum())} points", _rms(soc - ref), 0.02, ""))
+    r = t.get("reaction")
+    if r is None or "front_arrival_time" not in conf:
+        return rows
+    half = np.asarray(r["half_time_s"], dtype=float)
+    got = conf["front_arrival_time"].values.astype(float)
+    pass_s = float(t["point_time_s"]) * int(t["n_depths"])
+    if got.shape == half.shape and got.size:
+        err = (got - half) / pass_s
+        rows.append(Check("confocal", "front arrival, worst",
+                          f"{np.isfinite(half).sum()} depth × reaction",
+                          f"{np.isfinite(got).sum()} found", float(np.nanmax(np.abs(err))),
+                          1.0, "passes"))
+        faces = [str(f) for f in conf["first_face"].values]
+        rows.append(Check("confocal", "first face", ", ".join(map(str, r["first_face"])),
+                          ", ".join(faces), float(faces != [str(f) for f in r["first_face"]]),
+                          0.0, ""))
+        rate = conf["local_rate_per_h"].values.astype(float)
+        ref_rate = np.asarray(r["local_rate_per_h"], dtype=float)
+        rel = 100 * (rate / ref_rate - 1)
+        rows.append(Check("confocal", "local rate r(z), worst",
+                          f"{np.nanmin(ref_rate):.2f}–{np.nanmax(ref_rate):.2f} h⁻¹",
+                          f"{np.isfinite(rate).sum()} found", float(np.nanmax(np.abs(rel))),
+                          5.0, "%"))
+    if "relaxation_time_shared" in conf and conf.sizes.get("rest", 0):
+        tau = conf["relaxation_time_shared"].values.astype(float)
+        ok = np.isfinite(tau)
+        if ok.any():
+            k = int(np.flatnonzero(ok)[0])
+            got_tau = float(tau[k])
+            err_tau = float(conf["relaxation_time_shared_stderr"].values[k])
+            rows.append(Check("confocal", "relaxation τ", f"{t['relaxation_time_s']:.0f} s",
+                              f"{got_tau:.0f} ± {err_tau:.0f} s",
+                              100 * (got_tau / float(t["relaxation_time_s"]) - 1), 10.0, "%"))
+    return rows
+
+
 def kinetics_checks(truth: Mapping[str, Any], kin: xr.Dataset) -> list[Check]:
     """Cell and map diffusion coefficients (relative error, %) and the linear-range limit."""
     t = truth["kinetics"]
@@ -155,6 +203,8 @@ def scorecard(truth: Mapping[str, Any], products: Mapping[str, xr.Dataset]) -> l
         rows += clock_checks(truth, clock_src)
     if "peaks" in products and "xrd" in truth:
         rows += peaks_checks(truth, products["peaks"])
+    if "confocal" in products and "confocal" in truth:
+        rows += confocal_checks(truth, products["confocal"])
     if "xanes" in products and "xanes" in truth:
         rows += xanes_checks(truth, products["xanes"])
     if "kinetics" in products and "kinetics" in truth:
