@@ -12,10 +12,12 @@ Reads like DESIGN.md's table:
    parameters, Li content and phase fractions → ``peaks.nc``;
 5. XANES: scans → normalisation, energy alignment, batched linear-combination fits →
    ``xanes.nc`` with each scan's electrochemistry and the fraction-vs-Faraday lag;
-6. kinetics: CVs at several scan rates (cell files and/or an SECCM map) → Randles–Sevcik
+6. confocal: depth-resolved scans (frames integrated in chunk-sized tasks, or energy-
+   dispersive spectra) → per-(pass, depth) peak fits, local state of charge, front arrival,
+   local rates, through-depth spread and relaxation → ``confocal.nc``;
+7. kinetics: CVs at several scan rates (cell files and/or an SECCM map) → Randles–Sevcik
    diffusion coefficients → ``kinetics.nc``.
 
-Streams of the config that this version does not reduce yet are logged and skipped.
 ``operando reduce CONFIG [--only ...]`` calls :func:`reduce_run`; so does a deployment.
 """
 
@@ -62,9 +64,7 @@ from pipelines.xrd import (
 )
 
 #: Streams this version reduces, in the order they run.
-REDUCED_STREAMS = ("echem", "xrd", "peaks", "xanes", "kinetics")
-#: Streams a config may hold that later versions reduce.
-PENDING_STREAMS = ("confocal",)
+REDUCED_STREAMS = ("echem", "xrd", "peaks", "confocal", "xanes", "kinetics")
 
 
 @dataclass
@@ -402,6 +402,15 @@ def xanes_task(cfg: RunConfig, echem: xr.Dataset | None, clock: ClockModel | Non
     return build_xanes(cfg, echem=echem, clock=clock, progress=progress)
 
 
+@task(name="reduce confocal", cache_policy=NO_CACHE)
+def confocal_task(cfg: RunConfig, echem: xr.Dataset | None, clock: ClockModel | None,
+                  client_key: str | None, progress: ProgressCallback | None) -> StreamProduct:
+    from pipelines.confocal import build_confocal
+
+    return build_confocal(cfg, echem=echem, clock=clock, map_units=_dask_runner(client_key),
+                          progress=progress)
+
+
 @task(name="reduce kinetics", cache_policy=NO_CACHE)
 def kinetics_task(cfg: RunConfig, progress: ProgressCallback | None) -> StreamProduct:
     from pipelines.kinetics import build_kinetics
@@ -428,9 +437,9 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
                scheduler: str | None = "local", overwrite: bool | None = None,
                progress: ProgressCallback | None = None) -> ReduceResult:
     """Reduce one run. ``only`` limits the products written (``echem``, ``xrd``, ``peaks``,
-    ``xanes``, ``kinetics``); the electrochemistry and the clock are still computed when a
-    chosen product needs them, and ``peaks`` reads an existing ``xrd.nc`` or reduces the
-    XRD first. ``scheduler``: see :func:`dask_client`. ``overwrite`` overrides
+    ``confocal``, ``xanes``, ``kinetics``); the electrochemistry and the clock are still
+    computed when a chosen product needs them, and ``peaks`` reads an existing ``xrd.nc``
+    or reduces the XRD first. ``scheduler``: see :func:`dask_client`. ``overwrite`` overrides
     ``output.overwrite``.
     """
     log = get_run_logger()
@@ -444,9 +453,6 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
         raise ValueError(f"--only: expected some of {', '.join(REDUCED_STREAMS)}, found "
                          f"{', '.join(sorted(unknown))}")
     result = ReduceResult(product_dir=cfg.product_dir)
-    for s in PENDING_STREAMS:
-        if getattr(cfg, s) is not None:
-            result.skipped[s] = "not reduced by this version of operando"
     for s in sorted(wanted):
         if getattr(cfg, s) is None:
             raise ValueError(f"{s}: asked for, but the config has no '{s}' section")
@@ -462,8 +468,8 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
     for s, why in result.skipped.items():
         log.info("%s: skipped, %s", s, why)
 
-    synced = cfg.sync is not None and bool(wanted & {"echem", "xrd", "xanes"})
-    needs_echem = "echem" in wanted or (synced and bool(wanted & {"xrd", "xanes"}))
+    synced = cfg.sync is not None and bool(wanted & {"echem", "xrd", "xanes", "confocal"})
+    needs_echem = "echem" in wanted or (synced and bool(wanted & {"xrd", "xanes", "confocal"}))
     echem = read_echem_task(cfg) if needs_echem and cfg.echem is not None else None
     result.echem = echem
     triggers_on_xrd = synced and cfg.sync is not None and cfg.sync.method == "triggers" \
@@ -494,7 +500,7 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
                 echem_figure(echem, title=f"{cfg.run.name}: electrochemistry"),
                 cfg.product_dir / "report" / "echem.png"))
     xrd_ds = None
-    if wanted & {"xrd", "peaks"}:
+    if wanted & {"xrd", "peaks", "confocal"}:
         with dask_client(scheduler) as (key, workers):
             if "xrd" in wanted:
                 runner = reduce_xrd.with_options(
@@ -517,6 +523,11 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
                                     if k.startswith("clock_") and k not in peaks.attrs})
                 result.products["peaks"] = write_stream_task(cfg, peaks, [xrd_path])
                 _figures(cfg, result, peaks)
+            if "confocal" in wanted:
+                confocal = confocal_task(cfg, echem, clock, key, progress)
+                result.products["confocal"] = write_stream_task(
+                    cfg, confocal, sync_inputs(cfg, echem, clock) if clock is not None else [])
+                _figures(cfg, result, confocal)
     if "xanes" in wanted:
         xanes = xanes_task(cfg, echem, clock, progress)
         result.products["xanes"] = write_stream_task(

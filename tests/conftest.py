@@ -28,6 +28,21 @@ def small_run(tmp_path_factory: pytest.TempPathFactory):
     return simulate_beamtime(tmp_path_factory.mktemp("small-seed0"), "small", seed=0)
 
 
+@pytest.fixture(scope="session")
+def small_reduced(small_run, tmp_path_factory: pytest.TempPathFactory):
+    """The `small` run reduced once, every stream (in-process chunks), read-only for tests:
+    ``(config, ReduceResult)``. Confocal SOC is also interpolated onto a 120 s grid."""
+    from operando.config import load_config
+    from pipelines.reduce import reduce_run
+
+    cfg = load_config(small_run.run_config_path)
+    out = tmp_path_factory.mktemp("reduced")
+    cfg = cfg.model_copy(update={
+        "output": cfg.output.model_copy(update={"directory": out, "overwrite": True}),
+        "confocal": cfg.confocal.model_copy(update={"interpolate_step_s": 120.0})})
+    return cfg, reduce_run(cfg, scheduler="none")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Prefect stops its temporary API server at interpreter exit and logs that through a
     handler bound to the stream pytest has already closed; do not print the resulting

@@ -27,6 +27,7 @@ def test_demo_command_simulates_and_reduces(tmp_path: Path) -> None:
     raw = tmp_path / "w" / "raw"
     for rel in ("run.yaml", "truth.json", "echem/cell.mpt", "echem/triggers.txt",
                 "xrd/xrd_0001.h5", "xanes/xanes_scans.h5", "confocal/confocal.h5",
+                "confocal/confocal_ed.h5",
                 "kinetics/seccm_map.h5"):
         assert (raw / rel).is_file(), rel
         assert Path(rel).name in out, rel
@@ -38,12 +39,12 @@ def test_demo_command_simulates_and_reduces(tmp_path: Path) -> None:
     assert f"{q_mAh:.4f}" in out
     assert "Completed" in proc.stdout + proc.stderr  # Prefect's flow-run state
     reduced = tmp_path / "w" / "reduced" / "sim-small-seed0"
-    for fig in ("echem.png", "sync.png", "xrd.png", "peaks.png", "xanes.png",
+    for fig in ("echem.png", "sync.png", "xrd.png", "peaks.png", "confocal.png", "xanes.png",
                 "kinetics_ip.png", "kinetics_map.png"):
         png = reduced / "report" / fig
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(png) in out.replace("\n", "")
     # products written (their physics is checked in test_reduce.py) and the clock printed
-    for product in ("echem.nc", "xrd.nc", "peaks.nc", "xanes.nc", "kinetics.nc"):
+    for product in ("echem.nc", "xrd.nc", "peaks.nc", "confocal.nc", "xanes.nc", "kinetics.nc"):
         assert (reduced / product).stat().st_size > 0 and product in out
     assert "clock (triggers): offset 1.70" in out and "3 missing, 1 spurious" in out
     assert "recovered vs the simulator's ground truth" in out

@@ -30,16 +30,14 @@ def _config(small_run, out: Path, **xrd_updates) -> RunConfig:
 
 
 @pytest.fixture(scope="module")
-def reduced(small_run, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reduced")
-    cfg = _config(small_run, out)
-    return cfg, reduce_run(cfg, scheduler="none")
+def reduced(small_reduced):
+    return small_reduced
 
 
 def test_products_and_provenance(reduced, small_run) -> None:
     cfg, res = reduced
-    assert set(res.products) == {"echem", "xrd", "peaks", "xanes", "kinetics"}
-    assert set(res.skipped) == {"confocal"}
+    assert set(res.products) == {"echem", "xrd", "peaks", "confocal", "xanes", "kinetics"}
+    assert not res.skipped
     for name, path in res.products.items():
         assert path == cfg.product_dir / f"{name}.nc" and path.is_file()
         ds = xr.open_dataset(path, engine="h5netcdf")
@@ -60,11 +58,13 @@ def test_products_and_provenance(reduced, small_run) -> None:
             assert names == {"xrd.nc"}, names
         if name == "xanes":
             assert "xanes_scans.h5" in names, names
+        if name == "confocal":
+            assert {"confocal.h5", "pilatus_0000.h5", "geometry.poni"} <= names, names
         for var in {**ds.coords, **ds.data_vars}.values():
             assert "long_name" in var.attrs or var.dtype.kind == "M", var.name
         ds.close()
     assert not list(cfg.product_dir.glob(".*.part"))
-    for fig in ("echem.png", "sync.png", "xrd.png", "peaks.png", "xanes.png",
+    for fig in ("echem.png", "sync.png", "xrd.png", "peaks.png", "confocal.png", "xanes.png",
                 "kinetics_ip.png", "kinetics_map.png"):
         assert (cfg.product_dir / "report" / fig).read_bytes()[:4] == b"\x89PNG"
 
@@ -261,12 +261,14 @@ def test_scorecard_scores_the_products_against_truth(reduced, small_run) -> None
     truth = load_truth(small_run.truth_path)
     products = {n: read_product(p) for n, p in res.products.items()}
     rows = {(r.product, r.quantity): r for r in scorecard(truth, products)}
-    assert {p for p, _ in rows} == {"sync", "peaks", "xanes", "kinetics"}
+    assert {p for p, _ in rows} == {"sync", "peaks", "confocal", "xanes", "kinetics"}
     for key in [("sync", "clock offset"), ("sync", "clock drift"),
                 ("xanes", "LCF fraction RMS"), ("xanes", "mono energy offset"),
                 ("xanes", "XANES lag"), ("kinetics", "D, cell CVs"),
                 ("kinetics", "linear up to"), ("kinetics", "D map, worst"),
-                ("peaks", "intermediate flagged")]:
+                ("peaks", "intermediate flagged"), ("confocal", "local SOC RMS"),
+                ("confocal", "front arrival, worst"), ("confocal", "first face"),
+                ("confocal", "relaxation τ")]:
         assert rows[key].ok, rows[key]
     bad = products["xanes"].copy()
     bad["fraction"] = bad["fraction"] + 0.05

@@ -242,7 +242,7 @@ def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
 def reduce(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     only: Annotated[list[str] | None, typer.Option(
-        help="Only these products (repeatable): echem, xrd, peaks, xanes, kinetics. "
+        help="Only these products (repeatable): echem, xrd, peaks, confocal, xanes, kinetics. "
         "'peaks' reads an existing xrd.nc, or reduces the XRD first.")] = None,
     scheduler: Annotated[str, typer.Option(
         help="Where chunks run: 'local' (a Dask LocalCluster of worker processes), 'none' "
@@ -251,8 +251,8 @@ def reduce(
         "--overwrite/--keep", help="Replace / keep existing products (default: the config's "
         "output.overwrite).", show_default=False)] = None,
 ) -> None:
-    """Reduce a run: echem.nc, sync, xrd.nc, peaks.nc, xanes.nc, kinetics.nc (+ report
-    figures) in <output.directory>/<run>/."""
+    """Reduce a run: echem.nc, sync, xrd.nc, peaks.nc, confocal.nc, xanes.nc, kinetics.nc
+    (+ report figures) in <output.directory>/<run>/."""
     from pipelines.reduce import reduce_run
 
     try:

@@ -622,21 +622,141 @@ class XanesSection(_Section):
                              "scan_end: duration, or remove scan_duration_s")
 
 
-class ConfocalSection(_Section):
-    """Depth-resolved XRD: passes over depth positions through the electrode."""
+class ConfocalSocSection(_Section):
+    """Local state of charge (0 = discharged, 1 = charged) of each confocal point, from a
+    fitted quantity through a calibration."""
 
-    files: list[InputPath] = Field(min_length=1)
-    scans: str = Field("*", description="Glob over scan (pass) entry names.")
-    detector_path: str = "instrument/pilatus/data"
-    depth_path: str = "instrument/positioners/sz"
+    quantity: Literal["phase_fraction", "peak_position", "lattice_a", "lattice_b",
+                      "lattice_c"] = Field(
+        "phase_fraction", description="What SOC is read from: the fraction of 'phase' "
+        "(two-phase materials), the d-spacing of 'peak' (Å; solid solutions), or a lattice "
+        "parameter of 'phase' (Å).")
+    phase: str | None = Field(None, description="Phase (peaks phases[*].name): the charged end "
+                              "member for phase_fraction; the phase whose lattice is used.")
+    peak: str | None = Field(None, description="Peak name (a window's peaks[*].name) for "
+                             "peak_position.")
+    calibration: Literal["linear", "table"] = Field(
+        "linear", description="'linear': between the end states 'discharged' and 'charged'; "
+        "'table': a tabulated curve (quantity, SOC) measured on a slow cycle.")
+    discharged: float | None = Field(None, description="Quantity at SOC 0 (linear); 0 for "
+                                     "phase_fraction when absent.")
+    charged: float | None = Field(None, description="Quantity at SOC 1 (linear); 1 for "
+                                  "phase_fraction when absent.")
+    table_file: InputPath | None = Field(None, description="CSV/whitespace text with two "
+                                         "columns: quantity, SOC (header lines allowed).")
+    table: list[tuple[float, float]] | None = Field(None, description="Inline table of "
+                                                    "(quantity, SOC) pairs.")
+    x_li_discharged: float = Field(1.0, description="Li content x at SOC 0.")
+    x_li_charged: float = Field(0.0, description="Li content x at SOC 1.")
+
+    @model_validator(mode="after")
+    def _complete(self) -> ConfocalSocSection:
+        if self.quantity == "peak_position" and self.peak is None:
+            raise ValueError("quantity 'peak_position' expects 'peak' (a peak name), found none")
+        if self.quantity != "peak_position" and self.phase is None:
+            raise ValueError(f"quantity {self.quantity!r} expects 'phase' (a phase name), "
+                             "found none")
+        if self.calibration == "table":
+            if (self.table_file is None) == (self.table is None):
+                raise ValueError("calibration 'table' expects exactly one of 'table_file' and "
+                                 "'table', found "
+                                 + ("both" if self.table is not None else "neither"))
+            if self.table is not None and len(self.table) < 2:
+                raise ValueError(f"table: expected at least 2 (quantity, SOC) pairs, found "
+                                 f"{len(self.table)}")
+        elif self.quantity != "phase_fraction" and (self.discharged is None
+                                                     or self.charged is None):
+            raise ValueError(f"calibration 'linear' of {self.quantity!r} expects 'discharged' "
+                             "and 'charged' (the quantity at SOC 0 and 1), found "
+                             f"{self.discharged} and {self.charged}")
+        if self.discharged is not None and self.charged is not None \
+                and self.discharged == self.charged:
+            raise ValueError(f"discharged and charged: expected different values, found "
+                             f"{self.discharged} for both")
+        return self
+
+
+class ConfocalSection(_Section):
+    """Depth-resolved XRD: passes over depth positions through the electrode, each point with
+    its own acquisition time (angle-dispersive frames, or energy-dispersive spectra at a
+    fixed 2θ)."""
+
+    mode: Literal["angle", "energy"] = Field(
+        "angle", description="'angle': a 2D detector frame per point (needs 'integration'); "
+        "'energy': an MCA spectrum per point at a fixed 2θ, d = hc / (2 E sin θ).")
+    files: list[InputPath] = Field(min_length=1, description="Bliss-style scan files (one "
+                                   "entry per pass over depth).")
+    scans: str = Field("*", description="Glob over scan (pass) entry names, e.g. '*.1'.")
+    detector_path: str = Field("instrument/pilatus/data", description="Frames of a point, "
+                               "relative to the entry (angle mode).")
+    spectrum_path: str = Field("instrument/mca/data", description="MCA spectra (points x "
+                               "channels), relative to the entry (energy mode).")
+    energy_calibration_path: str | None = Field(
+        None, description="Dataset of the channel energy calibration [a, b, c] "
+        "(E = a + b ch + c ch², ch 0-based; units attribute keV or eV), relative to the entry.")
+    energy_calibration_keV: list[float] | None = Field(
+        None, min_length=2, max_length=3, description="The calibration [a, b(, c)] in keV, "
+        "instead of energy_calibration_path.")
+    two_theta_path: str | None = Field(None, description="Dataset of the fixed scattering angle "
+                                       "2θ (degree), relative to the entry (energy mode).")
+    two_theta_deg: float | None = Field(None, gt=0, lt=180, description="The fixed 2θ (degree), "
+                                        "instead of two_theta_path.")
+    nominal_wavelength_A: float | None = Field(
+        None, gt=0, description="Energy mode: wavelength at which peak areas are put in the "
+        "angle-dispersive convention for phase fractions (that of the reference intensities).")
+    depth_path: str = Field("instrument/positioners/sz", description="Depth motor per point, "
+                            "relative to the entry.")
     depth_unit: Literal["mm", "um"] = "mm"
-    depth_origin: Literal["separator", "current_collector"] = "separator"
+    depth_origin: Literal["separator", "current_collector"] = Field(
+        "separator", description="The face at depth 0.")
     depth_zero: float = Field(0.0, description="Motor position (depth_unit) of the origin.")
     depth_sign: Literal[1, -1] = Field(1, description="-1 when the motor runs toward the origin.")
-    epoch_path: str = "measurement/epoch"
+    depths_um: list[float] | None = Field(None, description="Nominal depth grid (µm from the "
+                                          "origin); clustered from the motor positions when "
+                                          "absent.")
+    depth_tolerance_um: float | None = Field(None, gt=0, description="Largest distance of a "
+                                             "point from its nominal depth (µm).")
+    gauge_length_um: float | None = Field(None, gt=0, description="Extent of the gauge volume "
+                                          "along the depth direction (µm), recorded on the "
+                                          "depth coordinate.")
+    thickness_um: float | None = Field(None, gt=0, description="Electrode thickness (µm), "
+                                       "recorded on the depth coordinate.")
+    epoch_path: str = Field("measurement/epoch", description="Exposure start per point (UTC "
+                            "epoch s, beamline clock), relative to the entry.")
     count_time_path: str | None = "measurement/count_time"
     monitor_path: str | None = "measurement/mon"
-    integration: IntegrationSection
+    normalize_by_monitor: bool = Field(False, description="Divide each point by its monitor "
+                                       "counts.")
+    integration: IntegrationSection | None = Field(None, description="Azimuthal integration "
+                                                   "(angle mode).")
+    peaks: PeaksSection | None = Field(None, description="Peak fitting of the confocal "
+                                       "patterns; the top-level 'peaks' section when absent.")
+    soc: ConfocalSocSection = Field(
+        default_factory=lambda: ConfocalSocSection(phase="FePO4"),
+        description="Local state of charge from the fits.")
+    front_min_change: float = Field(0.2, gt=0, le=1, description="Smallest local SOC change "
+                                    "in a charge/discharge for a front arrival time and rate.")
+    relaxation_min_amplitude: float = Field(0.03, gt=0, description="Smallest SOC deviation "
+                                            "from the depth's rest level for a relaxation fit.")
+    interpolate_step_s: float | None = Field(
+        None, gt=0, description="Also write SOC interpolated onto a common time grid of this "
+        "step (s), labelled as interpolated; off when absent.")
+
+    @model_validator(mode="after")
+    def _mode_inputs(self) -> ConfocalSection:
+        if self.mode == "angle" and self.integration is None:
+            raise ValueError("mode 'angle' expects 'integration' (PONI, mask, unit, npt), "
+                             "found none")
+        if self.mode == "energy":
+            if (self.energy_calibration_path is None) == (self.energy_calibration_keV is None):
+                raise ValueError("mode 'energy' expects exactly one of "
+                                 "'energy_calibration_path' and 'energy_calibration_keV', "
+                                 "found " + ("both" if self.energy_calibration_keV else "neither"))
+            if (self.two_theta_path is None) == (self.two_theta_deg is None):
+                raise ValueError("mode 'energy' expects exactly one of 'two_theta_path' and "
+                                 "'two_theta_deg', found "
+                                 + ("both" if self.two_theta_deg else "neither"))
+        return self
 
 
 class KineticsSection(_Section):
@@ -742,6 +862,21 @@ class RunConfig(_Section):
             )
         if self.peaks is not None and self.xrd is None:
             raise ValueError("'peaks' expects an 'xrd' section (the patterns it fits), found none")
+        if self.confocal is not None:
+            peaks = self.confocal.peaks or self.peaks
+            if peaks is None:
+                raise ValueError("'confocal' expects a peaks section to fit its patterns "
+                                 "(confocal.peaks, or the top-level peaks), found none")
+            soc = self.confocal.soc
+            phases = [p.name for p in peaks.phases]
+            names = [p.name or f"{p.phase}_{''.join(map(str, p.hkl or ()))}"
+                     for w in peaks.windows for p in w.peaks]
+            if soc.quantity == "peak_position" and soc.peak not in names:
+                raise ValueError(f"confocal.soc.peak: expected one of {names}, found "
+                                 f"{soc.peak!r}")
+            if soc.quantity != "peak_position" and soc.phase not in phases:
+                raise ValueError(f"confocal.soc.phase: expected one of {phases}, found "
+                                 f"{soc.phase!r}")
         return self
 
     @property

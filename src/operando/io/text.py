@@ -6,7 +6,16 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["decode_text", "is_float", "read_file_head", "read_text_lines", "split_lines"]
+import numpy as np
+
+__all__ = [
+    "decode_text",
+    "is_float",
+    "read_file_head",
+    "read_numeric_table",
+    "read_text_lines",
+    "split_lines",
+]
 
 _NEWLINE = re.compile(r"\r\n|\r|\n")
 
@@ -66,3 +75,35 @@ def read_text_lines(path: str | os.PathLike[str]) -> list[str]:
     :class:`~operando.io.errors.InputFileError` naming what they expected).
     """
     return split_lines(decode_text(Path(path).read_bytes()))
+
+
+_CELL_SEP = re.compile(r"[,;\s]+")
+
+
+def read_numeric_table(path: str | os.PathLike[str], n_columns: int, *, what: str) -> np.ndarray:
+    """The numeric rows of a small text table (comma, semicolon or whitespace separated) as
+    a float array (n_rows, n_columns); the first ``n_columns`` cells of each row are used.
+
+    Lines starting with ``#`` and lines whose cells do not all parse (headers) are skipped.
+    A missing file, or fewer than two numeric rows, raises
+    :class:`~operando.io.errors.InputFileError` naming the file and ``what`` it is for.
+    """
+    from operando.io.errors import InputFileError
+
+    path = Path(path)
+    try:
+        lines = read_text_lines(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file (expected {what})") from None
+    rows = []
+    for line in lines:
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        cells = [c for c in _CELL_SEP.split(text) if c][:n_columns]
+        if len(cells) == n_columns and all(is_float(c) for c in cells):
+            rows.append([float(c) for c in cells])
+    if len(rows) < 2:
+        raise InputFileError(f"{path}: expected at least 2 rows of {n_columns} numbers ({what}), "
+                             f"found {len(rows)}")
+    return np.asarray(rows, dtype=float)
