@@ -194,9 +194,14 @@ def _to_grid(values: np.ndarray, grid: DepthGrid, fill: Any) -> np.ndarray:
 
 
 def _fill_for(var: xr.Variable) -> Any:
+    """The value of a cell without a point, by dtype (NaN, NaT, False, -1, '')."""
     kind = var.dtype.kind
     if kind == "f":
         return np.nan
+    if kind == "M":
+        return np.datetime64("NaT")
+    if kind == "m":
+        return np.timedelta64("NaT")
     if kind == "b":
         return False
     if kind in "iu":
@@ -208,28 +213,27 @@ def _fill_for(var: xr.Variable) -> Any:
 
 def _grid_dataset(point_ds: xr.Dataset, grid: DepthGrid, point_dim: str = "time"
                   ) -> xr.Dataset:
-    """Every variable on ``point_dim`` of a per-point Dataset put on (pass, depth)."""
-    out: dict[str, xr.Variable] = {}
+    """Every variable of a per-point Dataset on ``point_dim`` put on (pass, depth) (cells
+    without a point filled by dtype); variables without ``point_dim`` (the radial axis,
+    …) kept as they are, coordinates staying coordinates."""
+    data_vars: dict[str, xr.Variable] = {}
+    coords: dict[str, xr.Variable] = {}
     for name, var in point_ds.variables.items():
-        if point_dim not in var.dims:
-            if name not in point_ds.dims:
-                out[name] = var
+        if name == point_dim:
             continue
-        if var.dims[0] != point_dim:
-            var = var.transpose(point_dim, ...)
-        fill = _fill_for(var)
-        data = np.asarray(var.values)
-        if fill is None:
-            data = data.astype(str)
-            fill = ""
-        out[name] = xr.Variable(("pass", "depth", *var.dims[1:]), _to_grid(data, grid, fill),
-                                var.attrs)
-    coords = {k: v for k, v in point_ds.coords.items() if point_dim not in v.dims
-              and k not in point_ds.dims}
-    ds = xr.Dataset({k: v for k, v in out.items() if k not in coords and k not in
-                     point_ds.coords}, coords={**coords, **{k: out[k] for k in point_ds.coords
-                                                            if k in out and k != point_dim}})
-    return ds
+        if point_dim in var.dims:
+            if var.dims[0] != point_dim:
+                var = var.transpose(point_dim, ...)
+            fill = _fill_for(var)
+            values = np.asarray(var.values)
+            if fill is None:
+                values, fill = values.astype(str), ""
+            new = xr.Variable(("pass", "depth", *var.dims[1:]),
+                              _to_grid(values, grid, fill), var.attrs)
+            new.encoding.update(var.encoding)
+            var = new
+        (coords if name in point_ds.coords else data_vars)[name] = var
+    return xr.Dataset(data_vars, coords=coords)
 
 
 def _reaction_rates(echem: xr.Dataset | None, segments: list[Segment], x_d: float,
@@ -270,10 +274,13 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
         points, inten, sig, radial, rad, rad_units, wl, mode_attrs, inputs = _angle_patterns(
             sec, map_units, progress)
     else:
-        if sec.soc.quantity == "phase_fraction" and sec.nominal_wavelength_A is None:
-            raise ValueError("confocal.nominal_wavelength_A: energy mode with soc.quantity "
-                             "phase_fraction expects the wavelength of the reference "
-                             "intensities, found none")
+        if sec.nominal_wavelength_A is None and (
+                sec.soc.quantity == "phase_fraction" or peaks_sec.joint_windows
+                or peaks_sec.intermediate is not None):
+            raise ValueError("confocal.nominal_wavelength_A: energy mode with phase "
+                             "fractions, joint_windows or an intermediate phase expects the "
+                             "wavelength of the reference intensities (their areas are in "
+                             "the angle-dispersive 2θ convention), found none")
         points, inten, sig, radial, rad, rad_units, wl, mode_attrs, inputs = \
             _energy_patterns(sec)
     notes.extend(f"confocal: {n}" for n in points.notes)
@@ -285,7 +292,12 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
     n_pts = len(points.pass_index)
 
     # ---- times of every point
-    count = np.where(np.isfinite(points.count_time_s), points.count_time_s, 0.0)
+    unknown = ~np.isfinite(points.count_time_s)
+    if unknown.any():
+        notes.append(f"confocal: {int(unknown.sum())} points have no count time "
+                     f"({points.sources.get('count_time', 'absent')}): their electrochemistry "
+                     "is the value at the exposure start, not a mean over the exposure")
+    count = np.where(unknown, 0.0, points.count_time_s)
     if clock is not None:
         t0 = clock.to_potentiostat(points.epoch_s)
         t1 = clock.to_potentiostat(points.epoch_s + count)
@@ -364,10 +376,8 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
                 var.attrs["long_name"] = ("electrode-average Li content x from the charge "
                                           "passed (Faraday), exposure mean")
             point_vars[name] = var
-    fit_vars = fits.drop_vars([v for v in fits.variables if "time" not in fits[v].dims
-                               or v == "time"])
-    point_ds = xr.Dataset({**point_vars, **{k: v.variable for k, v in fit_vars.items()}},
-                          coords={rad: radial})
+    fit_vars = {k: v for k, v in fits.variables.items() if "time" in v.dims and k != "time"}
+    point_ds = xr.Dataset({**point_vars, **fit_vars}, coords={rad: radial})
     ds = _grid_dataset(point_ds, grid)
     for name in ("peak", "window", "phase"):
         if name in fits.coords:
@@ -400,6 +410,7 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
         depth_measured_um=ds["depth_measured"].variable,
     ).drop_vars("depth_measured")
     ds[rad].attrs.update(cf_attrs(rad_units, RADIAL_LONG_NAMES.get(rad, rad)))
+    assert rad in ds.coords
 
     # ---- heterogeneity
     segments: list[Segment] = []

@@ -148,6 +148,22 @@ def write_lima_file(
     return path
 
 
+def _scan_entry(f: h5py.File, name: str,
+                scan: BlissScan | BlissMcaScan) -> tuple[h5py.Group, h5py.Group]:
+    """The NXentry ``name`` of a scan with its title, start/end times and positioners;
+    returns (entry, instrument)."""
+    entry = nx_group(f, name, "NXentry")
+    entry["title"] = scan.title
+    entry["start_time"] = epoch_to_iso(scan.start_epoch_s)
+    entry["end_time"] = epoch_to_iso(scan.end_epoch_s)
+    inst = nx_group(entry, "instrument", "NXinstrument")
+    pos = nx_group(inst, "positioners", "NXcollection")
+    for motor, (values, units) in scan.positioners.items():
+        ds = pos.create_dataset(motor, data=np.asarray(values, dtype=float))
+        ds.attrs["units"] = units
+    return entry, inst
+
+
 def write_bliss_master(
     path: str | Path, scans: Sequence[BlissScan], *, detector: str = "pilatus"
 ) -> Path:
@@ -161,15 +177,7 @@ def write_bliss_master(
         write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (Bliss layout)")
         for scan in scans:
             name = f"{scan.number}.1"
-            entry = nx_group(f, name, "NXentry")
-            entry["title"] = scan.title
-            entry["start_time"] = epoch_to_iso(scan.start_epoch_s)
-            entry["end_time"] = epoch_to_iso(scan.end_epoch_s)
-            inst = nx_group(entry, "instrument", "NXinstrument")
-            pos = nx_group(inst, "positioners", "NXcollection")
-            for motor, (values, units) in scan.positioners.items():
-                ds = pos.create_dataset(motor, data=np.asarray(values, dtype=float))
-                ds.attrs["units"] = units
+            entry, inst = _scan_entry(f, name, scan)
             det = nx_group(inst, detector, "NXdetector")
             det["data"] = h5py.ExternalLink(scan.lima_file, LIMA_DATA_PATH)
             det.attrs["lima_file"] = scan.lima_file
@@ -233,15 +241,7 @@ def write_bliss_mca_master(
                         raise ValueError(
                             f"{path}: scan {name} {kind} {key!r} has shape "
                             f"{np.shape(values)}, expected ({n_points},) (one per spectrum)")
-            entry = nx_group(f, name, "NXentry")
-            entry["title"] = scan.title
-            entry["start_time"] = epoch_to_iso(scan.start_epoch_s)
-            entry["end_time"] = epoch_to_iso(scan.end_epoch_s)
-            inst = nx_group(entry, "instrument", "NXinstrument")
-            pos = nx_group(inst, "positioners", "NXcollection")
-            for motor, (values, units) in scan.positioners.items():
-                ds = pos.create_dataset(motor, data=np.asarray(values, dtype=float))
-                ds.attrs["units"] = units
+            entry, inst = _scan_entry(f, name, scan)
             det = nx_group(inst, detector, "NXdetector")
             data = det.create_dataset(
                 "data", data=spectra, chunks=(1, spectra.shape[1]) if spectra.size else None,

@@ -62,6 +62,7 @@ import numpy as np
 
 from operando.io.errors import InputFileError
 from operando.io.frames import _TIME_UNITS, MIN_EPOCH_S, FrameSource, open_frames
+from operando.io.nxutil import as_str
 from operando.io.paths import natural_key
 from operando.xrd.energy_dispersive import channel_energy_keV
 
@@ -167,16 +168,8 @@ def _open(path: Path) -> h5py.File:
             f"{path}: cannot open as HDF5 ({err}) (confocal.files)") from err
 
 
-def _as_str(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _as_str(value[()])
-    return str(value)
-
-
 def _units(dset: h5py.Dataset) -> str:
-    return _as_str(dset.attrs.get("units", "")).strip()
+    return as_str(dset.attrs.get("units", "")).strip()
 
 
 def _list_entries(f: h5py.File, file: Path, scans: str) -> list[str]:

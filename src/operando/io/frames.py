@@ -111,6 +111,7 @@ from operando.io.images import (
     scan_image_file,
     split_hdf5_url,
 )
+from operando.io.nxutil import as_str
 
 __all__ = [
     "COUNT_TIME_NAMES",
@@ -451,16 +452,8 @@ def _h5open(path: Path, swmr: bool) -> h5py.File:
         raise FrameFormatError(f"{path}: cannot open as HDF5 ({text}){hint}") from err
 
 
-def _as_str(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _as_str(value[()])
-    return str(value)
-
-
 def _nx_class(obj: h5py.HLObject) -> str:
-    return _as_str(obj.attrs.get("NX_class", ""))
+    return as_str(obj.attrs.get("NX_class", ""))
 
 
 def _compression(dset: h5py.Dataset) -> tuple[str, ...]:
@@ -612,7 +605,7 @@ def _entry_of(path: str) -> str:
 
 
 def _time_scale(dset: h5py.Dataset) -> float:
-    units = _as_str(dset.attrs.get("units", "s")).strip()
+    units = as_str(dset.attrs.get("units", "s")).strip()
     return _TIME_UNITS.get(units, _TIME_UNITS.get(units.lower(), 1.0))
 
 
@@ -628,7 +621,7 @@ def _search_groups(f: h5py.File, data_path: str) -> list[str]:
     groups = [posixpath.dirname(data_path) or "/"]
     dset = _h5_get(f, data_path)
     if dset is not None:
-        target = _as_str(dset.attrs.get("target", "")) if "target" in dset.attrs else ""
+        target = as_str(dset.attrs.get("target", "")) if "target" in dset.attrs else ""
         if target.startswith("/"):
             groups.append(posixpath.dirname(target))
     entry = _entry_of(data_path)

@@ -1,12 +1,15 @@
-"""Small NeXus helpers shared by the HDF5 writers (groups with ``NX_class``, NXroot attrs)."""
+"""Small NeXus helpers shared by the HDF5 readers and writers (groups with ``NX_class``,
+NXroot attrs, attribute text)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import Any
 
 import h5py
+import numpy as np
 
-__all__ = ["nx_group", "write_root_attrs"]
+__all__ = ["as_str", "nx_group", "write_root_attrs"]
 
 
 def nx_group(parent: h5py.Group, name: str, nx_class: str) -> h5py.Group:
@@ -25,3 +28,13 @@ def write_root_attrs(f: h5py.File, *, file_name: str, creator: str) -> None:
     f.attrs["file_time"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     f.attrs["HDF5_Version"] = h5py.version.hdf5_version
     f.attrs["h5py_version"] = h5py.version.version
+
+
+def as_str(value: Any) -> str:
+    """An HDF5 attribute or scalar dataset value as text (bytes decoded as UTF-8, a 0-d
+    array unwrapped)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.shape == ():
+        return as_str(value[()])
+    return str(value)

@@ -35,7 +35,7 @@ import numpy as np
 
 from operando.io.atomic import atomic_path
 from operando.io.errors import InputFileError
-from operando.io.nxutil import nx_group, write_root_attrs
+from operando.io.nxutil import as_str, nx_group, write_root_attrs
 from operando.io.timestamps import parse_time_utc
 
 __all__ = [
@@ -138,14 +138,6 @@ def write_xas_scans(
     return p
 
 
-def _as_str(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.ndarray) and value.shape == ():
-        return _as_str(value[()])
-    return str(value)
-
-
 def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
     """Read every ``<n>.1`` entry of a Bliss-like XAS scan file, in scan order.
 
@@ -179,22 +171,22 @@ def read_xas_scans(path: str | os.PathLike[str]) -> list[XasScan]:
             positioners: dict[str, float] = {}
             units: dict[str, str] = {}
             meas_units = {
-                k: _as_str(entry["measurement"][k].attrs["units"]) for k in meas
+                k: as_str(entry["measurement"][k].attrs["units"]) for k in meas
                 if "units" in entry["measurement"][k].attrs
-                and MEASUREMENT_UNITS.get(k) != _as_str(entry["measurement"][k].attrs["units"])
+                and MEASUREMENT_UNITS.get(k) != as_str(entry["measurement"][k].attrs["units"])
             }
             if "instrument/positioners" in entry:
                 for k, ds in entry["instrument/positioners"].items():
                     if isinstance(ds, h5py.Dataset) and ds.shape == ():
                         positioners[k] = float(ds[()])
                         if "units" in ds.attrs:
-                            units[k] = _as_str(ds.attrs["units"])
+                            units[k] = as_str(ds.attrs["units"])
             out.append(
                 XasScan(
                     number=number,
-                    title=_as_str(entry["title"][()]) if "title" in entry else name,
-                    start_time=_as_str(entry["start_time"][()]),
-                    end_time=_as_str(entry["end_time"][()]),
+                    title=as_str(entry["title"][()]) if "title" in entry else name,
+                    start_time=as_str(entry["start_time"][()]),
+                    end_time=as_str(entry["end_time"][()]),
                     measurement=meas,
                     positioners=positioners,
                     positioner_units=units,
@@ -313,7 +305,7 @@ def read_xas_channels(
             t0 = t1 = float("nan")
             for rel, which in ((start_time_path, "start"), (end_time_path, "end")):
                 if rel and rel in entry:
-                    value = _iso_epoch(p, f"/{name}/{rel}", _as_str(entry[rel][()]))
+                    value = _iso_epoch(p, f"/{name}/{rel}", as_str(entry[rel][()]))
                     if which == "start":
                         t0 = value
                     else:

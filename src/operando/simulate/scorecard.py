@@ -129,9 +129,14 @@ def confocal_checks(truth: Mapping[str, Any], conf: xr.Dataset) -> list[Check]:
     rows: list[Check] = []
     ref = np.asarray(t["phase_fraction"]["FePO4"], dtype=float)
     soc = conf["soc"].values.astype(float)
-    if soc.shape == ref.shape:
-        rows.append(Check("confocal", "local SOC RMS", "per point",
-                          f"{int(np.isfinite(soc).sum())} points", _rms(soc - ref), 0.02, ""))
+    if soc.shape != ref.shape:  # points lost or invented: a failing row, not a silent skip
+        rows.append(Check("confocal", "local SOC RMS", f"{ref.shape} points",
+                          f"{soc.shape} points", float("nan"), 0.02, ""))
+    else:
+        lost = int((np.isfinite(ref) & ~np.isfinite(soc)).sum())
+        rows.append(Check("confocal", "local SOC RMS", f"{int(np.isfinite(ref).sum())} points",
+                          f"{int(np.isfinite(soc).sum())} points",
+                          _rms(soc - ref) if lost == 0 else float("nan"), 0.02, ""))
     r = t.get("reaction")
     if r is None or "front_arrival_time" not in conf:
         return rows
