@@ -270,6 +270,7 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
     peaks_sec = sec.peaks or cfg.peaks
     assert peaks_sec is not None  # the config validator guarantees one
     notes: list[str] = []
+    cal = soc_calibration(sec)  # a bad table file fails before any frame is read
     if sec.mode == "angle":
         points, inten, sig, radial, rad, rad_units, wl, mode_attrs, inputs = _angle_patterns(
             sec, map_units, progress)
@@ -328,7 +329,6 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
     fits = peaks_dataset(pseudo, fit_a, fit_b, setup)
 
     # ---- SOC and Li content per point
-    cal = soc_calibration(sec)
     qty, qty_err, qty_units, qty_name = _quantity(sec, fits)
     soc, soc_err, outside = soc_from_quantity(qty, cal, qty_err)
     x_li = x_li_from_soc(soc, sec.soc.x_li_discharged, sec.soc.x_li_charged)
