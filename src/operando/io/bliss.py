@@ -164,6 +164,18 @@ def _scan_entry(f: h5py.File, name: str,
     return entry, inst
 
 
+
+def _measurement(entry: h5py.Group, name: str, scan: BlissScan | BlissMcaScan,
+                 detector: str) -> None:
+    """The scan's ``measurement`` group: its counters (with units) and a soft link to the
+    detector data."""
+    meas = nx_group(entry, "measurement", "NXcollection")
+    for counter, (values, units) in scan.counters.items():
+        ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))
+        ds.attrs["units"] = units
+    meas[detector] = h5py.SoftLink(f"/{name}/instrument/{detector}/data")
+
+
 def write_bliss_master(
     path: str | Path, scans: Sequence[BlissScan], *, detector: str = "pilatus"
 ) -> Path:
@@ -181,11 +193,7 @@ def write_bliss_master(
             det = nx_group(inst, detector, "NXdetector")
             det["data"] = h5py.ExternalLink(scan.lima_file, LIMA_DATA_PATH)
             det.attrs["lima_file"] = scan.lima_file
-            meas = nx_group(entry, "measurement", "NXcollection")
-            for counter, (values, units) in scan.counters.items():
-                ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))
-                ds.attrs["units"] = units
-            meas[detector] = h5py.SoftLink(f"/{name}/instrument/{detector}/data")
+            _measurement(entry, name, scan, detector)
     return path
 
 
@@ -253,9 +261,5 @@ def write_bliss_mca_master(
             cal.attrs["formula"] = MCA_CALIBRATION_FORMULA
             tth = det.create_dataset("two_theta", data=float(scan.two_theta_deg))
             tth.attrs["units"] = "degree"
-            meas = nx_group(entry, "measurement", "NXcollection")
-            for counter, (values, units) in scan.counters.items():
-                ds = meas.create_dataset(counter, data=np.asarray(values, dtype=float))
-                ds.attrs["units"] = units
-            meas[detector] = h5py.SoftLink(f"/{name}/instrument/{detector}/data")
+            _measurement(entry, name, scan, detector)
     return path

@@ -61,7 +61,13 @@ import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters before 
 import numpy as np
 
 from operando.io.errors import InputFileError
-from operando.io.frames import _TIME_UNITS, MIN_EPOCH_S, FrameSource, open_frames
+from operando.io.frames import (
+    _TIME_UNITS,
+    MIN_EPOCH_S,
+    FrameSource,
+    join_sources,
+    open_frames,
+)
 from operando.io.nxutil import as_str
 from operando.io.paths import natural_key
 from operando.xrd.energy_dispersive import channel_energy_keV
@@ -232,15 +238,6 @@ def _time_scale(dset: h5py.Dataset, file: Path, key: str, rel: str) -> float:
     return scale
 
 
-def _join_sources(sources: list[str]) -> str:
-    uniq = list(dict.fromkeys(sources))
-    if not uniq:
-        return "absent"
-    if len(uniq) <= 4:
-        return "; ".join(uniq)
-    return f"{uniq[0]}; ... ({len(uniq)} entries, the same path in each)"
-
-
 # ======================================================================================
 # per-entry reading
 # ======================================================================================
@@ -382,7 +379,8 @@ def _assemble(
         for kind in srcs:
             if kind in e.sources:
                 srcs[kind].append(e.sources[kind])
-    sources = {kind: _join_sources(v) for kind, v in srcs.items()}
+    sources = {kind: join_sources(v, "entries, the same path in each")
+               for kind, v in srcs.items()}
     sign = "" if opts.depth_sign == 1 else "-"
     sources["depth_um"] = (f"{sign}({posixpath.basename(opts.depth_path)} - {opts.depth_zero:g}"
                            f" {opts.depth_unit})" + (" x 1000" if scale != 1.0 else ""))
@@ -787,7 +785,7 @@ def read_confocal_spectra(
                     block = np.asarray(dset[: int(rows.max()) + 1], dtype=np.float64)
                     counts[out] = block[rows]
     sources = dict(points.sources)
-    sources["spectra"] = _join_sources([f"{file}::{_full(n, spectrum_path)}"
+    sources["spectra"] = join_sources([f"{file}::{_full(n, spectrum_path)}"
                                         for file, n in names])
     sources["energy_calibration"] = (f"{cal_where}: {cal.tolist()} keV"
                                      if energy_calibration_path is not None

@@ -370,9 +370,9 @@ class FrameSource:
             epoch_s=epoch if any_epoch else None,
             count_time_s=count,
             monitor=monitor,
-            timestamp_source=_join_sources(srcs["timestamp"]),
-            count_time_source=_join_sources(srcs["count_time"]),
-            monitor_source=_join_sources(srcs["monitor"]),
+            timestamp_source=join_sources(srcs["timestamp"]),
+            count_time_source=join_sources(srcs["count_time"]),
+            monitor_source=join_sources(srcs["monitor"]),
         )
 
     def describe(self) -> dict[str, Any]:
@@ -421,13 +421,15 @@ class FrameSource:
         return self.segments[0].source if self.segments else "empty frame source"
 
 
-def _join_sources(sources: list[str]) -> str:
+def join_sources(sources: list[str], what: str = "datasets") -> str:
+    """Where a per-frame quantity came from, for an attribute: up to four ``file::/path``
+    joined with ``; ``, else the first and a count of ``what``; ``"absent"`` for none."""
     uniq = list(dict.fromkeys(sources))
     if not uniq:
         return "absent"
     if len(uniq) <= 4:
         return "; ".join(uniq)
-    return f"{uniq[0]}; ... ({len(uniq)} datasets)"
+    return f"{uniq[0]}; ... ({len(uniq)} {what})"
 
 
 # ======================================================================================
