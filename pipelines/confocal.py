@@ -43,12 +43,11 @@ from operando.io.confocal import (
 from operando.io.text import read_numeric_table
 from operando.report.confocal import confocal_figure
 from operando.xrd.energy_dispersive import ed_patterns
-from operando.xrd.integrate import IntegrationOptions
-from operando.xrd.peaks_product import concat_fits, peaks_dataset
+from operando.xrd.peaks_product import peaks_dataset
 from operando.xrd.product import RADIAL_LONG_NAMES, epoch_to_datetime64
-from pipelines.peaks import fit_chunk, setup_from_config
+from pipelines.peaks import fit_blocks, setup_from_config
 from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper, map_here
-from pipelines.xrd import IntegratorSetup, integrate_chunk, integrator_info
+from pipelines.xrd import integrate_chunk, integrator_info, integrator_setup_for
 
 __all__ = ["build_confocal", "soc_calibration"]
 
@@ -72,14 +71,7 @@ def _angle_patterns(sec: ConfocalSection, map_units: UnitMapper,
         count_time_path=sec.count_time_path, monitor_path=sec.monitor_path)
     g = sec.integration
     assert g is not None
-    opts = IntegrationOptions(
-        unit=g.unit, npt=g.npt, radial_range=g.radial_range,
-        azimuth_range_deg=g.azimuth_range_deg, npt_azimuthal=None,
-        error_model=g.error_model, polarization_factor=g.polarization_factor,
-        correct_solid_angle=g.correct_solid_angle)
-    setup = IntegratorSetup(poni=g.poni, mask=g.mask, dark=g.dark, flat=g.flat,
-                            frame_shape=tuple(source.frame_shape),
-                            saturation_value=source.saturation_value, options=opts)
+    setup = integrator_setup_for(g, source, cake=False)
     # built once per worker: asking for it first fails early on a bad geometry or mask
     info = next(iter(map_units(integrator_info, [(setup,)])))
     norm = None
@@ -105,7 +97,7 @@ def _angle_patterns(sec: ConfocalSection, map_units: UnitMapper,
     poni_text = Path(g.poni).read_text(encoding="utf-8")
     attrs = {"mode": "angle-dispersive", "poni": poni_text, "poni_file": str(g.poni),
              "mask_file": str(g.mask or ""), "mask_checksum": info.mask_checksum,
-             **{f"integration_{k}": v for k, v in opts.to_attrs().items()}}
+             **{f"integration_{k}": v for k, v in setup.options.to_attrs().items()}}
     inputs = [*source.inputs, *source.files, Path(g.poni), *([Path(g.mask)] if g.mask else [])]
     return (points, intensity[rows], sigma[rows], np.asarray(info.radial, float),
             info.radial_name, info.radial_units, wavelength_from_poni(poni_text), attrs, inputs)
@@ -313,16 +305,8 @@ def build_confocal(cfg: RunConfig, *, echem: xr.Dataset | None = None,
     # ---- peaks of every acquired point (blocks of points as work units)
     setup = setup_from_config(peaks_sec)
     unit = _UNIT_OF_RADIAL[rad]
-    step = setup.chunk_frames
-    bounds = [(i, min(i + step, n_pts)) for i in range(0, n_pts, step)]
-    results = []
-    units = ((inten[a:b], sig[a:b], radial, unit, wl, setup) for a, b in bounds)
-    for k, res in enumerate(map_units(fit_chunk, units)):
-        results.append(res)
-        if progress is not None:
-            progress("confocal peaks", k + 1, len(bounds))
-    fit_a = concat_fits([r[0] for r in results])
-    fit_b = concat_fits([r[1] for r in results]) if results[0][1] is not None else None
+    fit_a, fit_b, _ = fit_blocks(inten, sig, radial, unit, wl, setup, map_units=map_units,
+                                 progress=progress, stream="confocal peaks")
     pseudo = xr.Dataset(
         {"intensity": (("time", rad), inten)},
         coords={rad: radial, "time": 0.5 * (t0 + t1)}, attrs={"wavelength_A": wl})

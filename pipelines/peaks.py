@@ -8,6 +8,8 @@ and analysed by :func:`operando.xrd.peaks_product.peaks_dataset`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
@@ -24,7 +26,7 @@ from operando.xrd.peaks_product import (
 from operando.xrd.phases import PhaseDef
 from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper, map_here
 
-__all__ = ["build_peaks", "fit_chunk", "setup_from_config"]
+__all__ = ["build_peaks", "fit_blocks", "fit_chunk", "setup_from_config"]
 
 
 def setup_from_config(section: PeaksSection) -> PeakSetup:
@@ -83,6 +85,30 @@ def fit_chunk(intensity: np.ndarray, sigma: np.ndarray, radial: np.ndarray, unit
                          np.asarray(radial, float), unit, wavelength_A, setup)
 
 
+def fit_blocks(intensity: Any, sigma: Any, radial: np.ndarray, unit: str, wavelength_A: float,
+               setup: PeakSetup, *, map_units: UnitMapper = map_here,
+               progress: ProgressCallback | None = None, stream: str = "peaks",
+               ) -> tuple[PatternFit, PatternFit | None, int]:
+    """Fit every pattern (rows of ``intensity``/``sigma``, (n, radial): arrays or lazy
+    DataArrays) in blocks of ``setup.chunk_frames``, each block one work unit
+    (:func:`fit_chunk`) run by ``map_units``; a block is read when its unit is submitted.
+    Returns the stacked fits of both model variants and the number of work units;
+    ``progress(stream, done, total)`` as blocks finish."""
+    n = len(intensity)
+    step = setup.chunk_frames
+    bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
+    units = ((np.asarray(intensity[a:b]), np.asarray(sigma[a:b]), radial, unit,
+              wavelength_A, setup) for a, b in bounds)
+    results = []
+    for k, res in enumerate(map_units(fit_chunk, units)):
+        results.append(res)
+        if progress is not None:
+            progress(stream, k + 1, len(bounds))
+    fit_a = concat_fits([r[0] for r in results])
+    fit_b = concat_fits([r[1] for r in results]) if results[0][1] is not None else None
+    return fit_a, fit_b, len(bounds)
+
+
 def build_peaks(cfg: RunConfig, xrd: xr.Dataset, *, echem: xr.Dataset | None = None,
                 map_units: UnitMapper = map_here,
                 progress: ProgressCallback | None = None) -> StreamProduct:
@@ -101,8 +127,6 @@ def build_peaks(cfg: RunConfig, xrd: xr.Dataset, *, echem: xr.Dataset | None = N
     n = xrd.sizes["time"]
     if n == 0:
         raise ValueError("peaks: xrd.nc has no frames (dimension 'time' is empty)")
-    step = setup.chunk_frames
-    bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
     notes: list[str] = []
     lo_x, hi_x = float(np.nanmin(radial)), float(np.nanmax(radial))
     for w in setup.windows:
@@ -113,15 +137,8 @@ def build_peaks(cfg: RunConfig, xrd: xr.Dataset, *, echem: xr.Dataset | None = N
     # (time, radial) whatever the order on disk; each block read on its own (lazy files)
     inten = xrd["intensity"].transpose("time", rad)
     sig = xrd["intensity_sigma"].transpose("time", rad)
-    units = ((inten[a:b].values, sig[a:b].values, radial, unit, wl, setup)
-             for a, b in bounds)  # a generator: a block is read when its unit is submitted
-    results = []
-    for k, res in enumerate(map_units(fit_chunk, units)):
-        results.append(res)
-        if progress is not None:
-            progress("peaks", k + 1, len(bounds))
-    fit_a = concat_fits([r[0] for r in results])
-    fit_b = concat_fits([r[1] for r in results]) if results[0][1] is not None else None
+    fit_a, fit_b, n_units = fit_blocks(inten, sig, radial, unit, wl, setup,
+                                       map_units=map_units, progress=progress, stream="peaks")
     ds = peaks_dataset(xrd, fit_a, fit_b, setup)
     faraday = None
     if "faraday_fraction" in xrd.coords:
@@ -133,13 +150,13 @@ def build_peaks(cfg: RunConfig, xrd: xr.Dataset, *, echem: xr.Dataset | None = N
                    np.asarray(echem["faraday_fraction"].values, float))
     bad = int((ds["fit_status"].values != 0).sum())
     notes.append(f"peaks: {n} frames × {len(setup.windows)} windows fitted ({setup.method}, "
-                 f"{len(bounds)} work units); {bad} window fits not ok")
+                 f"{n_units} work units); {bad} window fits not ok")
     if "intermediate_flag" in ds:
         notes.append(f"peaks: intermediate {setup.intermediate_phase} flagged in "
                      f"{int(ds['intermediate_flag'].values.sum())} of {n} frames")
     fig = peaks_figure(ds, faraday=faraday, delithiated=setup.vegard_delithiated,
                        title=cfg.run.name)
     attrs = {"peaks_method": setup.method, "peaks_chunk_frames": setup.chunk_frames,
-             "peaks_n_work_units": len(bounds)}
+             "peaks_n_work_units": n_units}
     return StreamProduct(name="peaks", dataset=ds, attrs=attrs, figures={"peaks.png": fig},
                          notes=notes)

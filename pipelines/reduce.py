@@ -51,7 +51,6 @@ from operando.io.products import product_path, read_product, write_product
 from operando.io.triggers import read_trigger_record
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
-from operando.xrd.integrate import IntegrationOptions
 from operando.xrd.product import xrd_dataset
 from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper, map_here
 from pipelines.xrd import (
@@ -59,6 +58,7 @@ from pipelines.xrd import (
     IntegratorSetup,
     integrate_chunk,
     integrator_info,
+    integrator_setup_for,
     xrd_product_attrs,
     xrd_product_inputs,
 )
@@ -226,16 +226,7 @@ def integrator_setup(cfg: RunConfig, source: FrameSource) -> IntegratorSetup:
     """The picklable description of the integrator for the config's xrd section."""
     x = cfg.xrd
     assert x is not None
-    g = x.integration
-    opts = IntegrationOptions(
-        unit=g.unit, npt=g.npt, radial_range=g.radial_range,
-        azimuth_range_deg=g.azimuth_range_deg, npt_azimuthal=g.npt_azimuthal,
-        error_model=g.error_model, polarization_factor=g.polarization_factor,
-        correct_solid_angle=g.correct_solid_angle,
-    )
-    return IntegratorSetup(poni=g.poni, mask=g.mask, dark=g.dark, flat=g.flat,
-                           frame_shape=tuple(source.frame_shape),
-                           saturation_value=source.saturation_value, options=opts)
+    return integrator_setup_for(x.integration, source)
 
 
 @flow(name="reduce-xrd", validate_parameters=False)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from operando.config import IntegrationSection
 from operando.io.frames import FrameMetadata, FrameSource, check_image_shape, read_image
 from operando.io.geometry import read_poni
 from operando.io.images import split_hdf5_url
@@ -46,6 +47,7 @@ __all__ = [
     "integrate_frames",
     "integrator_for",
     "integrator_info",
+    "integrator_setup_for",
     "sub_batch_frames",
     "xrd_product_attrs",
     "xrd_product_inputs",
@@ -101,6 +103,23 @@ class IntegratorSetup:
             f"flip_ud={self.flip_ud}",
         ]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def integrator_setup_for(g: IntegrationSection, source: FrameSource, *,
+                         cake: bool = True) -> IntegratorSetup:
+    """The picklable integrator description of an ``integration`` config section for the
+    frames of ``source`` (shape, saturation sentinel); ``cake=False`` leaves out the 2D
+    cake even when ``npt_azimuthal`` is set."""
+    opts = IntegrationOptions(
+        unit=g.unit, npt=g.npt, radial_range=g.radial_range,
+        azimuth_range_deg=g.azimuth_range_deg,
+        npt_azimuthal=g.npt_azimuthal if cake else None,
+        error_model=g.error_model, polarization_factor=g.polarization_factor,
+        correct_solid_angle=g.correct_solid_angle,
+    )
+    return IntegratorSetup(poni=g.poni, mask=g.mask, dark=g.dark, flat=g.flat,
+                           frame_shape=tuple(source.frame_shape),
+                           saturation_value=source.saturation_value, options=opts)
 
 
 def _read_optional(spec: Path | None, what: str, shape: tuple[int, int]) -> np.ndarray | None:
