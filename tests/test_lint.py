@@ -1,9 +1,14 @@
-"""The code base stays `ruff` clean (the rules are in pyproject.toml)."""
+"""The code base stays `ruff` clean (the rules are in pyproject.toml).
+
+ruff runs as ``sys.executable -m ruff``: the one installed with the dev extras into the
+interpreter running the tests, whichever ``bin/`` is (or is not) on PATH.
+"""
 
 from __future__ import annotations
 
-import shutil
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,9 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_ruff_clean() -> None:
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.fail("ruff is not installed; it is part of the dev extras: pip install -e '.[dev]'")
-    proc = subprocess.run([ruff, "check", "src", "tests", "pipelines", "benchmarks"],
-                          cwd=REPO, capture_output=True, text=True)
+    if importlib.util.find_spec("ruff") is None:
+        pytest.fail(f"ruff is not installed for {sys.executable}; it is part of the dev "
+                    "extras: pip install -e '.[dev]'")
+    proc = subprocess.run([sys.executable, "-m", "ruff", "check", "src", "tests", "pipelines",
+                           "benchmarks"], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
