@@ -67,8 +67,8 @@ class CaseResult:
 
 def make_run(folder: Path, detector: str, distance_m: float, n: int) -> tuple[Path, Path, Path]:
     """Write ``n`` frames (NeXus, bitshuffle-LZ4), the PONI and the mask; return their paths."""
-    from operando.io.geometry import write_mask_edf, write_poni
-    from operando.io.nexus import NexusXrdWriter
+    from operando.io.xrd.geometry import write_mask_edf, write_poni
+    from operando.io.xrd.nexus import NexusXrdWriter
     from operando.simulate.diffraction import FrameRenderer, make_integrator
 
     ai = make_integrator(detector, WAVELENGTH_A, distance_m)
@@ -196,8 +196,8 @@ def time_loop(frames_path: Path, poni: Path, mask_path: Path, opts, n: int,  # t
     import h5py
     import hdf5plugin  # noqa: F401
 
-    from operando.io.geometry import read_mask, read_poni
-    from operando.io.nexus import DETECTOR_DATA_PATH
+    from operando.io.xrd.geometry import read_mask, read_poni
+    from operando.io.xrd.nexus import DETECTOR_DATA_PATH
 
     t0 = time.perf_counter()
     ai = read_poni(poni)
@@ -220,7 +220,7 @@ def time_loop(frames_path: Path, poni: Path, mask_path: Path, opts, n: int,  # t
 def run_case(name: str, n: int, client, folder: Path, log,  # type: ignore[no-untyped-def]
              repeats: int = 2) -> CaseResult:
     import pipelines.xrd as px
-    from operando.io.frames import open_frames
+    from operando.io.xrd.frames import open_frames
     from operando.xrd.integrate import IntegrationOptions
 
     detector, distance = CASES[name]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from operando.io.cv import read_cv
+from operando.io.cv.read import read_cv
 from operando.kinetics.analysis import KineticsOptions, _sweeps, analyse_map, analyse_sweeps
 from operando.simulate.clock import make_clock
 from operando.simulate.context import SimContext

@@ -17,7 +17,7 @@ import lmfit
 import numpy as np
 
 from operando.io.shared_data import find_shared_data
-from operando.io.xas_text import read_xas_text
+from operando.io.xas.text import read_xas_text
 from operando.xanes.lcf import lcf
 
 

@@ -35,12 +35,12 @@ from operando.confocal.metrics import (
 )
 from operando.confocal.soc import SocCalibration, soc_from_quantity, x_li_from_soc
 from operando.echem.sync import ClockModel
-from operando.io.confocal import (
+from operando.io.text import read_numeric_table
+from operando.io.xrd.confocal import (
     ConfocalPoints,
     open_confocal_frames,
     read_confocal_spectra,
 )
-from operando.io.text import read_numeric_table
 from operando.report.confocal import confocal_figure
 from operando.xrd.energy_dispersive import ed_patterns
 from operando.xrd.peaks_product import peaks_dataset

@@ -1,6 +1,6 @@
 """The kinetics step: CV files and an SECCM map → ``kinetics.nc`` and its figures.
 
-Orchestration only: :func:`operando.io.cv.read_cv` reads, :mod:`operando.kinetics`
+Orchestration only: :func:`operando.io.cv.read.read_cv` reads, :mod:`operando.kinetics`
 analyses, :mod:`operando.report.kinetics` draws; :mod:`pipelines.reduce` writes the
 :class:`~pipelines.stream.StreamProduct`.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from operando.config import RunConfig
 from operando.constants import RANDLES_SEVCIK_PSI_P
-from operando.io.cv import read_cv
+from operando.io.cv.read import read_cv
 from operando.kinetics.analysis import KineticsOptions, analyse_cells, analyse_map
 from operando.kinetics.product import kinetics_dataset
 from operando.report.kinetics import d_map_figure, ip_figure
@@ -22,7 +22,7 @@ def build_kinetics(cfg: RunConfig, *, progress: ProgressCallback | None = None) 
     Two work units (cells, map), reported through ``progress("kinetics", done, total)``.
     Figures: ``kinetics_ip.png`` (i_p against √v with the fit) and, with a map,
     ``kinetics_map.png``. Raises ``ValueError`` when the config has no kinetics section;
-    bad files raise :class:`operando.io.cv.CVFormatError` naming the file.
+    bad files raise :class:`operando.io.cv.read.CVFormatError` naming the file.
     """
     k = cfg.kinetics
     if k is None:

@@ -44,11 +44,11 @@ from operando.echem.sync import (
     fit_clock,
     reference_epoch_from_attrs,
 )
-from operando.io.echem import read_echem
+from operando.io.echem.read import read_echem
+from operando.io.echem.triggers import read_trigger_record
 from operando.io.figures import save_figure
-from operando.io.frames import FrameMetadata, FrameSource, open_frames
 from operando.io.products import product_path, read_product, write_product
-from operando.io.triggers import read_trigger_record
+from operando.io.xrd.frames import FrameMetadata, FrameSource, open_frames
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
 from operando.xrd.product import xrd_dataset

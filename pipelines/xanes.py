@@ -22,9 +22,9 @@ import xarray as xr
 from operando.config import RunConfig, XanesSection, expand_inputs
 from operando.echem.attach import exposure_average
 from operando.echem.sync import ClockModel
-from operando.io.xas_hdf5 import XasChannels, read_xas_channels
-from operando.io.xas_text import select_column
-from operando.io.xas_text_series import read_xas_text_scans
+from operando.io.xas.hdf5 import XasChannels, read_xas_channels
+from operando.io.xas.series import read_xas_text_scans
+from operando.io.xas.text import select_column
 from operando.report.xanes import xanes_figure
 from operando.xanes.diagnostics import compare_faraday, isosbestic_points
 from operando.xanes.product import xanes_dataset

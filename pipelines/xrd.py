@@ -6,7 +6,7 @@
 * :func:`integrator_for` builds the :class:`~operando.xrd.integrate.BatchIntegrator` once
   per process and key (the CSR matrix costs seconds on a 4M detector), then reuses it.
 * :func:`integrate_chunk` integrates frames ``[start, stop)`` of a
-  :class:`~operando.io.frames.FrameSource`, reading and integrating sub-batches of at most
+  :class:`~operando.io.xrd.frames.FrameSource`, reading and integrating sub-batches of at most
   ``SUB_BATCH_BYTES`` of raw frames: peak memory is bounded by the sub-batch, not the chunk.
 * :func:`integrate_frames` runs every chunk of a source, in order, serially or mapped on a
   Dask ``distributed.Client`` (one task per chunk; worker processes read their own frames).
@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from operando.config import IntegrationSection
-from operando.io.frames import FrameMetadata, FrameSource, check_image_shape, read_image
-from operando.io.geometry import read_poni
-from operando.io.images import split_hdf5_url
 from operando.io.products import file_sha256
+from operando.io.xrd.frames import FrameMetadata, FrameSource, check_image_shape, read_image
+from operando.io.xrd.geometry import read_poni
+from operando.io.xrd.images import split_hdf5_url
 from operando.xrd.integrate import BatchIntegrator, IntegrationError, IntegrationOptions
 
 if TYPE_CHECKING:
@@ -73,7 +73,7 @@ def _content_token(spec: Path | None) -> str:
 class IntegratorSetup:
     """Everything an integrator is built from: paths and options only (small, picklable).
 
-    ``mask``/``dark``/``flat`` are anything :func:`operando.io.frames.read_image` reads
+    ``mask``/``dark``/``flat`` are anything :func:`operando.io.xrd.frames.read_image` reads
     (EDF, TIFF, CBF, ``.npy``, ``file.h5::/path``); mask nonzero = masked.
     ``saturation_value``: raw values ≥ it are masked per frame (e.g.
     ``FrameSource.saturation_value``, the ``2**n − 1`` sentinel). ``flip_ud``: the frames

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from operando.io.patterns import read_xy
+from operando.io.xrd.patterns import read_xy
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

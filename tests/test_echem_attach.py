@@ -14,8 +14,8 @@ import xarray as xr
 from operando.echem.attach import exposure_average, interval_mean, majority_label
 from operando.echem.faraday import add_faraday
 from operando.echem.sync import fit_clock, reference_epoch_from_attrs
-from operando.io.biologic import read_mpt
-from operando.io.triggers import read_trigger_record
+from operando.io.echem.biologic import read_mpt
+from operando.io.echem.triggers import read_trigger_record
 from operando.simulate.beamtime import load_truth
 from operando.simulate.timeline import N_WINDOW_SAMPLES
 

@@ -17,7 +17,7 @@ from operando.echem.faraday import (
     theoretical_capacity_C,
     theoretical_capacity_mAh_g,
 )
-from operando.io.biologic import read_mpt
+from operando.io.echem.biologic import read_mpt
 from operando.simulate.beamtime import load_truth
 
 LFP_G_MOL = 157.757

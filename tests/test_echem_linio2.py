@@ -24,9 +24,9 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
-from operando.io.echem import read_echem
-from operando.io.xas_text import XasText, read_xas_text
-from operando.io.xas_times import read_xas_start_times, xas_start_times
+from operando.io.echem.read import read_echem
+from operando.io.xas.text import XasText, read_xas_text
+from operando.io.xas.times import read_xas_start_times, xas_start_times
 
 pytestmark = pytest.mark.realdata
 
@@ -130,7 +130,7 @@ def test_timezone_of_the_xas_headers_is_paris_not_utc(echem, parsed, synced) -> 
 
 
 def test_read_xas_start_times_and_its_errors(spectra, synced, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from operando.io.xas_text import XasTextError
+    from operando.io.xas.text import XasTextError
 
     one = read_xas_start_times(spectra[0], timezone="Europe/Paris")
     assert one.start_utc[0] == synced[0].start_utc[0]

@@ -18,8 +18,8 @@ from operando.echem.sync import (
     fit_clock,
     reference_epoch_from_attrs,
 )
-from operando.io.biologic import read_mpt
-from operando.io.triggers import read_trigger_record
+from operando.io.echem.biologic import read_mpt
+from operando.io.echem.triggers import read_trigger_record
 from operando.simulate.beamtime import load_truth
 from operando.simulate.clock import ClockModel as TruthClock
 

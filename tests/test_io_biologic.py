@@ -13,20 +13,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from operando.io.biologic import (
+from operando.io.echem.biologic import (
     EchemFormatError,
     parse_acquisition_start,
     read_mpt,
     read_mpt_file,
     write_mpt,
 )
-from operando.io.shared_data import find_shared_data
-from operando.io.triggers import (
+from operando.io.echem.triggers import (
     TriggerFormatError,
     read_trigger_metadata,
     read_trigger_record,
     write_trigger_record,
 )
+from operando.io.shared_data import find_shared_data
 from operando.simulate.echem import EchemProfile, simulate_echem
 from operando.simulate.eclab_export import gcpl_settings_lines, simulated_cell_columns
 from operando.simulate.presets import get_preset
@@ -539,7 +539,7 @@ def test_month_first_dotted_date_is_an_error_not_a_guess(tmp_path: Path, sim_fil
 def test_datetime64_utc_converts_aware_non_utc() -> None:
     from zoneinfo import ZoneInfo
 
-    from operando.io.biologic import datetime64_utc
+    from operando.io.echem.biologic import datetime64_utc
 
     paris = datetime(2026, 7, 1, 12, 0, tzinfo=ZoneInfo("Europe/Paris"))  # CEST, UTC+2
     out = datetime64_utc(paris, np.array([0.0, 1.5]))
@@ -564,7 +564,7 @@ def test_trigger_metadata_start_parses_and_count_is_checked(tmp_path: Path) -> N
     start = datetime(2026, 3, 14, 9, 30, 0, 250000)
     p = write_trigger_record(tmp_path / "trig.txt", np.array([1.0, 2.0, 3.0]), source="s",
                              acquisition_start=start)
-    from operando.io.triggers import read_trigger_file
+    from operando.io.echem.triggers import read_trigger_file
 
     meta, t = read_trigger_file(p)
     assert datetime.fromisoformat(read_trigger_metadata(p)["acquisition_start"]) == start

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 from operando.confocal.grid import POINT_STATUS, depth_grid
-from operando.io.confocal import (
+from operando.io.errors import InputFileError
+from operando.io.xrd.confocal import (
     ConfocalFormatError,
     open_confocal_frames,
     read_confocal_points,
     read_confocal_spectra,
 )
-from operando.io.errors import InputFileError
 from operando.xrd.energy_dispersive import (
     HC_KEV_A,
     channel_energy_keV,

@@ -17,11 +17,11 @@ import pytest
 import xarray as xr
 
 from operando.echem.segments import cumulative_trapezoid_C
-from operando.io.biologic import EchemFormatError, read_mpt, write_mpt
-from operando.io.biologic_mpr import read_mpr, read_mpr_file
-from operando.io.echem import detect_echem_format, read_echem
-from operando.io.echem_csv import read_echem_csv
-from operando.io.neware import neware_elapsed_time_s, read_neware
+from operando.io.echem.biologic import EchemFormatError, read_mpt, write_mpt
+from operando.io.echem.biologic_mpr import read_mpr, read_mpr_file
+from operando.io.echem.csv_table import read_echem_csv
+from operando.io.echem.neware import neware_elapsed_time_s, read_neware
+from operando.io.echem.read import detect_echem_format, read_echem
 from operando.simulate.echem import EchemProfile, simulate_echem
 from operando.simulate.eclab_export import simulated_cell_columns
 from operando.simulate.presets import get_preset
@@ -548,8 +548,8 @@ def _neware_frame(stamps: list, step_time: list[float], step: list[int],
 
 
 def _neware_ds(df, timezone: str) -> xr.Dataset:  # type: ignore[no-untyped-def]
-    from operando.io.echem_schema import build_echem_dataset
-    from operando.io.neware import neware_record
+    from operando.io.echem.neware import neware_record
+    from operando.io.echem.schema import build_echem_dataset
 
     return build_echem_dataset([neware_record(Path("cell.nda"), df, timezone=timezone)],
                                timezone=timezone)

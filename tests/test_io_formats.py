@@ -20,15 +20,15 @@ from operando.echem.segments import (
     rest_threshold_from_current,
     segments_from_current,
 )
-from operando.io import geometry, nexus
-from operando.io.bliss import write_lima_file
+from operando.io.cv.nova import read_nova_cv, write_nova_cv
+from operando.io.cv.seccm import read_seccm_map, write_seccm_map
 from operando.io.errors import InputFileError
-from operando.io.nova import read_nova_cv, write_nova_cv
-from operando.io.seccm import read_seccm_map, write_seccm_map
 from operando.io.shared_data import ENV_VAR, find_shared_data
 from operando.io.text import read_text_lines
-from operando.io.xas_hdf5 import XasScan, XasScanFileError, read_xas_scans, write_xas_scans
-from operando.io.xas_text import XasTextError, read_xas_text
+from operando.io.xas.hdf5 import XasScan, XasScanFileError, read_xas_scans, write_xas_scans
+from operando.io.xas.text import XasTextError, read_xas_text
+from operando.io.xrd import geometry, nexus
+from operando.io.xrd.bliss import write_lima_file
 from operando.simulate import presets
 
 DATA = find_shared_data(Path(__file__).resolve().parents[1]) or (
@@ -369,8 +369,8 @@ def test_constants_single_source() -> None:
 
 
 def test_input_errors_share_one_base() -> None:
-    from operando.io.biologic import EchemFormatError
-    from operando.io.triggers import TriggerFormatError
+    from operando.io.echem.biologic import EchemFormatError
+    from operando.io.echem.triggers import TriggerFormatError
 
     for cls in (EchemFormatError, TriggerFormatError, XasTextError, XasScanFileError):
         assert issubclass(cls, InputFileError) and issubclass(cls, ValueError)

@@ -1,4 +1,4 @@
-"""Frame ingest (operando.io.frames / operando.io.images): every layout written here, read back.
+"""Frame ingest (operando.io.xrd.frames / .images): every layout written here, read back.
 
 Each test writes small synthetic files (16 × 20 frames, a few frames) of one layout with
 h5py / fabio and checks the frames come back bit for bit, with the metadata the layout
@@ -24,11 +24,11 @@ from fabio.cbfimage import CbfImage
 from fabio.edfimage import EdfImage
 from fabio.tifimage import TifImage
 
-from operando.io.bliss import BlissScan, write_bliss_master, write_lima_file
 from operando.io.errors import InputFileError
-from operando.io.frames import FrameFormatError, FrameSource, open_frames
-from operando.io.images import check_image_shape, read_image
-from operando.io.nexus import NexusXrdWriter
+from operando.io.xrd.bliss import BlissScan, write_bliss_master, write_lima_file
+from operando.io.xrd.frames import FrameFormatError, FrameSource, open_frames
+from operando.io.xrd.images import check_image_shape, read_image
+from operando.io.xrd.nexus import NexusXrdWriter
 
 SHAPE = (16, 20)
 T0 = 1.7e9
@@ -154,7 +154,7 @@ def test_float_frames_have_no_saturation_value(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------
 
 def _bliss_ext(tmp_path: Path, n_scans: int = 2, n: int = 4) -> tuple[Path, list[np.ndarray]]:
-    """Bliss master with external links into LIMA files (operando.io.bliss)."""
+    """Bliss master with external links into LIMA files (operando.io.xrd.bliss)."""
     stacks, scans = [], []
     for s in range(1, n_scans + 1):
         fr = _stack(n, seed=s)

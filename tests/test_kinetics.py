@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from operando.cli import app
 from operando.config import load_config
-from operando.io.cv import CVFormatError, read_cv
+from operando.io.cv.read import CVFormatError, read_cv
 from operando.io.products import write_product
 from operando.kinetics.analysis import (
     KineticsInputError,

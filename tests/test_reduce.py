@@ -228,7 +228,7 @@ def test_bad_poni_is_a_clear_error(small_run, tmp_path: Path) -> None:
 def test_csv_cycler_file_with_a_column_map(small_run, tmp_path: Path) -> None:
     """format 'auto' + echem.columns: the CSV export of the run gives the .mpt's echem.nc."""
     from operando.config import CsvColumns
-    from operando.io.biologic import read_mpt
+    from operando.io.echem.biologic import read_mpt
 
     mpt = read_mpt(small_run.outdir / "echem" / "cell.mpt", timezone="Europe/Paris")
     csv = tmp_path / "cell.csv"

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from operando.config import expand_inputs, load_config
-from operando.io.biologic import read_mpt
-from operando.io.triggers import read_trigger_record
+from operando.io.echem.biologic import read_mpt
+from operando.io.echem.triggers import read_trigger_record
 from operando.simulate.beamtime import simulate_beamtime
 from operando.simulate.clock import ClockModel, make_clock, record_triggers
 from operando.simulate.echem import discharge_retention, simulate_echem

@@ -638,7 +638,7 @@ def test_confocal_ed_section_switches_to_the_ed_master(small_run) -> None:
 
 
 def test_write_bliss_mca_master_refuses_bad_input(tmp_path: Path) -> None:
-    from operando.io.bliss import BlissMcaScan, write_bliss_mca_master
+    from operando.io.xrd.bliss import BlissMcaScan, write_bliss_mca_master
 
     good = BlissMcaScan(number=1, title="ascan sz 0 1 1 1", start_epoch_s=1.7e9,
                         end_epoch_s=1.7e9 + 2, spectra=np.ones((2, 8), np.uint32),

@@ -10,8 +10,8 @@ import h5py
 import numpy as np
 import pytest
 
-from operando.io.nova import NOVA_COLUMNS, nova_filename, read_nova_cv, scan_rate_from_filename
-from operando.io.seccm import read_seccm_map
+from operando.io.cv.nova import NOVA_COLUMNS, nova_filename, read_nova_cv, scan_rate_from_filename
+from operando.io.cv.seccm import read_seccm_map
 from operando.simulate.clock import make_clock
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.cv import (

@@ -11,8 +11,8 @@ import pytest
 from scipy.interpolate import CubicSpline
 
 from operando.io.shared_data import find_shared_data
-from operando.io.xas_hdf5 import read_xas_scans
-from operando.io.xas_text import (
+from operando.io.xas.hdf5 import read_xas_scans
+from operando.io.xas.text import (
     MissingColumnError,
     XasTextError,
     read_xas_text,

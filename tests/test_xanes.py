@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from operando.io.xas_hdf5 import XasScanFileError, read_xas_channels
-from operando.io.xas_text import read_xas_text, select_column
+from operando.io.xas.hdf5 import XasScanFileError, read_xas_channels
+from operando.io.xas.text import read_xas_text, select_column
 from operando.xanes.align import energy_shift
 from operando.xanes.diagnostics import isosbestic_points
 from operando.xanes.lcf import lcf, lcf_combinations
@@ -41,7 +41,7 @@ def _clock(truth: dict):
 
 def _echem(cfg):
     from operando.echem.faraday import add_faraday
-    from operando.io.echem import read_echem
+    from operando.io.echem.read import read_echem
 
     ec = cfg.echem
     ds = read_echem(ec.files, timezone=ec.timezone, format=ec.format)

@@ -19,7 +19,7 @@ import yaml
 
 from operando.config import ConfigError, load_config
 from operando.io.products import missing_cf_attrs
-from operando.io.xas_text import write_xdi
+from operando.io.xas.text import write_xdi
 from pipelines.reduce import reduce_run
 from pipelines.xanes import build_xanes
 

@@ -193,8 +193,8 @@ def _gauss_line(x: np.ndarray, amp: float, c: float, s: float, b0: float,
 def test_real_ceo2_pilatus1m(shared_data: Path) -> None:
     from scipy.optimize import curve_fit
 
-    from operando.io.frames import read_image
-    from operando.io.geometry import read_poni
+    from operando.io.xrd.frames import read_image
+    from operando.io.xrd.geometry import read_poni
 
     d = shared_data / "xrd"
     ai = read_poni(d / "CeO2_Pilatus1M.poni")
@@ -231,8 +231,8 @@ def test_real_ceo2_pilatus1m(shared_data: Path) -> None:
 # -- simulated run: patterns back within counting noise --------------------------------------
 
 def test_simulated_frames_integrate_to_their_patterns(small_run) -> None:
-    from operando.io.frames import open_frames, read_image
-    from operando.io.geometry import read_poni
+    from operando.io.xrd.frames import open_frames, read_image
+    from operando.io.xrd.geometry import read_poni
     from operando.simulate.beamtime import load_truth
     from operando.simulate.diffraction import POLARIZATION_FACTOR, FrameRenderer
     from operando.simulate.presets import get_preset
@@ -331,7 +331,7 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
     from distributed import Client, LocalCluster
 
     import pipelines.xrd as px
-    from operando.io.frames import open_frames
+    from operando.io.xrd.frames import open_frames
 
     raw = small_run.outdir / "xrd"
     src = open_frames(raw / "xrd_0001.h5")
@@ -377,7 +377,7 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
 
 def test_integrate_chunk_refuses_other_frame_shape(small_run) -> None:
     import pipelines.xrd as px
-    from operando.io.frames import open_frames
+    from operando.io.xrd.frames import open_frames
 
     raw = small_run.outdir / "xrd"
     src = open_frames(raw / "xrd_0001.h5")

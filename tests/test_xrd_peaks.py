@@ -368,8 +368,8 @@ CEO2_A = 5.411651
 
 @pytest.mark.realdata
 def test_real_ceo2_positions_and_lattice(shared_data: Path) -> None:
-    from operando.io.frames import read_image
-    from operando.io.geometry import read_poni
+    from operando.io.xrd.frames import read_image
+    from operando.io.xrd.geometry import read_poni
     from operando.xrd.integrate import BatchIntegrator, IntegrationOptions
     from operando.xrd.phases import fit_lattice
 

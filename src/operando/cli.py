@@ -325,9 +325,9 @@ def integrate(
     """Azimuthally integrate one file (or a glob) like pyFAI-integrate."""
     import numpy as np
 
-    from operando.io.frames import open_frames
-    from operando.io.patterns import write_xy
     from operando.io.products import write_product
+    from operando.io.xrd.frames import open_frames
+    from operando.io.xrd.patterns import write_xy
     from operando.xrd.integrate import IntegrationOptions
     from operando.xrd.product import xrd_dataset
     from pipelines.xrd import (
@@ -420,7 +420,7 @@ def lcf(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Linear-combination fit of XANES spectra with standards (weights >= 0, batched)."""
-    from operando.io.xas_text import select_column
+    from operando.io.xas.text import select_column
     from operando.xanes.lcf import lcf as fit_lcf
     from operando.xanes.normalize import find_e0, normalize
 
@@ -529,7 +529,7 @@ def echem(
         theoretical_capacity_mAh_g,
     )
     from operando.echem.summary import segments
-    from operando.io.echem import read_echem
+    from operando.io.echem.read import read_echem
     from operando.io.figures import save_figure
     from operando.report.echem import echem_figure
 
@@ -588,7 +588,7 @@ def kinetics(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
     """Randles–Sevcik from CVs at several scan rates: peaks, slope, D ± error, linear range."""
-    from operando.io.cv import read_cv
+    from operando.io.cv.read import read_cv
     from operando.kinetics.analysis import KineticsOptions, analyse_cells
 
     try:

@@ -2,7 +2,7 @@
 
 A confocal run measures a list of depths through the electrode, pass after pass. The
 points come in acquisition order with their pass and measured depth (µm from the
-origin, :class:`operando.io.confocal.ConfocalPoints`); :func:`depth_grid` finds the
+origin, :class:`operando.io.xrd.confocal.ConfocalPoints`); :func:`depth_grid` finds the
 nominal depths and the point of each (pass, depth) cell.
 
 Nominal depths

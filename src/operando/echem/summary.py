@@ -1,6 +1,6 @@
 """Summary of a normalised electrochemistry dataset (segments, capacities, C-rates).
 
-Input: the xarray Dataset of :func:`operando.io.biologic.read_mpt` (dimension
+Input: the xarray Dataset of :func:`operando.io.echem.biologic.read_mpt` (dimension
 ``echem_time``; ``time_s`` in s, ``current_A`` in A, ``voltage_V`` in V,
 ``segment`` labels). Pure: no I/O.
 """

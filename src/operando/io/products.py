@@ -29,7 +29,7 @@ import xarray as xr
 
 from operando import __version__
 from operando.io.atomic import atomic_path
-from operando.io.images import split_hdf5_url
+from operando.io.xrd.images import split_hdf5_url
 
 __all__ = [
     "ProductContractError",

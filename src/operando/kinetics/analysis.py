@@ -4,7 +4,7 @@
 ``(B, n)`` arrays → peaks, ΔEp, the i_p–√v fit with its linear range, D ± σ_D, and the
 validity flags, for B CVs at once (B = 1 for a cell, B = pixels for a map).
 :func:`analyse_cells` and :func:`analyse_map` wrap it for the normalised CV Datasets of
-:func:`operando.io.cv.read_cv` and return xarray Datasets with CF ``units`` and
+:func:`operando.io.cv.read.read_cv` and return xarray Datasets with CF ``units`` and
 ``long_name`` on every variable.
 
 Units: i in A, E in V, v in V s⁻¹, A in cm², C in mol cm⁻³, T in K, D in cm² s⁻¹.

@@ -5,7 +5,7 @@ whose (applied) potential moves in one direction: ``direction`` +1 (anodic, E ri
 −1 (cathodic, E falling), 0 (potential held). The scan rate of a sweep is the median
 |ΔE/Δt| of its samples (V s⁻¹).
 
-The normalised CV Dataset (made by :func:`operando.io.cv.read_cv`) has dimension
+The normalised CV Dataset (made by :func:`operando.io.cv.read.read_cv`) has dimension
 ``sample`` (a map: ``y, x, sample``) and the variables
 
 =====================  ======  ====================================================

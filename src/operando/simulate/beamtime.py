@@ -33,11 +33,11 @@ import yaml
 from operando import __version__
 from operando.config import validate_config
 from operando.constants import MAH_TO_C
-from operando.io import nexus
 from operando.io.atomic import write_text_atomic
-from operando.io.biologic import write_mpt
+from operando.io.echem.biologic import write_mpt
+from operando.io.echem.triggers import write_trigger_record
 from operando.io.shared_data import find_shared_data
-from operando.io.triggers import write_trigger_record
+from operando.io.xrd import nexus
 from operando.simulate.clock import make_clock, record_triggers
 from operando.simulate.context import SimContext, StreamResult, to_jsonable
 from operando.simulate.diffraction import POLARIZATION_FACTOR

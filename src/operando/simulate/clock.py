@@ -16,7 +16,7 @@ from datetime import datetime
 
 import numpy as np
 
-from operando.io.biologic import localise_to_utc
+from operando.io.echem.biologic import localise_to_utc
 from operando.io.timestamps import zoneinfo_or_raise
 from operando.simulate.presets import ClockSpec, EchemSpec
 

@@ -75,7 +75,7 @@ with no lag (the ``lag_s`` of the XRD and XANES streams is the in-plane lag of
 their probed spot behind the electrode average).
 
 Frames are rendered by :class:`operando.simulate.diffraction.FrameRenderer`
-and written frame by frame by :mod:`operando.io.bliss` (Bliss master + LIMA
+and written frame by frame by :mod:`operando.io.xrd.bliss` (Bliss master + LIMA
 files, bitshuffle-LZ4), with PONI and mask beside them.
 
 Energy-dispersive scans
@@ -83,7 +83,7 @@ Energy-dispersive scans
 With ``ConfocalSpec.energy_dispersive`` the same points (schedule, depths, truth
 fractions, epochs and monitor: one depth model) are also written as MCA spectra of
 a Ge detector at fixed scattering angle 2θ_ED = ``ed_two_theta_deg``
-(``confocal/confocal_ed.h5``, :func:`operando.io.bliss.write_bliss_mca_master`).
+(``confocal/confocal_ed.h5``, :func:`operando.io.xrd.bliss.write_bliss_mca_master`).
 Channel ch (0-based) has energy E = a + b·ch + c·ch² keV (``ed_calibration_keV``),
 scattering vector and d-spacing
 
@@ -720,7 +720,7 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
     acquired (missing points, the end of a cut last pass) are absent from the files and
     NaN in the truth's per-point arrays (``acquired`` is their mask).
     """
-    from operando.io.bliss import (
+    from operando.io.xrd.bliss import (
         BlissMcaScan,
         BlissScan,
         lima_file_name,
@@ -728,7 +728,7 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
         write_bliss_mca_master,
         write_lima_file,
     )
-    from operando.io.geometry import write_mask_edf, write_poni
+    from operando.io.xrd.geometry import write_mask_edf, write_poni
     from operando.simulate.diffraction import FrameRenderer, make_integrator
 
     spec = ctx.preset.confocal

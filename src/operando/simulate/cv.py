@@ -46,8 +46,8 @@ Choice of parameters
   v_max,map = ``map_max_linear_scan_rate_V_s``: k0 = 15 √(D_high f v_max,map), so every
   pixel of both domains is at or above the reversible boundary at every map rate.
 
-Everything here is pure numpy; files are written by :mod:`operando.io.nova` and
-:mod:`operando.io.seccm`.
+Everything here is pure numpy; files are written by :mod:`operando.io.cv.nova` and
+:mod:`operando.io.cv.seccm`.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ from typing import Any
 import numpy as np
 
 from operando.constants import RANDLES_SEVCIK_PSI_P
-from operando.io.nova import nova_filename, write_nova_cv
-from operando.io.seccm import write_seccm_map
+from operando.io.cv.nova import nova_filename, write_nova_cv
+from operando.io.cv.seccm import write_seccm_map
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.presets import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K, KineticsSpec
 

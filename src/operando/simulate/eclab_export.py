@@ -1,8 +1,8 @@
 """EC-Lab columns and GCPL settings of a simulated profile, for
-:func:`operando.io.biologic.write_mpt`.
+:func:`operando.io.echem.biologic.write_mpt`.
 
 Simulator-only: it turns an :class:`~operando.simulate.echem.EchemProfile` into what an
-EC-Lab export holds (the writer itself, and the reader, live in :mod:`operando.io.biologic`).
+EC-Lab export holds (the writer itself, and the reader, live in :mod:`operando.io.echem.biologic`).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from operando.constants import MAH_TO_C
-from operando.io.biologic import MODE_CC, MODE_REST
+from operando.io.echem.biologic import MODE_CC, MODE_REST
 from operando.simulate.echem import EchemProfile
 
 __all__ = ["gcpl_settings_lines", "simulated_cell_columns"]

@@ -53,8 +53,8 @@ import numpy as np
 from scipy.interpolate import CubicSpline
 
 from operando.io.timestamps import epoch_to_iso
-from operando.io.xas_hdf5 import XasScan, write_xas_scans
-from operando.io.xas_text import read_xas_text, write_xdi
+from operando.io.xas.hdf5 import XasScan, write_xas_scans
+from operando.io.xas.text import read_xas_text, write_xdi
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.timeline import acquisition_starts, relative_beam_intensity, window_mean
 

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from operando.io.geometry import write_mask_edf, write_poni
-from operando.io.nexus import DETECTOR_DATA_PATH, TIMESTAMP_PATH, NexusXrdWriter
+from operando.io.xrd.geometry import write_mask_edf, write_poni
+from operando.io.xrd.nexus import DETECTOR_DATA_PATH, TIMESTAMP_PATH, NexusXrdWriter
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.diffraction import (
     LI_OCCUPANCY_INTERMEDIATE,

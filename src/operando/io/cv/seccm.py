@@ -57,7 +57,7 @@ def write_seccm_map(
         raise ValueError(f"{path}: time_s expected shape {shape[2:]}, found {t.shape}")
     chunks = (1, *shape[1:])
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
-        write_root_attrs(h5, file_name=Path(path).name, creator="operando.io.seccm")
+        write_root_attrs(h5, file_name=Path(path).name, creator="operando.io.cv.seccm")
         h5.attrs["default"] = "entry"
         entry = nx_group(h5, "entry", "NXentry")
         entry.attrs["default"] = "map"

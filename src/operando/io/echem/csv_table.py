@@ -33,8 +33,8 @@ import numpy as np
 import xarray as xr
 
 from operando.config import CsvColumns
-from operando.io.biologic import as_paths
-from operando.io.echem_schema import (
+from operando.io.echem.biologic import as_paths
+from operando.io.echem.schema import (
     EchemFormatError,
     EchemRecord,
     ExtraColumn,
@@ -260,11 +260,11 @@ def read_echem_csv(
     rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read one CSV/TSV cycler export into the normalised Dataset
-    (:mod:`operando.io.echem_schema`) with the column map ``columns``.
+    (:mod:`operando.io.echem.schema`) with the column map ``columns``.
 
     ``start_time``: the acquisition start (time_s = 0): naive local wall time, localised
     with ``timezone`` (IANA), or timezone-aware; without it ``time_utc`` is NaT.
-    ``rest_threshold_A`` in A as for :func:`operando.io.biologic.read_mpt`. One file per
+    ``rest_threshold_A`` in A as for :func:`operando.io.echem.biologic.read_mpt`. One file per
     call: a column map gives no per-file start to stitch several files on.
     """
     zoneinfo_or_raise(timezone)

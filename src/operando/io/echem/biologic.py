@@ -26,7 +26,7 @@ Units: ``time/s`` in s, ``Ewe/V`` in V, ``I/mA`` in mA, ``(Q-Qo)/mA.h`` in mA·h
 
 Reading: :func:`read_mpt_file` parses one export; :func:`eclab_record` maps EC-Lab
 columns onto the standard variables (shared with the ``.mpr`` reader,
-:mod:`operando.io.biologic_mpr`); :func:`operando.io.echem_schema.build_echem_dataset`
+:mod:`operando.io.echem.biologic_mpr`); :func:`operando.io.echem.schema.build_echem_dataset`
 builds the Dataset every cycler reader returns. Trigger events: EC-Lab's flag columns
 ``control changes``, ``Ns changes`` and ``counter inc.`` are step / loop bookkeeping, not
 external triggers (in the real files: ``Ns changes`` is 1 on the first row of each ``Ns``;
@@ -49,7 +49,7 @@ import xarray as xr
 
 from operando.constants import MAH_TO_C
 from operando.io.atomic import write_bytes_atomic
-from operando.io.echem_schema import (
+from operando.io.echem.schema import (
     EchemFormatError,
     EchemRecord,
     ExtraColumn,
@@ -590,7 +590,7 @@ def eclab_record(
 
 
 def mpt_record(f: MptFile) -> EchemRecord:
-    """One parsed ``.mpt`` as an :class:`~operando.io.echem_schema.EchemRecord`."""
+    """One parsed ``.mpt`` as an :class:`~operando.io.echem.schema.EchemRecord`."""
     return eclab_record(
         f.path, f.columns, fmt="biologic-mpt", technique=f.technique,
         acquisition_start=f.acquisition_start, first_data_line=f.n_header_lines + 1,
@@ -624,7 +624,7 @@ def read_mpt(
     (charge / discharge / rest), ``step`` (EC-Lab ``Ns``) and ``cycle`` (0 with a
     ``source`` attribute saying so when the file has neither), ``file_index``, and every
     other column as an extra variable (sanitised name, original in
-    ``attrs['ec_lab_column']``). See :mod:`operando.io.echem_schema` for the schema and
+    ``attrs['ec_lab_column']``). See :mod:`operando.io.echem.schema` for the schema and
     :func:`eclab_record` for the column mapping.
 
     Several files are a continuation of one run: they are ordered by acquisition start and

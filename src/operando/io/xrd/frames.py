@@ -9,7 +9,7 @@ Layouts (``FrameSource.layout``)
 --------------------------------
 ``nexus``
     An NXdetector group's ``data`` (``/entry/instrument/detector/data`` as written by
-    :class:`operando.io.nexus.NexusXrdWriter`; a LIMA file's ``/entry_0000/instrument/<det>``).
+    :class:`operando.io.xrd.nexus.NexusXrdWriter`; a LIMA file's ``/entry_0000/instrument/<det>``).
 ``bliss``
     A Bliss scan file: top-level entries named ``<scan>.<n>`` (``1.1``, ``2.1``, ...) whose
     ``instrument/<det>/data`` is an external link or a virtual dataset into LIMA files, and
@@ -98,7 +98,8 @@ import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters before 
 import numpy as np
 from dask.base import tokenize
 
-from operando.io.images import (
+from operando.io.nxutil import as_str
+from operando.io.xrd.images import (
     SINGLE_FRAME_SUFFIXES,
     FrameFormatError,
     check_image_shape,
@@ -111,7 +112,6 @@ from operando.io.images import (
     scan_image_file,
     split_hdf5_url,
 )
-from operando.io.nxutil import as_str
 
 __all__ = [
     "COUNT_TIME_NAMES",

@@ -7,20 +7,20 @@ loop). What this module adds:
   them: ``time/s``, ``Ewe/V``, ``I/mA``, ``<I>/mA``, ``control/V/mA``, ``(Q-Qo)/mA.h``,
   ``Ns``, ``cycle number``, ...); the packed ``flags`` byte is unpacked into the export's
   integer columns ``mode``, ``ox/red``, ``error``, ``control changes``, ``Ns changes``,
-  ``counter inc.``; so :func:`operando.io.biologic.eclab_record` maps both files of one
+  ``counter inc.``; so :func:`operando.io.echem.biologic.eclab_record` maps both files of one
   experiment onto the same variables;
 * the acquisition start: galvani's ``MPRfile.timestamp``, decoded from the LOG module's
   OLE date, is the potentiostat PC's naive local wall time (the ``.mpt`` header's
   ``Acquisition started on``, to the ms on the real files); it is localised with the
   reader's ``timezone`` exactly like the text export;
 * errors: galvani's own (unknown column ID, unknown data-module version, truncated module)
-  become :class:`~operando.io.echem_schema.EchemFormatError` naming the file.
+  become :class:`~operando.io.echem.schema.EchemFormatError` naming the file.
 
 What the binary lacks compared with the export: columns EC-Lab computes on export
 (``<I>/mA`` when only ``dq/mA.h`` is stored, ``cycle number``, ``Q charge/mA.h``,
 ``Capacity/mA.h``, ``Efficiency/%``, energies, ``step time/s``, ...) and the technique
 name (galvani does not decode it). The first two are derived as EC-Lab does (see
-:func:`~operando.io.biologic.eclab_record`); the rest are absent from the Dataset.
+:func:`~operando.io.echem.biologic.eclab_record`); the rest are absent from the Dataset.
 
 Precision: the binary stores ``Ewe/V``, ``I/mA``, ``control/*``, ``P/W`` as float32 and
 ``time/s``, ``<I>/mA`` (id 11), ``(Q-Qo)/mA.h`` as float64; the export writes them with 8
@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from operando.io.biologic import as_paths, eclab_record
-from operando.io.echem_schema import EchemFormatError, EchemRecord, build_echem_dataset
+from operando.io.echem.biologic import as_paths, eclab_record
+from operando.io.echem.schema import EchemFormatError, EchemRecord, build_echem_dataset
 from operando.io.timestamps import zoneinfo_or_raise
 
 __all__ = ["MPR_MAGIC", "MprFile", "mpr_record", "read_mpr", "read_mpr_file"]
@@ -125,7 +125,7 @@ def read_mpr_file(path: str | os.PathLike[str]) -> MprFile:
 
 
 def mpr_record(f: MprFile) -> EchemRecord:
-    """One parsed ``.mpr`` as an :class:`~operando.io.echem_schema.EchemRecord`."""
+    """One parsed ``.mpr`` as an :class:`~operando.io.echem.schema.EchemRecord`."""
     return eclab_record(
         f.path, f.columns, fmt="biologic-mpr", technique="",
         acquisition_start=f.acquisition_start,
@@ -141,7 +141,7 @@ def read_mpr(
 ) -> xr.Dataset:
     """Read one ``.mpr`` (or several files of one run) into the normalised Dataset.
 
-    Same schema, names and stitching as :func:`operando.io.biologic.read_mpt`:
+    Same schema, names and stitching as :func:`operando.io.echem.biologic.read_mpt`:
     ``time_utc`` from the LOG module's start (naive PC-local time localised in
     ``timezone``, an IANA name); ``rest_threshold_A`` in A as there.
     """

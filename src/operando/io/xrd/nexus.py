@@ -135,7 +135,7 @@ class NexusXrdWriter:
 
     # -- writing ---------------------------------------------------------------------
     def _create_layout(self, f: h5py.File) -> None:
-        write_root_attrs(f, file_name=self.path.name, creator="operando.io.nexus")
+        write_root_attrs(f, file_name=self.path.name, creator="operando.io.xrd.nexus")
         entry = nx_group(f, "entry", "NXentry")
         f.attrs["default"] = "entry"
         entry.attrs["default"] = "data"

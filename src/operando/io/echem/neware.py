@@ -19,7 +19,7 @@ real ``new_nda_file.nda``, nda version 29, and in NewareNDA's source)::
   column is localised with the reader's ``timezone``; an aware one is converted to UTC
   as it is (an absolute time).
 
-The normalised Dataset (see :mod:`operando.io.echem_schema`): ``time_s`` = the step times
+The normalised Dataset (see :mod:`operando.io.echem.schema`): ``time_s`` = the step times
 laid end to end (each step starts when the previous one's last record was taken), with a
 pause (the timestamps advancing more than ``PAUSE_TOLERANCE_S`` beyond the step times)
 added where the cycler stood still between steps; ``time_utc`` = the first record's
@@ -47,8 +47,8 @@ import numpy as np
 import xarray as xr
 
 from operando.constants import MAH_TO_C
-from operando.io.biologic import as_paths
-from operando.io.echem_schema import (
+from operando.io.echem.biologic import as_paths
+from operando.io.echem.schema import (
     EchemFormatError,
     EchemRecord,
     ExtraColumn,
@@ -287,8 +287,8 @@ def read_neware(
     rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read one Neware ``.nda``/``.ndax`` file (or several of one run) into the normalised
-    Dataset (:mod:`operando.io.echem_schema`); ``timezone`` (IANA) localises naive
-    timestamps; ``rest_threshold_A`` in A as for :func:`operando.io.biologic.read_mpt`."""
+    Dataset (:mod:`operando.io.echem.schema`); ``timezone`` (IANA) localises naive
+    timestamps; ``rest_threshold_A`` in A as for :func:`operando.io.echem.biologic.read_mpt`."""
     zoneinfo_or_raise(timezone)
     records = [neware_record(p, read_neware_frame(p), timezone=timezone)
                for p in as_paths(paths, "read_neware")]

@@ -35,13 +35,13 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 
-from operando.io.biologic import MAGIC_LINES, mpt_record, read_mpt_file
-from operando.io.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
-from operando.io.echem_csv import read_csv_table
-from operando.io.echem_schema import build_echem_dataset
+from operando.io.cv.nova import read_nova_cv, scan_rate_from_filename
+from operando.io.cv.seccm import read_seccm_map
+from operando.io.echem.biologic import MAGIC_LINES, mpt_record, read_mpt_file
+from operando.io.echem.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
+from operando.io.echem.csv_table import read_csv_table
+from operando.io.echem.schema import build_echem_dataset
 from operando.io.errors import InputFileError
-from operando.io.nova import read_nova_cv, scan_rate_from_filename
-from operando.io.seccm import read_seccm_map
 from operando.io.text import is_float, read_file_head
 from operando.kinetics.cv import sweep_labels, sweep_scan_rates_V_s
 

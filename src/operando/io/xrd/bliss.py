@@ -127,7 +127,7 @@ def write_lima_file(
     ny, nx = frame_shape
     target = np.dtype(dtype)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (LIMA layout)")
+        write_root_attrs(f, file_name=path.name, creator="operando.io.xrd.bliss (LIMA layout)")
         entry = nx_group(f, "entry_0000", "NXentry")
         meas = nx_group(entry, "measurement", "NXcollection")
         dset = meas.create_dataset(
@@ -186,7 +186,7 @@ def write_bliss_master(
     """
     path = Path(path)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (Bliss layout)")
+        write_root_attrs(f, file_name=path.name, creator="operando.io.xrd.bliss (Bliss layout)")
         for scan in scans:
             name = f"{scan.number}.1"
             entry, inst = _scan_entry(f, name, scan)
@@ -230,7 +230,7 @@ def write_bliss_mca_master(
     path = Path(path)
     target = np.dtype(dtype)
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        write_root_attrs(f, file_name=path.name, creator="operando.io.bliss (Bliss MCA layout)")
+        write_root_attrs(f, file_name=path.name, creator="operando.io.xrd.bliss (Bliss MCA layout)")
         for scan in scans:
             name = f"{scan.number}.1"
             spectra = np.asarray(scan.spectra)

@@ -2,7 +2,7 @@
 
 A confocal run measures diffraction at a list of depth positions (a motor, e.g. ``sz``)
 through an electrode, pass after pass; each pass is one Bliss scan entry ``"{n}.1"`` of a
-master HDF5 file (layout in :mod:`operando.io.bliss`). Paths below are relative to the
+master HDF5 file (layout in :mod:`operando.io.xrd.bliss`). Paths below are relative to the
 entry (a path starting with ``/`` is absolute in the file); the config keys that name
 them are given in brackets and appear in every error message.
 
@@ -19,7 +19,7 @@ Modes
 -----
 * angle-dispersive, :func:`open_confocal_frames`: ``instrument/<det>/data`` (n_points,
   ny, nx), usually external links to LIMA files, opened lazily with
-  :func:`operando.io.frames.open_frames`;
+  :func:`operando.io.xrd.frames.open_frames`;
 * energy-dispersive, :func:`read_confocal_spectra`: ``instrument/mca/data``
   (n_points, n_channels) counts read into memory, the channel energy calibration
   ``[a, b, c]`` (E = a + b·ch + c·ch², ch 0-based; ``units`` keV or eV, keV when absent)
@@ -61,15 +61,15 @@ import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters before 
 import numpy as np
 
 from operando.io.errors import InputFileError
-from operando.io.frames import (
+from operando.io.nxutil import as_str
+from operando.io.paths import natural_key
+from operando.io.xrd.frames import (
     _TIME_UNITS,
     MIN_EPOCH_S,
     FrameSource,
     join_sources,
     open_frames,
 )
-from operando.io.nxutil import as_str
-from operando.io.paths import natural_key
 from operando.xrd.energy_dispersive import channel_energy_keV
 
 __all__ = [
@@ -106,7 +106,7 @@ class ConfocalPoints:
     ``epoch_s`` exposure start, UTC epoch s on the beamline clock; ``count_time_s``
     exposure time, s (NaN where unknown); ``monitor`` monitor counts (NaN where
     unknown); ``frame_index`` (int) row of the point in the
-    :class:`~operando.io.frames.FrameSource` (angle mode) or in the stacked spectra
+    :class:`~operando.io.xrd.frames.FrameSource` (angle mode) or in the stacked spectra
     (energy mode); ``notes`` one human-readable line per irregularity; ``sources`` where
     each quantity came from (keys ``depth``, ``epoch``, ``count_time``, ``monitor``,
     ``depth_um``).
@@ -510,7 +510,7 @@ def open_confocal_frames(
     from its entry). When ``open_frames`` refuses the run because an entry's per-frame
     metadata and frames differ in length, each entry is opened on its own instead and
     the common length is used (recorded in the notes). ``points.frame_index`` is the row
-    of each point in the returned :class:`~operando.io.frames.FrameSource`; the source
+    of each point in the returned :class:`~operando.io.xrd.frames.FrameSource`; the source
     may hold frames that are no point (beyond an entry's common length, or whose epoch
     is not finite), so reduce the rows ``points.frame_index``, not every frame.
     """

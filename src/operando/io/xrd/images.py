@@ -7,7 +7,7 @@
   ``hdf5plugin`` is imported first so compressed HDF5 data decode.
 * :func:`check_image_shape` refuses an image whose shape differs from the detector frames.
 * :func:`natural_key`, :func:`scan_image_file` and :func:`read_image_frames` are the
-  image-series half of :func:`operando.io.frames.open_frames` (one file may hold several
+  image-series half of :func:`operando.io.xrd.frames.open_frames` (one file may hold several
   frames: multi-frame EDF or TIFF).
 
 Every bad input raises :class:`FrameFormatError` naming the file, the HDF5 path where there

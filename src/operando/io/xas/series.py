@@ -1,9 +1,9 @@
 """An operando XAS series stored as one text file per scan (SOLEIL ROCK, XDI, Athena).
 
-:func:`read_xas_text_scans` reads the files (:func:`operando.io.xas_text.read_xas_text`)
+:func:`read_xas_text_scans` reads the files (:func:`operando.io.xas.text.read_xas_text`)
 into :class:`XasTextScan` records — energy, the channels named by the config, and each
 scan's exposure window as UTC epoch seconds — the text counterpart of
-:func:`operando.io.xas_hdf5.read_xas_channels`.
+:func:`operando.io.xas.hdf5.read_xas_channels`.
 
 Scan times come from each header:
 
@@ -15,7 +15,7 @@ Scan times come from each header:
   next scan's start (the last scan: start + the median interval); ``"duration"`` — start +
   ``scan_duration_s``.
 
-Errors are :class:`operando.io.xas_text.XasTextError` (a ``ValueError``) naming the file,
+Errors are :class:`operando.io.xas.text.XasTextError` (a ``ValueError``) naming the file,
 the column or header key and the config key.
 """
 
@@ -31,8 +31,8 @@ from typing import Literal
 import numpy as np
 
 from operando.io.timestamps import parse_time_utc, zoneinfo_or_raise
-from operando.io.xas_text import MissingColumnError, XasText, XasTextError, read_xas_text
-from operando.io.xas_times import ELAPSED_KEY, START_KEY
+from operando.io.xas.text import MissingColumnError, XasText, XasTextError, read_xas_text
+from operando.io.xas.times import ELAPSED_KEY, START_KEY
 
 __all__ = ["END_KEYS", "START_KEYS", "XasTextScan", "read_xas_text_scans"]
 

@@ -1,8 +1,8 @@
 """One entry point for every cycler file: :func:`read_echem`.
 
 It picks the reader per file (by content first, then by suffix), reads each file into an
-:class:`~operando.io.echem_schema.EchemRecord` and builds the one normalised Dataset of
-:mod:`operando.io.echem_schema` (dimension ``echem_time``; ``time_s``, ``time_utc``,
+:class:`~operando.io.echem.schema.EchemRecord` and builds the one normalised Dataset of
+:mod:`operando.io.echem.schema` (dimension ``echem_time``; ``time_s``, ``time_utc``,
 ``voltage_V``, ``current_A``, ``charge_C``, ``step``, ``cycle``, ``segment``, ...).
 
 ========================  =========================================  ======================
@@ -29,11 +29,11 @@ from typing import Any, Literal
 import xarray as xr
 
 from operando.config import CsvColumns
-from operando.io.biologic import MAGIC_LINES, as_paths, mpt_record, read_mpt_file
-from operando.io.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
-from operando.io.echem_csv import CSV_SUFFIXES, csv_columns, csv_record, read_csv_table
-from operando.io.echem_schema import EchemFormatError, EchemRecord, build_echem_dataset
-from operando.io.neware import NEWARE_SUFFIXES, neware_record, read_neware_frame
+from operando.io.echem.biologic import MAGIC_LINES, as_paths, mpt_record, read_mpt_file
+from operando.io.echem.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
+from operando.io.echem.csv_table import CSV_SUFFIXES, csv_columns, csv_record, read_csv_table
+from operando.io.echem.neware import NEWARE_SUFFIXES, neware_record, read_neware_frame
+from operando.io.echem.schema import EchemFormatError, EchemRecord, build_echem_dataset
 from operando.io.text import read_file_head
 from operando.io.timestamps import zoneinfo_or_raise
 
@@ -109,7 +109,7 @@ def read_echem(
     median active |I|).
 
     Several files are one run: ordered by start and stitched on UTC, charge continued and
-    cycle numbers offset (:func:`operando.io.echem_schema.build_echem_dataset`). Errors
+    cycle numbers offset (:func:`operando.io.echem.schema.build_echem_dataset`). Errors
     name the file: :class:`EchemFormatError` for bad content, ``ValueError`` for a bad
     argument (unknown timezone or format).
     """

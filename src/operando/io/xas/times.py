@@ -1,6 +1,6 @@
 """Absolute acquisition times of text XAS spectra (SOLEIL ROCK / extranormal exports).
 
-Each spectrum's header (read with :func:`operando.io.xas_text.read_xas_text`) holds::
+Each spectrum's header (read with :func:`operando.io.xas.text.read_xas_text`) holds::
 
     #Time at start=2022-07-26 23:01:58.055          <- beamline control PC wall time
     #Time from start (seconds)=65.003889607          <- span of the averaged scans
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from operando.io.echem_schema import datetime64_utc
+from operando.io.echem.schema import datetime64_utc
 from operando.io.timestamps import parse_time_utc, zoneinfo_or_raise
-from operando.io.xas_text import XasText, XasTextError, read_xas_text
+from operando.io.xas.text import XasText, XasTextError, read_xas_text
 
 __all__ = ["ELAPSED_KEY", "START_KEY", "XasStartTimes", "read_xas_start_times",
            "xas_start_times"]
@@ -54,7 +54,7 @@ class XasStartTimes:
 def xas_start_times(spectra: Sequence[XasText], *, timezone: str) -> XasStartTimes:
     """The ``Time at start`` of already-read spectra as UTC, localised with ``timezone``.
 
-    Raises :class:`~operando.io.xas_text.XasTextError` naming the file when the header has
+    Raises :class:`~operando.io.xas.text.XasTextError` naming the file when the header has
     no ``Time at start`` (listing the header keys found), an unreadable date, or a local
     time that does not exist in ``timezone``; ``ValueError`` for an unknown timezone.
     """
@@ -86,7 +86,7 @@ def read_xas_start_times(
     *,
     timezone: str,
 ) -> XasStartTimes:
-    """Read text spectra (:func:`~operando.io.xas_text.read_xas_text`) and return their
+    """Read text spectra (:func:`~operando.io.xas.text.read_xas_text`) and return their
     start times (:func:`xas_start_times`), in the order given."""
     zoneinfo_or_raise(timezone)
     files = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]

@@ -83,8 +83,8 @@ def read_poni(path: str | os.PathLike[str]) -> AzimuthalIntegrator:
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
-    """Load a mask image (EDF or anything :func:`operando.io.images.read_image` reads) as
+    """Load a mask image (EDF or anything :func:`operando.io.xrd.images.read_image` reads) as
     uint8, 1 = masked."""
-    from operando.io.images import read_image
+    from operando.io.xrd.images import read_image
 
     return (np.asarray(read_image(path, what="mask")) != 0).astype(np.uint8)

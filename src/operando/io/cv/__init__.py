@@ -1,0 +1,1 @@
+"""Cyclic voltammetry: NOVA, EC-Lab, CSV and SECCM map files."""

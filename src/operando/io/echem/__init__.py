@@ -1,0 +1,1 @@
+"""Cycler logs and the potentiostat's trigger record."""

@@ -1,0 +1,1 @@
+"""Diffraction: detector frame stacks, single images, geometry, 1D patterns, confocal scans."""
