@@ -22,7 +22,7 @@ from operando.kinetics.analysis import (
     analyse_cells,
     analyse_map,
 )
-from operando.kinetics.peaks import PeakOptions
+from operando.kinetics.cv_peaks import PeakOptions
 from operando.kinetics.randles_sevcik import diffusion_from_slope, randles_sevcik_current_A
 from operando.simulate.clock import make_clock
 from operando.simulate.context import SimContext

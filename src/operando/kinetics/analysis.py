@@ -24,7 +24,7 @@ import xarray as xr
 
 from operando.cf import cf_attrs
 from operando.kinetics.cv import select_cycle
-from operando.kinetics.peaks import REASONS, PeakOptions, sweep_peaks
+from operando.kinetics.cv_peaks import REASONS, PeakOptions, sweep_peaks
 from operando.kinetics.randles_sevcik import (
     diffusion_from_slope,
     fit_sqrt_rate,
