@@ -33,6 +33,7 @@ from pydantic import (
     model_validator,
 )
 
+from operando.io.echem.csv_table import CsvColumnMap
 from operando.io.paths import natural_key
 from operando.io.timestamps import zoneinfo_or_raise
 
@@ -159,6 +160,17 @@ class CsvColumns(_Section):
                                 "external trigger was recorded (exposed as 'trigger').")
     delimiter: str | None = Field(None, description="Field separator; sniffed when absent.")
 
+    # the reader's own map (operando.io.echem.csv_table) checks the keys and is what it takes
+
+    @model_validator(mode="after")
+    def _reader_map(self) -> CsvColumns:
+        self.column_map()
+        return self
+
+    def column_map(self) -> CsvColumnMap:
+        """The column map :func:`operando.io.echem.read.read_echem` takes."""
+        return CsvColumnMap(**self.model_dump())
+
 
 class EchemSection(_Section):
     """The potentiostat / cycler log and the Faraday quantities derived from it."""
@@ -284,6 +296,12 @@ class PeakEntry(_Section):
                                      "with it (overlapping or weak reflections).")
     ratio: float | None = Field(None, gt=0, description="Fixed area ratio to 'satellite_of'; "
                                 "default intensity / intensity of that peak.")
+
+    @property
+    def label(self) -> str:
+        """The peak's name in peaks.nc: ``name``, or ``<phase>_<h><k><l>`` when absent
+        (``<phase>_`` without hkl)."""
+        return self.name or f"{self.phase}_{''.join(map(str, self.hkl or ()))}"
 
 
 class PeakWindow(_Section):
@@ -414,7 +432,7 @@ class PeaksSection(_Section):
                     raise ValueError(f"{key}.phase: expected one of {names}, found {p.phase!r}")
                 if p.position is None and p.hkl is None:
                     raise ValueError(f"{key}: expected 'position' or 'hkl', found neither")
-            pnames = [p.name or f"{p.phase}_{''.join(map(str, p.hkl or ()))}" for p in w.peaks]
+            pnames = [p.label for p in w.peaks]
             dup = sorted({n for n in pnames if pnames.count(n) > 1})
             if dup:
                 raise ValueError(f"windows[{i}].peaks: expected unique peak names in window "
@@ -869,8 +887,7 @@ class RunConfig(_Section):
                                  "(confocal.peaks, or the top-level peaks), found none")
             soc = self.confocal.soc
             phases = [p.name for p in peaks.phases]
-            names = [p.name or f"{p.phase}_{''.join(map(str, p.hkl or ()))}"
-                     for w in peaks.windows for p in w.peaks]
+            names = [p.label for w in peaks.windows for p in w.peaks]
             if soc.quantity == "peak_position" and soc.peak not in names:
                 raise ValueError(f"confocal.soc.peak: expected one of {names}, found "
                                  f"{soc.peak!r}")
