@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from operando.echem.segments import add_segments
 from operando.io.echem.biologic import (
     EchemFormatError,
     parse_acquisition_start,
@@ -83,7 +84,7 @@ def _rewrite(src: Path, dst: Path, fn) -> Path:  # type: ignore[no-untyped-def]
 
 
 def test_round_trip_simulated_profile(sim_file: Path, profile: EchemProfile) -> None:
-    ds = read_mpt(sim_file, timezone="Europe/Paris")
+    ds = add_segments(read_mpt(sim_file, timezone="Europe/Paris"))
     assert ds.sizes["echem_time"] == profile.time_s.size
     np.testing.assert_allclose(ds.time_s, profile.time_s, rtol=1e-14)
     np.testing.assert_allclose(ds.voltage_V, profile.voltage_V, rtol=1e-7)
@@ -170,7 +171,7 @@ def test_utc_conversion_summer_and_winter(tmp_path: Path, profile: EchemProfile,
                                           local: str, utc: str) -> None:
     p = write_mpt(tmp_path / "a.mpt", simulated_cell_columns(profile),
                   acquisition_start=datetime.fromisoformat(local))
-    ds = read_mpt(p, timezone="Europe/Paris")
+    ds = add_segments(read_mpt(p, timezone="Europe/Paris"))
     assert ds.time_utc.values[0] == np.datetime64(utc, "ns")
 
 
@@ -178,7 +179,7 @@ def test_run_across_spring_dst_change_has_no_jump(tmp_path: Path, profile: Echem
     # starts 01:30 CET on the night clocks jump 02:00 -> 03:00; the run lasts > 1 h
     p = write_mpt(tmp_path / "dst.mpt", simulated_cell_columns(profile),
                   acquisition_start=datetime(2026, 3, 29, 1, 30))
-    ds = read_mpt(p, timezone="Europe/Paris")
+    ds = add_segments(read_mpt(p, timezone="Europe/Paris"))
     assert ds.time_utc.values[0] == np.datetime64("2026-03-29T00:30:00", "ns")
     elapsed = (ds.time_utc.values[-1] - ds.time_utc.values[0]) / np.timedelta64(1, "s")
     assert elapsed == pytest.approx(profile.time_s[-1])
@@ -191,7 +192,7 @@ def test_nonexistent_and_ambiguous_local_start(tmp_path: Path, profile: EchemPro
         read_mpt(gap, timezone="Europe/Paris")
     fold = write_mpt(tmp_path / "fold.mpt", cols, acquisition_start=datetime(2026, 10, 25, 2, 30))
     with pytest.warns(UserWarning, match="ambiguous"):
-        ds = read_mpt(fold, timezone="Europe/Paris")
+        ds = add_segments(read_mpt(fold, timezone="Europe/Paris"))
     assert ds.time_utc.values[0] == np.datetime64("2026-10-25T00:30:00", "ns")  # first: CEST
     with pytest.raises(ValueError, match="unknown timezone"):
         read_mpt(fold, timezone="Mars/Olympus")
@@ -210,7 +211,7 @@ def test_continuation_stitches_on_utc_across_dst(tmp_path: Path, profile: EchemP
     p1 = write_mpt(tmp_path / "run_C01.mpt", first, acquisition_start=datetime(2026, 3, 28, 22))
     p2 = write_mpt(tmp_path / "run_cont_C01.mpt", second,
                    acquisition_start=datetime(2026, 3, 29, 10))
-    ds = read_mpt([p2, p1], timezone="Europe/Paris")  # order given does not matter
+    ds = add_segments(read_mpt([p2, p1], timezone="Europe/Paris"))  # order given does not matter
     assert ds.attrs["source_files"] == [str(p1), str(p2)]
     np.testing.assert_allclose(ds.attrs["file_start_offsets_s"], [0.0, 11 * 3600.0])
     t = ds.time_s.values
@@ -235,7 +236,7 @@ def test_charge_integrated_when_q_column_absent(tmp_path: Path, profile: EchemPr
     cols = simulated_cell_columns(profile)
     del cols["(Q-Qo)/mA.h"]
     p = write_mpt(tmp_path / "noq.mpt", cols, acquisition_start=datetime(2026, 3, 14, 9))
-    ds = read_mpt(p, timezone="Europe/Paris")
+    ds = add_segments(read_mpt(p, timezone="Europe/Paris"))
     assert "trapezoid" in ds.charge_C.attrs["source"]
     # piecewise-constant current: trapezoid error is half a sample at each of 3 switches
     err_bound = 3 * abs(profile.current_A).max() * profile.spec.sample_period_s
@@ -245,11 +246,11 @@ def test_charge_integrated_when_q_column_absent(tmp_path: Path, profile: EchemPr
 def test_decimal_comma_writer_gives_same_numbers(tmp_path: Path, profile: EchemProfile) -> None:
     cols = simulated_cell_columns(profile)
     start = datetime(2026, 3, 14, 9, 30)
-    dot = read_mpt(write_mpt(tmp_path / "dot.mpt", cols, acquisition_start=start),
-                   timezone="Europe/Paris")
+    dot = add_segments(read_mpt(write_mpt(tmp_path / "dot.mpt", cols, acquisition_start=start),
+                                timezone="Europe/Paris"))
     p = write_mpt(tmp_path / "comma.mpt", cols, acquisition_start=start, decimal_separator=",")
     assert re.search(r"\t\d,\d{7}E[+-]\d{3}\t", p.read_bytes().decode("latin-1"))
-    comma = read_mpt(p, timezone="Europe/Paris")
+    comma = add_segments(read_mpt(p, timezone="Europe/Paris"))
     for name in ("time_s", "voltage_V", "current_A", "charge_C"):
         np.testing.assert_array_equal(comma[name].values, dot[name].values)
     assert comma.attrs["decimal_comma"] == [1] and dot.attrs["decimal_comma"] == [0]
@@ -343,7 +344,7 @@ def test_unknown_columns_are_preserved(tmp_path: Path, profile: EchemProfile) ->
     cols["weird col #1"] = np.arange(profile.time_s.size, dtype=float)
     p = write_mpt(tmp_path / "extra.mpt", cols, acquisition_start=datetime(2026, 3, 14))
     assert "°C".encode("latin-1") in p.read_bytes()  # latin-1, as EC-Lab
-    ds = read_mpt(p, timezone="UTC")
+    ds = add_segments(read_mpt(p, timezone="UTC"))
     np.testing.assert_allclose(ds["Temperature_degC"], cols["Temperature/°C"], rtol=1e-7)
     assert ds["Temperature_degC"].attrs["ec_lab_column"] == "Temperature/°C"
     assert ds["Temperature_degC"].attrs["units"] == "degC"
@@ -386,7 +387,7 @@ def test_real_echem_files_read(path: Path) -> None:
     assert "time/s" in lines[f.n_header_lines - 1].split("\t")  # N counts the column line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        ds = read_mpt(path, timezone="Europe/Berlin")
+        ds = add_segments(read_mpt(path, timezone="Europe/Berlin"))
     assert ds.sizes["echem_time"] == _data_line_count(path) > 0
     v = ds.voltage_V.values
     assert np.all(np.isfinite(v)) and v.min() > -5.0 and v.max() < 10.0
@@ -408,7 +409,7 @@ def test_real_echem_files_read(path: Path) -> None:
 @needs_data
 @pytest.mark.realdata
 def test_real_gcpl_values_and_segments() -> None:
-    ds = read_mpt(DATA / "echem" / "gcpl.issue_149.mpt", timezone="Europe/Berlin")
+    ds = add_segments(read_mpt(DATA / "echem" / "gcpl.issue_149.mpt", timezone="Europe/Berlin"))
     # first data row, decimal-comma export: 3,015299923827115E+001  ...  3,4228721E+000
     assert ds.time_s.values[0] == pytest.approx(30.15299923827115)
     assert ds.voltage_V.values[0] == pytest.approx(3.4228721)
@@ -427,10 +428,10 @@ def test_real_gcpl_values_and_segments() -> None:
 @needs_data
 @pytest.mark.realdata
 def test_real_cv_charge_in_coulomb_and_ocv_without_current() -> None:
-    cv = read_mpt(DATA / "echem" / "cv.mpt", timezone="Europe/Berlin")
+    cv = add_segments(read_mpt(DATA / "echem" / "cv.mpt", timezone="Europe/Berlin"))
     assert cv.charge_C.attrs["source"].startswith("(Q-Qo)/C")
     assert set(np.unique(cv.segment.values)) >= {"charge", "discharge"}
-    ocv = read_mpt(DATA / "echem" / "ocv.mpt", timezone="Europe/Berlin")
+    ocv = add_segments(read_mpt(DATA / "echem" / "ocv.mpt", timezone="Europe/Berlin"))
     assert "open-circuit" in ocv.current_A.attrs["source"]
     assert np.all(ocv.segment.values == "rest") and np.all(ocv.charge_C.values == 0)
 
@@ -444,8 +445,8 @@ def test_real_decimal_comma_variant_of_real_file(tmp_path: Path) -> None:
     lines[n:] = [x.replace(".", ",") for x in lines[n:]]
     p = tmp_path / "cv_comma.mpt"
     p.write_bytes("\n".join(lines).encode("latin-1"))
-    a = read_mpt(src, timezone="Europe/Berlin")
-    b = read_mpt(p, timezone="Europe/Berlin")
+    a = add_segments(read_mpt(src, timezone="Europe/Berlin"))
+    b = add_segments(read_mpt(p, timezone="Europe/Berlin"))
     for name in ("time_s", "voltage_V", "current_A", "charge_C", "cycle", "P_W"):
         np.testing.assert_array_equal(a[name].values, b[name].values)
     np.testing.assert_array_equal(a.segment.values, b.segment.values)
@@ -454,7 +455,7 @@ def test_real_decimal_comma_variant_of_real_file(tmp_path: Path) -> None:
 @needs_lno
 @pytest.mark.realdata
 def test_real_linio2_continuation_stitches() -> None:
-    ds = read_mpt([LNO_FIRST, LNO_CONT], timezone="Europe/Paris")
+    ds = add_segments(read_mpt([LNO_FIRST, LNO_CONT], timezone="Europe/Paris"))
     n1, n2 = _data_line_count(LNO_FIRST), _data_line_count(LNO_CONT)
     assert ds.sizes["echem_time"] == n1 + n2
     t = ds.time_s.values

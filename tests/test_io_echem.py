@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from operando.echem.segments import cumulative_trapezoid_C
+from operando.echem.segments import add_segments, cumulative_trapezoid_C
 from operando.io.echem.biologic import EchemFormatError, read_mpt, write_mpt
 from operando.io.echem.biologic_mpr import read_mpr, read_mpr_file
 from operando.io.echem.csv_table import read_echem_csv
@@ -100,8 +100,9 @@ def test_mpr_and_mpt_of_one_experiment_agree(shared_data: Path, name: str) -> No
     mpt_path = shared_data / "echem" / f"{name}.mpt"
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        text = read_echem(mpt_path, timezone="Europe/Berlin")
-        binary = read_echem(shared_data / "echem" / f"{name}.mpr", timezone="Europe/Berlin")
+        text = add_segments(read_echem(mpt_path, timezone="Europe/Berlin"))
+        binary = add_segments(read_echem(shared_data / "echem" / f"{name}.mpr",
+                                         timezone="Europe/Berlin"))
     assert text.attrs["formats"] == ["biologic-mpt"]
     assert binary.attrs["formats"] == ["biologic-mpr"]
     assert binary.sizes == text.sizes
@@ -146,7 +147,7 @@ def test_mpr_without_current_column_gets_eclab_average_current(shared_data: Path
     # gcpl.issue_149.mpr stores dq/mA.h but no current; the export's <I>/mA is dq / dt
     f = read_mpr_file(shared_data / "echem" / "gcpl.issue_149.mpr")
     assert "I/mA" not in f.columns and "<I>/mA" not in f.columns
-    ds = read_mpr(shared_data / "echem" / "gcpl.issue_149.mpr", timezone="UTC")
+    ds = add_segments(read_mpr(shared_data / "echem" / "gcpl.issue_149.mpr", timezone="UTC"))
     assert "dq/mA.h" in ds.current_A.attrs["source"]
     assert "half cycle" in ds.cycle.attrs["source"]
     np.testing.assert_array_equal(ds.cycle.values[[0, 43, 44, 77, 110, 131]], [0, 0, 1, 2, 3, 3])
@@ -163,7 +164,8 @@ def test_neware_matches_reference_table(shared_data: Path) -> None:
     pytest.importorskip("pyarrow")
     ref = pd.read_feather(shared_data / "echem" / "new_nda_file.ftr")
     assert len(ref) == 439
-    ds = read_echem(shared_data / "echem" / "new_nda_file.nda", timezone="Asia/Shanghai")
+    ds = add_segments(read_echem(shared_data / "echem" / "new_nda_file.nda",
+                                 timezone="Asia/Shanghai"))
     assert ds.attrs["formats"] == ["neware"] and ds.sizes["echem_time"] == 439
     np.testing.assert_array_equal(ds.record_index.values, ref["Index"].to_numpy())
     np.testing.assert_array_equal(ds.voltage_V.values, ref["Voltage"].to_numpy().astype(float))
@@ -232,8 +234,8 @@ def test_neware_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_csv_with_column_map_matches_known_profile(tmp_path: Path, profile: EchemProfile) -> None:
     p = _write_csv(tmp_path / "run.csv", profile)
-    ds = read_echem(p, timezone="Europe/Paris", columns=CSV_MAP,
-                    start_time="2026-03-14T09:30:00")
+    ds = add_segments(read_echem(p, timezone="Europe/Paris", columns=CSV_MAP,
+                                 start_time="2026-03-14T09:30:00"))
     assert ds.attrs["formats"] == ["csv"]
     np.testing.assert_array_equal(ds.time_s.values, profile.time_s)
     np.testing.assert_array_equal(ds.voltage_V.values, profile.voltage_V)
@@ -250,9 +252,10 @@ def test_csv_with_column_map_matches_known_profile(tmp_path: Path, profile: Eche
 
 def test_csv_equals_mpt_of_the_same_profile(tmp_path: Path, profile: EchemProfile,
                                             sim_mpt: Path) -> None:
-    csv_ds = read_echem(_write_csv(tmp_path / "run.csv", profile), timezone="Europe/Paris",
-                        columns=CSV_MAP, start_time=datetime(2026, 3, 14, 9, 30))
-    mpt_ds = read_echem(sim_mpt, timezone="Europe/Paris")
+    csv_ds = add_segments(read_echem(_write_csv(tmp_path / "run.csv", profile),
+                                     timezone="Europe/Paris", columns=CSV_MAP,
+                                     start_time=datetime(2026, 3, 14, 9, 30)))
+    mpt_ds = add_segments(read_echem(sim_mpt, timezone="Europe/Paris"))
     for name in ("voltage_V", "current_A", "charge_C"):
         np.testing.assert_allclose(csv_ds[name], mpt_ds[name], rtol=1e-7, atol=1e-12)
     for name in ("segment", "step", "cycle", "time_s", "time_utc"):
@@ -262,19 +265,19 @@ def test_csv_equals_mpt_of_the_same_profile(tmp_path: Path, profile: EchemProfil
 
 def test_csv_semicolon_decimal_comma_tsv_and_integrated_charge(tmp_path: Path,
                                                                profile: EchemProfile) -> None:
-    ref = read_echem_csv(_write_csv(tmp_path / "a.csv", profile), columns=CSV_MAP,
-                         timezone="UTC")
-    semi = read_echem_csv(_write_csv(tmp_path / "b.csv", profile, sep=";", comma=True),
-                          columns=CSV_MAP, timezone="UTC")
-    tsv = read_echem(_write_csv(tmp_path / "c.tsv", profile, sep="\t"), columns=CSV_MAP,
-                     timezone="UTC")
+    ref = add_segments(read_echem_csv(_write_csv(tmp_path / "a.csv", profile), columns=CSV_MAP,
+                                      timezone="UTC"))
+    semi = add_segments(read_echem_csv(_write_csv(tmp_path / "b.csv", profile, sep=";", comma=True),
+                                       columns=CSV_MAP, timezone="UTC"))
+    tsv = add_segments(read_echem(_write_csv(tmp_path / "c.tsv", profile, sep="\t"),
+                                  columns=CSV_MAP, timezone="UTC"))
     for ds in (semi, tsv):
         for name in ("time_s", "voltage_V", "current_A", "charge_C"):
             np.testing.assert_array_equal(ds[name].values, ref[name].values)
     assert semi.attrs["csv_delimiter"] == [";"] and tsv.attrs["csv_delimiter"] == ["\t"]
     no_q = {k: v for k, v in CSV_MAP.items() if not k.startswith("charge")}
-    integ = read_echem_csv(_write_csv(tmp_path / "d.csv", profile, with_charge=False),
-                           columns=no_q, timezone="UTC")
+    integ = add_segments(read_echem_csv(_write_csv(tmp_path / "d.csv", profile, with_charge=False),
+                                        columns=no_q, timezone="UTC"))
     assert "trapezoid" in integ.charge_C.attrs["source"]
     err = 3 * abs(profile.current_A).max() * profile.spec.sample_period_s
     np.testing.assert_allclose(integ.charge_C, profile.charge_C, atol=err)
@@ -282,13 +285,13 @@ def test_csv_semicolon_decimal_comma_tsv_and_integrated_charge(tmp_path: Path,
 
 def test_csv_start_time_aware_naive_and_absent(tmp_path: Path, profile: EchemProfile) -> None:
     p = _write_csv(tmp_path / "run.csv", profile)
-    aware = read_echem(p, timezone="Europe/Paris", columns=CSV_MAP,
-                       start_time="2026-07-01T09:30:00+00:00")
+    aware = add_segments(read_echem(p, timezone="Europe/Paris", columns=CSV_MAP,
+                                    start_time="2026-07-01T09:30:00+00:00"))
     assert aware.time_utc.values[0] == np.datetime64("2026-07-01T09:30:00", "ns")
-    naive = read_echem(p, timezone="Europe/Paris", columns=CSV_MAP,
-                       start_time=datetime(2026, 7, 1, 9, 30))  # CEST
+    naive = add_segments(read_echem(p, timezone="Europe/Paris", columns=CSV_MAP,
+                                    start_time=datetime(2026, 7, 1, 9, 30)))  # CEST
     assert naive.time_utc.values[0] == np.datetime64("2026-07-01T07:30:00", "ns")
-    none = read_echem(p, timezone="Europe/Paris", columns=CSV_MAP)
+    none = add_segments(read_echem(p, timezone="Europe/Paris", columns=CSV_MAP))
     assert np.all(np.isnat(none.time_utc.values))
     assert "start_time" in none.time_utc.attrs["note"]
     assert "acquisition_start" not in none.attrs
@@ -299,9 +302,9 @@ def test_csv_start_time_aware_naive_and_absent(tmp_path: Path, profile: EchemPro
 def test_csv_trigger_column_is_exposed(tmp_path: Path) -> None:
     p = tmp_path / "trig.csv"
     p.write_text("t,E,I,TTL\n0,3.4,0.001,0\n1,3.41,0.001,1\n2,3.42,0.001,0\n3,3.43,0.001,1\n")
-    ds = read_echem(p, timezone="UTC",
-                    columns={"time_s": "t", "voltage_V": "E", "current_A": "I",
-                             "trigger": "TTL"})
+    ds = add_segments(read_echem(p, timezone="UTC",
+                                 columns={"time_s": "t", "voltage_V": "E", "current_A": "I",
+                                          "trigger": "TTL"}))
     np.testing.assert_array_equal(ds.trigger.values, [0, 1, 0, 1])
     np.testing.assert_array_equal(ds.time_s.values[ds.trigger.values == 1], [1.0, 3.0])
     assert "TTL" in ds.trigger.attrs["source"]
@@ -472,8 +475,8 @@ def test_format_detection_and_mixing(shared_data: Path, tmp_path: Path, sim_mpt:
 @pytest.mark.realdata
 def test_mpt_and_mpr_pieces_of_one_run_stitch(shared_data: Path, tmp_path: Path) -> None:
     # two BioLogic files given out of order: cv.mpr (2018) is placed before ocv.mpt (2020)
-    ds = read_echem([shared_data / "echem" / "cv.mpr", shared_data / "echem" / "ocv.mpt"],
-                    timezone="Europe/Paris")
+    ds = add_segments(read_echem([shared_data / "echem" / "cv.mpr",
+                                  shared_data / "echem" / "ocv.mpt"], timezone="Europe/Paris"))
     assert ds.attrs["formats"] == ["biologic-mpr", "biologic-mpt"]  # ordered by start
     assert np.all(np.diff(ds.time_s.values) >= 0)
     assert ds.cycle.values[ds.file_index.values == 1].min() > ds.cycle.values[
@@ -485,11 +488,11 @@ def test_every_reader_returns_the_same_schema(shared_data: Path, tmp_path: Path,
                                               profile: EchemProfile) -> None:
     d = shared_data / "echem"
     sets = {
-        "mpt": read_echem(d / "gcpl.issue_149.mpt", timezone="UTC"),
-        "mpr": read_echem(d / "gcpl.issue_149.mpr", timezone="UTC"),
-        "neware": read_echem(d / "new_nda_file.nda", timezone="UTC"),
-        "csv": read_echem(_write_csv(tmp_path / "a.csv", profile), timezone="UTC",
-                          columns=CSV_MAP, start_time="2026-01-01T00:00:00"),
+        "mpt": add_segments(read_echem(d / "gcpl.issue_149.mpt", timezone="UTC")),
+        "mpr": add_segments(read_echem(d / "gcpl.issue_149.mpr", timezone="UTC")),
+        "neware": add_segments(read_echem(d / "new_nda_file.nda", timezone="UTC")),
+        "csv": add_segments(read_echem(_write_csv(tmp_path / "a.csv", profile), timezone="UTC",
+                                       columns=CSV_MAP, start_time="2026-01-01T00:00:00")),
     }
     first = sets["mpt"]
     for name, ds in sets.items():
@@ -551,8 +554,8 @@ def _neware_ds(df, timezone: str) -> xr.Dataset:  # type: ignore[no-untyped-def]
     from operando.io.echem.neware import neware_record
     from operando.io.echem.schema import build_echem_dataset
 
-    return build_echem_dataset([neware_record(Path("cell.nda"), df, timezone=timezone)],
-                               timezone=timezone)
+    record = neware_record(Path("cell.nda"), df, timezone=timezone)
+    return add_segments(build_echem_dataset([record], timezone=timezone))
 
 
 def test_neware_naive_timestamps_across_dst_fold_pause_and_aux() -> None:

@@ -613,28 +613,26 @@ def read_mpt(
     paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     timezone: str,
-    rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read one EC-Lab ``.mpt`` export, or several files of one run, into a Dataset.
 
     Dimension ``echem_time``. Coordinates ``time_s`` (s on the potentiostat clock, since
     the FIRST file's ``Acquisition started on``) and ``time_utc`` (UTC datetime64[ns]: the
     header's local wall time localised in ``timezone``, an IANA name, then converted).
-    Variables ``voltage_V`` (V), ``current_A`` (A), ``charge_C`` (C), ``segment``
-    (charge / discharge / rest), ``step`` (EC-Lab ``Ns``) and ``cycle`` (0 with a
+    Variables ``voltage_V`` (V), ``current_A`` (A), ``charge_C`` (C, as the file
+    records it), ``open_circuit`` (EC-Lab ``mode`` 3), ``step`` (EC-Lab ``Ns``) and ``cycle`` (0 with a
     ``source`` attribute saying so when the file has neither), ``file_index``, and every
     other column as an extra variable (sanitised name, original in
     ``attrs['ec_lab_column']``). See :mod:`operando.io.echem.schema` for the schema and
     :func:`eclab_record` for the column mapping.
 
     Several files are a continuation of one run: they are ordered by acquisition start and
-    stitched on UTC (so a daylight-saving change between them is handled); ``charge_C``
-    continues from the previous file's last value and ``cycle`` is offset so that no cycle
-    number repeats across files. A row is rest when |I| <= ``rest_threshold_A`` (default
-    1e-3 of the median non-zero |I| outside open circuit) or EC-Lab ``mode`` is 3.
+    stitched on UTC (so a daylight-saving change between them is handled); ``cycle`` is
+    offset so that no cycle number repeats across files. Segment labels and the charge
+    continued across files: :func:`operando.echem.segments.add_segments`.
     Time going backwards inside a file, a file without data rows and a last row cut
     mid-line are :class:`EchemFormatError` naming the file and line.
     """
     zoneinfo_or_raise(timezone)  # an unknown zone fails before any file is read
     records = [mpt_record(read_mpt_file(p)) for p in as_paths(paths)]
-    return build_echem_dataset(records, timezone=timezone, rest_threshold_A=rest_threshold_A)
+    return build_echem_dataset(records, timezone=timezone)

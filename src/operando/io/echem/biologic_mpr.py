@@ -137,14 +137,13 @@ def read_mpr(
     paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     timezone: str,
-    rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read one ``.mpr`` (or several files of one run) into the normalised Dataset.
 
     Same schema, names and stitching as :func:`operando.io.echem.biologic.read_mpt`:
     ``time_utc`` from the LOG module's start (naive PC-local time localised in
-    ``timezone``, an IANA name); ``rest_threshold_A`` in A as there.
+    ``timezone``, an IANA name).
     """
     zoneinfo_or_raise(timezone)  # an unknown zone fails before any file is read
     records = [mpr_record(read_mpr_file(p)) for p in as_paths(paths, "read_mpr")]
-    return build_echem_dataset(records, timezone=timezone, rest_threshold_A=rest_threshold_A)
+    return build_echem_dataset(records, timezone=timezone)

@@ -6,12 +6,12 @@ is ``columns.delimiter`` or, when absent, the one of tab / ``;`` / ``,`` that sp
 header into the most fields. With a separator other than ``,`` a decimal comma
 (``3,41``) is accepted. Quoted fields follow the csv module's rules.
 
-The map (:class:`operando.config.CsvColumns`) names the columns: ``time_s`` (elapsed
-seconds), ``voltage_V`` (V), ``current_A`` (× ``current_scale`` → A), optional
+The map (:class:`CsvColumnMap`, or a mapping with its keys) names the columns: ``time_s``
+(elapsed seconds), ``voltage_V`` (V), ``current_A`` (× ``current_scale`` → A), optional
 ``charge_C`` (× ``charge_scale`` → C; integrated from current when absent), ``step``,
-``cycle``, and — in a plain mapping, until the config grows the key — ``trigger`` (a
-column that is non-zero at rows where an external trigger was recorded). Every other
-column is carried as an extra variable (numbers as float, anything else as text).
+``cycle`` and ``trigger`` (a column that is non-zero at rows where an external trigger was
+recorded). Every other column is carried as an extra variable (numbers as float, anything
+else as text).
 
 A CSV has no start time of its own: ``time_utc`` is NaT (with a note) unless
 ``start_time`` is given — naive local wall time (localised with ``timezone``) or an
@@ -24,7 +24,7 @@ import csv
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from operando.config import CsvColumns
 from operando.io.echem.biologic import as_paths
 from operando.io.echem.schema import (
     EchemFormatError,
@@ -43,12 +42,66 @@ from operando.io.echem.schema import (
 from operando.io.text import read_text_lines
 from operando.io.timestamps import zoneinfo_or_raise
 
-__all__ = ["CSV_SUFFIXES", "CsvTable", "csv_columns", "csv_record", "read_csv_table",
-           "read_echem_csv"]
+__all__ = ["CSV_SUFFIXES", "CsvColumnMap", "CsvTable", "csv_columns", "csv_record",
+           "read_csv_table", "read_echem_csv"]
 
 CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _DELIMITERS = ("\t", ";", ",")
 _UNIT = re.compile(r"(?:[\[(]\s*([^\])]+?)\s*[\])]|/\s*([^/\s]+))\s*$")
+
+
+@dataclass(frozen=True)
+class CsvColumnMap:
+    """Column names of a generic CSV/TSV cycler export (``echem.columns`` in a run config).
+
+    ``time_s``: the column of elapsed time (s); ``voltage_V``: the working-electrode voltage
+    (V); ``current_A``: the current, times ``current_scale`` (default 1.0) in A;
+    ``charge_C``: the charge, times ``charge_scale`` (default 1.0) in C, or None (default):
+    integrated from the current; ``step``, ``cycle``: integer columns, or None (default);
+    ``trigger``: a column that is non-zero at rows where an external trigger was recorded
+    (exposed as ``trigger``), or None (default); ``delimiter``: the field separator, or
+    None (default): sniffed from the header. Raises ``ValueError`` naming the key for a
+    name that is not text or a scale that is not a number.
+    """
+
+    time_s: str
+    voltage_V: str
+    current_A: str
+    current_scale: float = 1.0
+    charge_C: str | None = None
+    charge_scale: float = 1.0
+    step: str | None = None
+    cycle: str | None = None
+    trigger: str | None = None
+    delimiter: str | None = None
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_scale"):
+                if isinstance(value, bool) or not isinstance(value, int | float | str):
+                    raise ValueError(f"columns.{f.name}: expected a number, found {value!r}")
+                try:
+                    object.__setattr__(self, f.name, float(value))
+                except ValueError:
+                    raise ValueError(f"columns.{f.name}: expected a number, found "
+                                     f"{value!r}") from None
+            elif not (isinstance(value, str) or (value is None and f.default is None)):
+                raise ValueError(f"columns.{f.name}: expected a column name (text), found "
+                                 f"{value!r}")
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> CsvColumnMap:
+        """The map of a mapping with its keys (``time_s``, ``voltage_V``, ``current_A``
+        required); ``ValueError`` naming an unknown or missing key."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ValueError(f"columns: unknown key(s) {unknown}; expected some of {known}")
+        missing = [k for k in ("time_s", "voltage_V", "current_A") if k not in raw]
+        if missing:
+            raise ValueError(f"columns: expected the key(s) {missing}, found none")
+        return cls(**raw)
 
 
 @dataclass(frozen=True)
@@ -121,14 +174,10 @@ def read_csv_table(path: str | os.PathLike[str], delimiter: str | None = None) -
     return CsvTable(path, names, cells, header_line + 1, delim, data_lines)
 
 
-def csv_columns(columns: CsvColumns | Mapping[str, Any]) -> tuple[CsvColumns, str | None]:
+def csv_columns(columns: CsvColumnMap | Mapping[str, Any]) -> tuple[CsvColumnMap, str | None]:
     """The validated column map and the optional ``trigger`` column name."""
-    if isinstance(columns, CsvColumns):
-        return columns, getattr(columns, "trigger", None)
-    raw = dict(columns)
-    trigger = raw.pop("trigger", None) if "trigger" not in CsvColumns.model_fields else None
-    cols = CsvColumns.model_validate(raw)
-    return cols, trigger if trigger is not None else getattr(cols, "trigger", None)
+    cols = columns if isinstance(columns, CsvColumnMap) else CsvColumnMap.from_mapping(columns)
+    return cols, cols.trigger
 
 
 def _number(text: str, comma_ok: bool) -> float | None:
@@ -187,7 +236,7 @@ def _parse_start(start_time: str | datetime | None) -> datetime | None:
 
 def csv_record(
     table: CsvTable,
-    columns: CsvColumns | Mapping[str, Any],
+    columns: CsvColumnMap | Mapping[str, Any],
     *,
     start_time: str | datetime | None = None,
 ) -> EchemRecord:
@@ -254,18 +303,16 @@ def csv_record(
 def read_echem_csv(
     paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
-    columns: CsvColumns | Mapping[str, Any],
+    columns: CsvColumnMap | Mapping[str, Any],
     timezone: str,
     start_time: str | datetime | None = None,
-    rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read one CSV/TSV cycler export into the normalised Dataset
     (:mod:`operando.io.echem.schema`) with the column map ``columns``.
 
     ``start_time``: the acquisition start (time_s = 0): naive local wall time, localised
     with ``timezone`` (IANA), or timezone-aware; without it ``time_utc`` is NaT.
-    ``rest_threshold_A`` in A as for :func:`operando.io.echem.biologic.read_mpt`. One file per
-    call: a column map gives no per-file start to stitch several files on.
+    One file per call: a column map gives no per-file start to stitch several files on.
     """
     zoneinfo_or_raise(timezone)
     files = as_paths(paths, "read_echem_csv")
@@ -277,4 +324,4 @@ def read_echem_csv(
     cmap, _ = csv_columns(columns)
     table = read_csv_table(files[0], cmap.delimiter)
     record = csv_record(table, columns, start_time=start_time)
-    return build_echem_dataset([record], timezone=timezone, rest_threshold_A=rest_threshold_A)
+    return build_echem_dataset([record], timezone=timezone)

@@ -284,12 +284,11 @@ def read_neware(
     paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     *,
     timezone: str,
-    rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read one Neware ``.nda``/``.ndax`` file (or several of one run) into the normalised
     Dataset (:mod:`operando.io.echem.schema`); ``timezone`` (IANA) localises naive
-    timestamps; ``rest_threshold_A`` in A as for :func:`operando.io.echem.biologic.read_mpt`."""
+    timestamps."""
     zoneinfo_or_raise(timezone)
     records = [neware_record(p, read_neware_frame(p), timezone=timezone)
                for p in as_paths(paths, "read_neware")]
-    return build_echem_dataset(records, timezone=timezone, rest_threshold_A=rest_threshold_A)
+    return build_echem_dataset(records, timezone=timezone)

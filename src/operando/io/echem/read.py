@@ -28,10 +28,15 @@ from typing import Any, Literal
 
 import xarray as xr
 
-from operando.config import CsvColumns
 from operando.io.echem.biologic import MAGIC_LINES, as_paths, mpt_record, read_mpt_file
 from operando.io.echem.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
-from operando.io.echem.csv_table import CSV_SUFFIXES, csv_columns, csv_record, read_csv_table
+from operando.io.echem.csv_table import (
+    CSV_SUFFIXES,
+    CsvColumnMap,
+    csv_columns,
+    csv_record,
+    read_csv_table,
+)
 from operando.io.echem.neware import NEWARE_SUFFIXES, neware_record, read_neware_frame
 from operando.io.echem.schema import EchemFormatError, EchemRecord, build_echem_dataset
 from operando.io.text import read_file_head
@@ -72,7 +77,7 @@ def detect_echem_format(path: str | os.PathLike[str]) -> str:
 
 
 def _record(path: Path, fmt: str, *, timezone: str,
-            columns: CsvColumns | Mapping[str, Any] | None,
+            columns: CsvColumnMap | Mapping[str, Any] | None,
             start_time: str | datetime | None) -> EchemRecord:
     if fmt == "biologic-mpt":
         return mpt_record(read_mpt_file(path))
@@ -93,24 +98,22 @@ def read_echem(
     *,
     timezone: str,
     format: Literal["auto", "biologic-mpt", "biologic-mpr", "neware", "csv"] = "auto",
-    columns: CsvColumns | Mapping[str, Any] | None = None,
+    columns: CsvColumnMap | Mapping[str, Any] | None = None,
     start_time: str | datetime | None = None,
-    rest_threshold_A: float | None = None,
 ) -> xr.Dataset:
     """Read the cycler file(s) of one run into the normalised Dataset.
 
     ``timezone``: IANA name of the cycler PC's clock (localises the naive start times the
     files hold; never guessed). ``format``: ``"auto"`` detects each file
     (:func:`detect_echem_format`). ``columns``: the CSV column map
-    (:class:`operando.config.CsvColumns` or a mapping with its keys); CSV only.
+    (:class:`operando.io.echem.csv_table.CsvColumnMap` or a mapping with its keys); CSV only.
     ``start_time``: CSV only, the acquisition start (naive local wall time localised with
     ``timezone``, or timezone-aware); without it a CSV's ``time_utc`` is NaT.
-    ``rest_threshold_A``: |I| (A) at or below which a row is rest (default: 1e-3 of the
-    median active |I|).
 
-    Several files are one run: ordered by start and stitched on UTC, charge continued and
-    cycle numbers offset (:func:`operando.io.echem.schema.build_echem_dataset`). Errors
-    name the file: :class:`EchemFormatError` for bad content, ``ValueError`` for a bad
+    Several files are one run: ordered by start and stitched on UTC, cycle numbers offset
+    (:func:`operando.io.echem.schema.build_echem_dataset`); segment labels and the charge
+    continued across files are derived by :func:`operando.echem.segments.add_segments`.
+    Errors name the file: :class:`EchemFormatError` for bad content, ``ValueError`` for a bad
     argument (unknown timezone or format).
     """
     zoneinfo_or_raise(timezone)
@@ -136,4 +139,4 @@ def read_echem(
             "its own to stitch files on: concatenate them or read each separately")
     records = [_record(p, f, timezone=timezone, columns=columns, start_time=start_time)
                for p, f in zip(files, formats, strict=True)]
-    return build_echem_dataset(records, timezone=timezone, rest_threshold_A=rest_threshold_A)
+    return build_echem_dataset(records, timezone=timezone)

@@ -1,11 +1,13 @@
 """The one normalised electrochemistry Dataset every cycler reader returns.
 
 Each format module (``biologic`` for ``.mpt``, ``biologic_mpr``, ``neware``,
-``echem_csv``) turns one file into an :class:`EchemRecord`: the file's rows already
+``csv_table``) turns one file into an :class:`EchemRecord`: the file's rows already
 mapped onto the standard variables in SI units, plus the file's start time and its
 other columns. :func:`build_echem_dataset` checks the records, stitches several files
-of one run on UTC and builds the Dataset, so names, units, attributes, segment labels,
-charge continuation and the ``time_utc`` encoding live here only.
+of one run on UTC and builds the Dataset, so names, units, attributes, cycle offsets
+and the ``time_utc`` encoding live here only. The Dataset holds what the files hold;
+:func:`operando.echem.segments.add_segments` derives the segment labels and the charge
+continued across files from it.
 
 The Dataset (dimension ``echem_time``):
 
@@ -16,12 +18,14 @@ The Dataset (dimension ``echem_time``):
                           ``start_time``): never guessed
 ``voltage_V``             V (working electrode / cell)
 ``current_A``             A, positive = oxidation = charge
-``charge_C``              C, cumulative since the first file's start (continued across
-                          files); integrated from current when the file has none
-``step``, ``cycle``       int64; 0 with ``attrs['source']`` saying so when the file has none
-``segment``               ``charge`` / ``discharge`` / ``rest``
+``charge_C``              C as each file records it (from that file's own start); NaN in
+                          the rows of a file that records none
+``step``, ``cycle``       int64; 0 with ``attrs['source']`` saying so when the file has none;
+                          ``cycle`` offset per file so that no number repeats
 ``file_index``            index into ``attrs['source_files']``
 ``trigger``               int8 0/1, only when a file records external trigger events
+``open_circuit``          int8 0/1, only when a file flags open-circuit rows (EC-Lab mode 3,
+                          Neware Rest/OCV/Pause)
 others                    every other column of the files (sanitised names)
 ========================  ==============================================================
 """
@@ -41,15 +45,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import xarray as xr
 
-from operando.echem.segments import (
-    cumulative_trapezoid_C,
-    rest_threshold_from_current,
-    segments_from_current,
-)
 from operando.io.errors import InputFileError
 from operando.io.timestamps import localise_to_utc, zoneinfo_or_raise
 
 __all__ = [
+    "CHARGE_NOT_RECORDED",
     "DIM",
     "STANDARD_ATTRS",
     "EchemFormatError",
@@ -78,12 +78,14 @@ STANDARD_ATTRS: dict[str, dict[str, str]] = {
     "step": {"units": "1", "long_name": "program step index within its file (EC-Lab Ns, "
              "Neware Step_Index)"},
     "cycle": {"units": "1", "long_name": "cycle number (first cycle = 0)"},
-    "segment": {"units": "1", "long_name": "segment label (charge / discharge / rest)"},
     "file_index": {"units": "1", "long_name": "index into attrs['source_files']"},
     "trigger": {"units": "1", "long_name": "1 where the cycler recorded an external trigger "
                 "event"},
+    "open_circuit": {"units": "1", "long_name": "1 where the cycler flags the row as open "
+                     "circuit (EC-Lab mode 3, Neware Rest/OCV/Pause)"},
 }
-_RESERVED = {"time_s", "time_utc", DIM, *STANDARD_ATTRS}
+#: names the extra columns never take (``segment`` is added by the echem science)
+_RESERVED = {"time_s", "time_utc", DIM, "segment", *STANDARD_ATTRS}
 
 
 # ---------------------------------------------------------------------------------------
@@ -242,31 +244,14 @@ def _record_start_utc(r: EchemRecord, tz: ZoneInfo, notes: list[str]) -> datetim
     return utc
 
 
-def build_echem_dataset(
-    records: Sequence[EchemRecord],
-    *,
-    timezone: str,
-    rest_threshold_A: float | None = None,
-) -> xr.Dataset:
-    """Stitch the records of one run and build the normalised Dataset (module docstring).
+#: ``charge_C`` source text for a file that records no charge (its rows are NaN)
+CHARGE_NOT_RECORDED = "not recorded in the file (NaN)"
 
-    Each record is checked (at least one row; time finite and non-decreasing, else an
-    :class:`EchemFormatError` naming the file and row). Records with a start are ordered
-    by it and placed on the first one's clock by their UTC difference (so a
-    daylight-saving change between files is handled); a record must not start before the
-    previous one ends. Records without any start keep the given order, and then there may
-    be only one. ``charge_C`` continues from the previous file's last value and ``cycle``
-    is offset so that no cycle number repeats across files. A row is rest when
-    |I| <= ``rest_threshold_A`` (default 1e-3 of the median non-zero |I| outside open
-    circuit) or the record flags it open-circuit. ``timezone`` (IANA name) localises
-    naive starts and is kept in ``attrs['timezone']``.
-    """
-    tz = zoneinfo_or_raise(timezone)
-    if not records:
-        raise ValueError("no electrochemistry file given")
-    for r in records:
-        _check_record(r)
-    notes: list[str] = []
+
+def _ordered_starts(
+    records: Sequence[EchemRecord], tz: ZoneInfo, notes: list[str]
+) -> tuple[list[EchemRecord], list[datetime | None]]:
+    """The records in time order with their UTC starts (given order when none has one)."""
     starts = [_record_start_utc(r, tz, notes) for r in records]
     known = [s is not None for s in starts]
     if any(known) and not all(known):
@@ -279,15 +264,15 @@ def build_echem_dataset(
             f"{records[1].path}: several files of one run are stitched on their absolute start "
             "times, but these files have none")
     order = sorted(range(len(records)), key=lambda k: starts[k]) if all(known) else [0]
-    records = [records[k] for k in order]
-    starts = [starts[k] for k in order]
-    t0 = starts[0]
-    offsets = [0.0 if t0 is None or s is None else (s - t0).total_seconds() for s in starts]
+    return [records[k] for k in order], [starts[k] for k in order]
 
+
+def _stitched_time_and_cycle(
+    records: Sequence[EchemRecord], offsets: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """time_s (s, first file's clock) and cycle (offset per file so none repeats)."""
     time_pieces: list[np.ndarray] = []
-    charge_pieces: list[np.ndarray] = []
     cycle_pieces: list[np.ndarray] = []
-    charge_offset = 0.0
     cycle_offset = 0
     prev_end: float | None = None
     for k, (r, off) in enumerate(zip(records, offsets, strict=True)):
@@ -299,45 +284,45 @@ def build_echem_dataset(
             )
         prev_end = float(t[-1])
         time_pieces.append(t)
-        q = (np.asarray(r.charge_C, dtype=float) if r.charge_C is not None
-             else cumulative_trapezoid_C(r.time_s, r.current_A))
-        charge_pieces.append(q + charge_offset)
-        charge_offset += float(q[-1])
         cyc = (np.zeros(t.size, dtype=np.int64) if r.cycle is None
                else np.asarray(r.cycle, dtype=np.int64))
         cycle_pieces.append(cyc + cycle_offset)
         cycle_offset += int(cyc.max()) + 1
+    return np.concatenate(time_pieces), np.concatenate(cycle_pieces)
 
-    time_s = np.concatenate(time_pieces)
-    current_A = np.concatenate([np.asarray(r.current_A, dtype=float) for r in records])
-    has_oc = any(r.open_circuit is not None for r in records)
-    open_circuit = (np.concatenate([np.zeros(r.time_s.size, bool) if r.open_circuit is None
-                                    else np.asarray(r.open_circuit, bool) for r in records])
-                    if has_oc else None)
-    thr = rest_threshold_from_current(current_A, open_circuit, rest_threshold_A)
-    step = np.concatenate([np.zeros(r.time_s.size, np.int64) if r.step is None
-                           else np.asarray(r.step, dtype=np.int64) for r in records])
+
+def _source_text(records: Sequence[EchemRecord], key: str, default: str) -> str:
+    """Where ``key`` came from: one text when every file agrees, else ``name: text; ...``."""
+    texts = [r.sources.get(key, default) for r in records]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return "; ".join(f"{r.path.name}: {s}" for r, s in zip(records, texts, strict=True))
+
+
+def _per_row(records: Sequence[EchemRecord], name: str, dtype: Any, fill: Any) -> np.ndarray:
+    """``name`` of every record concatenated; ``fill`` in the rows of a record without it."""
+    return np.concatenate([np.full(r.time_s.size, fill, dtype=dtype) if getattr(r, name) is None
+                           else np.asarray(getattr(r, name)).astype(dtype) for r in records])
+
+
+def _standard_variables(
+    records: Sequence[EchemRecord], cycle: np.ndarray
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """The standard variables (values, attrs) of the stitched records, in product order."""
 
     def source(key: str, default: str) -> str:
-        texts = [r.sources.get(key, default) for r in records]
-        if len(set(texts)) == 1:
-            return texts[0]
-        return "; ".join(f"{r.path.name}: {s}" for r, s in zip(records, texts, strict=True))
+        return _source_text(records, key, default)
 
-    no_q = "integrated from current_A (trapezoid rule)"
     data_vars: dict[str, tuple[np.ndarray, dict[str, Any]]] = {
-        "voltage_V": (np.concatenate([np.asarray(r.voltage_V, dtype=float) for r in records]),
+        "voltage_V": (_per_row(records, "voltage_V", float, np.nan),
                       {"source": source("voltage_V", "")}),
-        "current_A": (current_A, {"source": source("current_A", "")}),
-        "charge_C": (np.concatenate(charge_pieces),
-                     {"source": source("charge_C", no_q)}),
-        "segment": (segments_from_current(current_A, open_circuit, thr),
-                    {"rest_threshold_A": thr,
-                     "rule": "|I| <= rest_threshold_A or an open-circuit flag (EC-Lab mode 3, "
-                             "Neware Rest/OCV/Pause) -> rest; I > 0 charge; I < 0 discharge"}),
-        "step": (step, {"source": source("step", "absent from the file: 0")}),
-        "cycle": (np.concatenate(cycle_pieces), {"source": source("cycle",
-                                                                  "absent from the file: 0")}),
+        "current_A": (_per_row(records, "current_A", float, np.nan),
+                      {"source": source("current_A", "")}),
+        "charge_C": (_per_row(records, "charge_C", float, np.nan),
+                     {"source": source("charge_C", CHARGE_NOT_RECORDED)}),
+        "step": (_per_row(records, "step", np.int64, 0),
+                 {"source": source("step", "absent from the file: 0")}),
+        "cycle": (cycle, {"source": source("cycle", "absent from the file: 0")}),
         "file_index": (np.concatenate([np.full(r.time_s.size, k, dtype=np.int64)
                                        for k, r in enumerate(records)]), {}),
     }
@@ -349,8 +334,15 @@ def build_echem_dataset(
                                else np.asarray(r.trigger, dtype=bool).astype(np.int8)
                                for r in records])
         data_vars["trigger"] = (trig, {"source": source("trigger", "no trigger record: 0")})
+    if any(r.open_circuit is not None for r in records):
+        data_vars["open_circuit"] = (_per_row(records, "open_circuit", np.int8, 0), {})
+    return data_vars
 
-    # extra columns: carried through under sanitised names; NaN / "" where a file lacks one
+
+def _extra_variables(
+    records: Sequence[EchemRecord]
+) -> dict[str, tuple[np.ndarray, dict[str, Any]]]:
+    """Extra columns under sanitised names; NaN / "" in the rows of a file that lacks one."""
     keys: list[str] = []
     named: dict[str, str | None] = {}
     for r in records:
@@ -360,18 +352,20 @@ def build_echem_dataset(
                 named[key] = col.name
     names = _extra_variable_names(keys, named)
     sizes = [r.time_s.size for r in records]
+    out: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
     for key in keys:
         pieces = [r.extras[key].values if key in r.extras else None for r in records]
         attrs = dict(next(r.extras[key].attrs for r in records if key in r.extras))
-        data_vars[names[key]] = (_concat_extra(pieces, sizes), attrs)
+        out[names[key]] = (_concat_extra(pieces, sizes), attrs)
+    return out
 
-    variables = {
-        name: xr.Variable(DIM, values, attrs={**STANDARD_ATTRS.get(name, {}),
-                                              **{k: v for k, v in attrs.items() if v != ""}})
-        for name, (values, attrs) in data_vars.items()
-    }
+
+def _time_coords(
+    records: Sequence[EchemRecord], time_s: np.ndarray, t0: datetime | None, source: str
+) -> dict[str, xr.Variable]:
+    """``time_s`` and ``time_utc`` (NaT with a note when no file gives an absolute start)."""
     time_attrs = dict(STANDARD_ATTRS["time_s"])
-    time_attrs["source"] = source("time_s", "")
+    time_attrs["source"] = source
     if t0 is None:
         time_attrs["long_name"] = "elapsed time of the file's time column (cycler clock)"
         time_utc_values = np.full(time_s.size, np.datetime64("NaT"), dtype="datetime64[ns]")
@@ -385,29 +379,72 @@ def build_echem_dataset(
     # CF units of a datetime live in the encoding (xarray writes them on to_netcdf)
     time_utc.encoding.update({"units": "nanoseconds since 1970-01-01T00:00:00Z",
                               "calendar": "proleptic_gregorian", "dtype": "int64"})
-    ds = xr.Dataset(variables, coords={"time_s": xr.Variable(DIM, time_s, attrs=time_attrs),
-                                       "time_utc": time_utc})
-    ds.attrs.update({
+    return {"time_s": xr.Variable(DIM, time_s, attrs=time_attrs), "time_utc": time_utc}
+
+
+def _dataset_attrs(
+    records: Sequence[EchemRecord], starts: Sequence[datetime | None], offsets: Sequence[float],
+    tz: ZoneInfo, timezone: str, notes: list[str],
+) -> dict[str, Any]:
+    """Run attributes: source files, formats, acquisition starts, per-file attributes."""
+    attrs: dict[str, Any] = {
         "source_files": [str(r.path) for r in records],
         "formats": [r.format for r in records],
         "technique": "; ".join(dict.fromkeys(r.technique for r in records)),
-    })
+    }
+    t0 = starts[0]
     if t0 is not None:
         local_start = t0.astimezone(tz)
-        ds.attrs.update({
+        attrs.update({
             "acquisition_start": local_start.isoformat(timespec="milliseconds"),
             "acquisition_start_utc": t0.isoformat(timespec="milliseconds"),
             "acquisition_starts": [s.astimezone(tz).isoformat(timespec="milliseconds")
                                    for s in starts if s is not None],
         })
-    ds.attrs.update({
+    attrs.update({
         "file_start_offsets_s": np.asarray(offsets, dtype=float),
         "timezone": timezone,
         "clock": "potentiostat",
     })
     for key in dict.fromkeys(k for r in records for k in r.per_file_attrs):
         if all(key in r.per_file_attrs for r in records):
-            ds.attrs[key] = [r.per_file_attrs[key] for r in records]
+            attrs[key] = [r.per_file_attrs[key] for r in records]
     if notes:
-        ds.attrs["notes"] = notes
+        attrs["notes"] = notes
+    return attrs
+
+
+def build_echem_dataset(records: Sequence[EchemRecord], *, timezone: str) -> xr.Dataset:
+    """Stitch the records of one run and build the normalised Dataset (module docstring).
+
+    Each record is checked (at least one row; time finite and non-decreasing, else an
+    :class:`EchemFormatError` naming the file and row). Records with a start are ordered
+    by it and placed on the first one's clock by their UTC difference (so a
+    daylight-saving change between files is handled); a record must not start before the
+    previous one ends. Records without any start keep the given order, and then there may
+    be only one. ``cycle`` is offset so that no cycle number repeats across files;
+    ``charge_C`` is each file's own record (NaN in a file that records none) and
+    ``open_circuit`` the files' open-circuit flags: the segment labels and the charge
+    continued across files are derived by :func:`operando.echem.segments.add_segments`.
+    ``timezone`` (IANA name) localises naive starts and is kept in ``attrs['timezone']``.
+    """
+    tz = zoneinfo_or_raise(timezone)
+    if not records:
+        raise ValueError("no electrochemistry file given")
+    for r in records:
+        _check_record(r)
+    notes: list[str] = []
+    records, starts = _ordered_starts(records, tz, notes)
+    t0 = starts[0]
+    offsets = [0.0 if t0 is None or s is None else (s - t0).total_seconds() for s in starts]
+    time_s, cycle = _stitched_time_and_cycle(records, offsets)
+    data_vars = {**_standard_variables(records, cycle), **_extra_variables(records)}
+    variables = {
+        name: xr.Variable(DIM, values, attrs={**STANDARD_ATTRS.get(name, {}),
+                                              **{k: v for k, v in attrs.items() if v != ""}})
+        for name, (values, attrs) in data_vars.items()
+    }
+    ds = xr.Dataset(variables, coords=_time_coords(records, time_s, t0,
+                                                   _source_text(records, "time_s", "")))
+    ds.attrs.update(_dataset_attrs(records, starts, offsets, tz, timezone, notes))
     return ds
