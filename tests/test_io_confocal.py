@@ -354,9 +354,10 @@ def test_energy_mode_spectra_calibration_and_two_theta(tmp_path: Path) -> None:
               Pass(11, GRID_MM[:3])]
     master = write_master(tmp_path / "ed.h5", passes, mode="energy",
                           calibration=[50.0, 30.0, 0.0], cal_units="eV")
-    counts, energy, tth, pts = read_confocal_spectra(
+    counts, cal, tth, pts = read_confocal_spectra(
         [master], energy_calibration_path="instrument/mca/calibration",
         two_theta_path="instrument/mca/two_theta", **ED)
+    energy = channel_energy_keV(np.arange(counts.shape[1]), cal)
     assert [e.split("::/")[1] for e in pts.entries] == ["9.1", "10.1", "11.1"]
     assert counts.shape == (11, 16) and counts.dtype == np.float64
     numbers = np.array([9, 10, 11])[pts.pass_index]
@@ -368,8 +369,9 @@ def test_energy_mode_spectra_calibration_and_two_theta(tmp_path: Path) -> None:
     assert any("9.1: lengths differ (spectra 5, sz 4" in n for n in pts.notes)
     assert "calibration" in pts.sources["energy_calibration"]
     # the same from config values
-    c2, e2, t2, _ = read_confocal_spectra([master], energy_calibration_keV=[0.05, 0.03],
-                                          two_theta_deg=6.0, **ED)
+    c2, cal2, t2, _ = read_confocal_spectra([master], energy_calibration_keV=[0.05, 0.03],
+                                            two_theta_deg=6.0, **ED)
+    e2 = channel_energy_keV(np.arange(c2.shape[1]), cal2)
     np.testing.assert_array_equal(c2, counts)
     np.testing.assert_allclose(e2, energy, rtol=1e-12)
     assert t2 == 6.0
@@ -452,9 +454,10 @@ def test_simulated_small_run(small_run) -> None:
     ed = small_run.outdir / "confocal" / "confocal_ed.h5"
     if not ed.exists():
         pytest.skip("the simulator does not write confocal/confocal_ed.h5 yet")
-    counts, energy, tth, ed_pts = read_confocal_spectra(
+    counts, cal, tth, ed_pts = read_confocal_spectra(
         [ed], energy_calibration_path="instrument/mca/calibration",
         two_theta_path="instrument/mca/two_theta", **ED)
+    energy = channel_energy_keV(np.arange(counts.shape[1]), cal)
     _check_against_truth(ed_pts, truth)
     spec = truth["confocal"].get("energy_dispersive", {})
     if "two_theta_deg" in spec:

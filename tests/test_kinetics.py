@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from operando.cli import app
 from operando.config import load_config
-from operando.io.cv.read import CVFormatError, read_cv
+from operando.io.cv.read import read_cv
 from operando.io.products import write_product
 from operando.kinetics.analysis import (
     KineticsInputError,
@@ -22,6 +22,7 @@ from operando.kinetics.analysis import (
     analyse_cells,
     analyse_map,
 )
+from operando.kinetics.cv import ScanRateError, label_sweeps
 from operando.kinetics.cv_peaks import PeakOptions
 from operando.kinetics.randles_sevcik import diffusion_from_slope, randles_sevcik_current_A
 from operando.simulate.clock import make_clock
@@ -63,7 +64,7 @@ def test_randles_sevcik_round_trip() -> None:
 
 def test_read_nova_rates_from_name_and_dEdt(sim) -> None:
     _, res, files = sim
-    cvs = read_cv(files)
+    cvs = label_sweeps(read_cv(files))
     rates = [c.attrs["scan_rate_V_s"] for c in cvs]
     assert rates == pytest.approx(res.truth["scan_rates_V_s"])
     for c in cvs:
@@ -77,7 +78,7 @@ def test_read_nova_rates_from_name_and_dEdt(sim) -> None:
 def test_cells_D_and_linear_range_vs_truth(sim) -> None:
     _, res, files = sim
     t = res.truth
-    ds = analyse_cells(read_cv(files), t["area_cm2"], _opts(t))
+    ds = analyse_cells(label_sweeps(read_cv(files)), t["area_cm2"], _opts(t))
     assert float(ds["cell_diffusion_cm2_s"]) == pytest.approx(t["D_cm2_s"], rel=0.03)
     assert float(ds["cell_max_linear_scan_rate_V_s"]) == pytest.approx(
         t["max_linear_scan_rate_V_s"])
@@ -98,7 +99,7 @@ def test_cells_D_and_linear_range_vs_truth(sim) -> None:
 def test_map_D_domains_and_range(sim) -> None:
     out, res, _ = sim
     t = res.truth
-    ds = analyse_map(read_cv(out / res.files["map"]), _opts(t))
+    ds = analyse_map(label_sweeps(read_cv(out / res.files["map"])), _opts(t))
     d_true = np.asarray(t["map_D_cm2_s"])
     rel = ds["diffusion_cm2_s"].values / d_true - 1
     assert np.abs(rel).max() < 0.03
@@ -114,7 +115,7 @@ def test_map_D_domains_and_range(sim) -> None:
 
 
 def test_real_biologic_mpt_and_mpr_same_peaks(shared_data: Path) -> None:
-    mpt, mpr = (read_cv(shared_data / "echem" / f"cv.{s}")[0] for s in ("mpt", "mpr"))
+    mpt, mpr = (label_sweeps(read_cv(shared_data / "echem" / f"cv.{s}"))[0] for s in ("mpt", "mpr"))
     assert mpt.attrs["scan_rate_source"] == "header 'dE/dt'"
     assert mpt.attrs["scan_rate_V_s"] == pytest.approx(1e-4)
     assert mpr.attrs["scan_rate_V_s"] == pytest.approx(1e-4, rel=1e-3)  # from dE/dt
@@ -139,23 +140,23 @@ def test_real_biologic_mpt_and_mpr_same_peaks(shared_data: Path) -> None:
 def test_single_scan_rate_is_a_clear_error(sim) -> None:
     _, res, files = sim
     with pytest.raises(KineticsInputError, match=r"cv_0p1mVs\.txt.*2 or more scan rates"):
-        analyse_cells(read_cv(files[3]), res.truth["area_cm2"], _opts(res.truth))
+        analyse_cells(label_sweeps(read_cv(files[3])), res.truth["area_cm2"], _opts(res.truth))
 
 
 def test_scan_rate_disagreeing_with_dEdt(sim, tmp_path: Path) -> None:
     _, _, files = sim
     bad = tmp_path / "cv_0p3mVs.txt"  # the 0.1 mV/s file, renamed
     shutil.copy(files[3], bad)
-    with pytest.raises(CVFormatError, match=r"cv_0p3mVs\.txt.*disagrees with dE/dt"):
-        read_cv([files[0], bad])
-    with pytest.raises(CVFormatError, match="repeats"):
-        read_cv([files[3], files[3]])
+    with pytest.raises(ScanRateError, match=r"cv_0p3mVs\.txt.*disagrees with dE/dt"):
+        label_sweeps(read_cv([files[0], bad]))
+    with pytest.raises(ScanRateError, match="repeats"):
+        label_sweeps(read_cv([files[3], files[3]]))
 
 
 def test_no_peak_in_window_and_bad_area(sim) -> None:
     _, res, files = sim
     t = res.truth
-    cvs = read_cv(files[:4])
+    cvs = label_sweeps(read_cv(files[:4]))
     ds = analyse_cells(cvs, t["area_cm2"], _opts(t, anodic_window_V=(3.0, 3.3)))
     assert not bool(ds["cell_randles_sevcik_applies"])
     assert np.isnan(float(ds["cell_diffusion_cm2_s"]))
@@ -179,7 +180,7 @@ def test_irreversible_couple_is_flagged(tmp_path: Path) -> None:
                  for a, b, c in zip(cv.time_s, cv.potential_V, cv.current_A, strict=True)]
     path = tmp_path / "irrev.csv"
     path.write_text("\n".join(rows) + "\n")
-    cvs = read_cv(path)
+    cvs = label_sweeps(read_cv(path))
     assert [c.attrs["scan_rate_V_s"] for c in cvs] == pytest.approx(list(rates))
     ds = analyse_cells(cvs, 0.01, KineticsOptions(concentration_mol_cm3=1e-5))
     assert int(ds["cell_flags"]) & 4
@@ -211,7 +212,7 @@ def test_build_kinetics_product_and_config(sim, tmp_path: Path) -> None:
     cfg_path.write_text(yaml.safe_dump(cfg_dict))
     cfg = load_config(cfg_path)
     calls = []
-    prod = build_kinetics(cfg, progress=lambda s, d, n: calls.append((s, d, n)))
+    prod = build_kinetics(cfg.kinetics, progress=lambda s, d, n: calls.append((s, d, n)))
     assert calls[-1] == ("kinetics", 2, 2)
     assert set(prod.figures) == {"kinetics_ip.png", "kinetics_map.png"}
     ds = prod.dataset

@@ -620,9 +620,9 @@ def read_mpt(
     the FIRST file's ``Acquisition started on``) and ``time_utc`` (UTC datetime64[ns]: the
     header's local wall time localised in ``timezone``, an IANA name, then converted).
     Variables ``voltage_V`` (V), ``current_A`` (A), ``charge_C`` (C, as the file
-    records it), ``open_circuit`` (EC-Lab ``mode`` 3), ``step`` (EC-Lab ``Ns``) and ``cycle`` (0 with a
-    ``source`` attribute saying so when the file has neither), ``file_index``, and every
-    other column as an extra variable (sanitised name, original in
+    records it), ``open_circuit`` (EC-Lab ``mode`` 3), ``step`` (EC-Lab ``Ns``) and
+    ``cycle`` (0 with a ``source`` attribute saying so when the file has neither),
+    ``file_index``, and every other column as an extra variable (sanitised name, original in
     ``attrs['ec_lab_column']``). See :mod:`operando.io.echem.schema` for the schema and
     :func:`eclab_record` for the column mapping.
 

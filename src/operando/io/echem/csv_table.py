@@ -42,10 +42,9 @@ from operando.io.echem.schema import (
 from operando.io.text import read_text_lines
 from operando.io.timestamps import zoneinfo_or_raise
 
-__all__ = ["CSV_SUFFIXES", "CsvColumnMap", "CsvTable", "csv_columns", "csv_record",
+__all__ = ["CsvColumnMap", "CsvTable", "csv_columns", "csv_record",
            "read_csv_table", "read_echem_csv"]
 
-CSV_SUFFIXES = (".csv", ".tsv", ".txt")
 _DELIMITERS = ("\t", ";", ",")
 _UNIT = re.compile(r"(?:[\[(]\s*([^\])]+?)\s*[\])]|/\s*([^/\s]+))\s*$")
 

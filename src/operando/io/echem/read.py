@@ -1,18 +1,20 @@
 """One entry point for every cycler file: :func:`read_echem`.
 
-It picks the reader per file (by content first, then by suffix), reads each file into an
-:class:`~operando.io.echem.schema.EchemRecord` and builds the one normalised Dataset of
-:mod:`operando.io.echem.schema` (dimension ``echem_time``; ``time_s``, ``time_utc``,
-``voltage_V``, ``current_A``, ``charge_C``, ``step``, ``cycle``, ``segment``, ...).
+It picks the format per file (by content first, then by suffix: the one table of
+:mod:`operando.io.formats`), reads each file into an
+:class:`~operando.io.echem.schema.EchemRecord` with the format's reader and builds the one
+normalised Dataset of :mod:`operando.io.echem.schema` (dimension ``echem_time``;
+``time_s``, ``time_utc``, ``voltage_V``, ``current_A``, ``charge_C``, ``step``, ``cycle``,
+...).
 
-========================  =========================================  ======================
-format                    recognised by                              reader module
-========================  =========================================  ======================
-``biologic-mpt``          first line ``EC-Lab ASCII FILE``, ``.mpt``  :mod:`.biologic`
-``biologic-mpr``          ``BIO-LOGIC MODULAR FILE``, ``.mpr``        :mod:`.biologic_mpr`
-``neware``                ``NEWARE`` (nda), ``.nda`` / ``.ndax``      :mod:`.neware`
-``csv``                   ``.csv`` / ``.tsv`` / ``.txt`` (+ columns)  :mod:`.echem_csv`
-========================  =========================================  ======================
+========================  ======================================================
+format                    reader module
+========================  ======================================================
+``biologic-mpt``          :mod:`.biologic`
+``biologic-mpr``          :mod:`.biologic_mpr`
+``neware``                :mod:`.neware`
+``csv``                   :mod:`.csv_table` (needs a column map)
+========================  ======================================================
 
 Several files are one run stitched on UTC (a continuation after a pause); ``.mpt`` and
 ``.mpr`` files may be mixed (same instrument, same schema), other mixes are an error.
@@ -21,25 +23,24 @@ Several files are one run stitched on UTC (a continuation after a pause); ``.mpt
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import xarray as xr
 
-from operando.io.echem.biologic import MAGIC_LINES, as_paths, mpt_record, read_mpt_file
-from operando.io.echem.biologic_mpr import MPR_MAGIC, mpr_record, read_mpr_file
+from operando.io.echem.biologic import as_paths, mpt_record, read_mpt_file
+from operando.io.echem.biologic_mpr import mpr_record, read_mpr_file
 from operando.io.echem.csv_table import (
-    CSV_SUFFIXES,
     CsvColumnMap,
     csv_columns,
     csv_record,
     read_csv_table,
 )
-from operando.io.echem.neware import NEWARE_SUFFIXES, neware_record, read_neware_frame
+from operando.io.echem.neware import neware_record, read_neware_frame
 from operando.io.echem.schema import EchemFormatError, EchemRecord, build_echem_dataset
-from operando.io.text import read_file_head
+from operando.io.formats import detect_format
 from operando.io.timestamps import zoneinfo_or_raise
 
 __all__ = ["ECHEM_FORMATS", "EchemFormat", "detect_echem_format", "read_echem"]
@@ -56,41 +57,30 @@ def detect_echem_format(path: str | os.PathLike[str]) -> str:
     Raises :class:`EchemFormatError` naming the file when it is missing, empty, or of no
     known format (the message lists the formats and what the file starts with).
     """
-    path = Path(path)
-    text = read_file_head(path, 64, what="a cycler file", error=EchemFormatError)
-    if text.startswith(MPR_MAGIC):
-        return "biologic-mpr"
-    if any(text.startswith(m.encode()) for m in MAGIC_LINES):
-        return "biologic-mpt"
-    if text.startswith(b"NEWARE"):
-        return "neware"
-    suffix = path.suffix.lower()
-    by_suffix = {".mpt": "biologic-mpt", ".mpr": "biologic-mpr",
-                 **dict.fromkeys(NEWARE_SUFFIXES, "neware"), **dict.fromkeys(CSV_SUFFIXES, "csv")}
-    if suffix in by_suffix:
-        return by_suffix[suffix]
-    raise EchemFormatError(
-        f"{path}: unknown cycler file format (suffix {path.suffix!r}, starts with "
-        f"{text[:24]!r}); expected one of {list(ECHEM_FORMATS)}: an EC-Lab .mpt/.mpr, a "
-        "Neware .nda/.ndax or a .csv/.tsv/.txt with a column map (or pass format=...)"
-    )
+    return detect_format(
+        path, ECHEM_FORMATS, what="cycler file", error=EchemFormatError,
+        expected=": an EC-Lab .mpt/.mpr, a Neware .nda/.ndax or a .csv/.tsv/.txt with a "
+                 "column map (or pass format=...)")
 
 
-def _record(path: Path, fmt: str, *, timezone: str,
-            columns: CsvColumnMap | Mapping[str, Any] | None,
-            start_time: str | datetime | None) -> EchemRecord:
-    if fmt == "biologic-mpt":
-        return mpt_record(read_mpt_file(path))
-    if fmt == "biologic-mpr":
-        return mpr_record(read_mpr_file(path))
-    if fmt == "neware":
-        return neware_record(path, read_neware_frame(path), timezone=timezone)
+def _csv_record(path: Path, *, columns: CsvColumnMap | Mapping[str, Any] | None,
+                start_time: str | datetime | None, **_: Any) -> EchemRecord:
     if columns is None:
         raise EchemFormatError(
             f"{path}: read as CSV, which needs a column map: expected 'columns' (echem."
             "columns in the config: time_s, voltage_V, current_A, ...), found none")
     cmap, _ = csv_columns(columns)
     return csv_record(read_csv_table(path, cmap.delimiter), columns, start_time=start_time)
+
+
+#: format name → reader (path, timezone=, columns=, start_time=) → EchemRecord
+_READERS: dict[str, Callable[..., EchemRecord]] = {
+    "biologic-mpt": lambda path, **_: mpt_record(read_mpt_file(path)),
+    "biologic-mpr": lambda path, **_: mpr_record(read_mpr_file(path)),
+    "neware": lambda path, *, timezone, **_: neware_record(path, read_neware_frame(path),
+                                                           timezone=timezone),
+    "csv": _csv_record,
+}
 
 
 def read_echem(
@@ -137,6 +127,6 @@ def read_echem(
         raise EchemFormatError(
             f"{files[1]}: several CSV files given ({len(files)}); a CSV has no start time of "
             "its own to stitch files on: concatenate them or read each separately")
-    records = [_record(p, f, timezone=timezone, columns=columns, start_time=start_time)
+    records = [_READERS[f](p, timezone=timezone, columns=columns, start_time=start_time)
                for p, f in zip(files, formats, strict=True)]
     return build_echem_dataset(records, timezone=timezone)

@@ -70,7 +70,6 @@ from operando.io.xrd.frames import (
     join_sources,
     open_frames,
 )
-from operando.xrd.energy_dispersive import channel_energy_keV
 
 __all__ = [
     "ConfocalFormatError",
@@ -675,10 +674,14 @@ def _ed_entry(
 
 
 def _same_calibration(a: np.ndarray, b: np.ndarray, n_channels: int) -> bool:
-    """Channel energies of calibrations ``a`` and ``b`` agree within 1e-9 relative."""
-    ch = np.arange(max(n_channels, 2))
-    ea, eb = channel_energy_keV(ch, a), channel_energy_keV(ch, b)
-    return bool(np.max(np.abs(ea - eb)) <= 1e-9 * max(float(np.max(np.abs(ea))), 1e-300))
+    """Calibrations ``a`` and ``b`` ([a, b(, c)] keV) agree: each term of E = a + b ch +
+    c ch² differs by at most 1e-9 of the largest term over the channels (relative)."""
+    pa, pb = np.zeros(3), np.zeros(3)
+    pa[: a.size], pb[: b.size] = a, b
+    ch = float(max(n_channels, 2) - 1)
+    powers = np.array([1.0, ch, ch * ch])
+    scale = max(float(np.max(np.abs(pa) * powers)), 1e-300)
+    return bool(np.max(np.abs(pa - pb) * powers) <= 1e-9 * scale)
 
 
 def read_confocal_spectra(
@@ -698,13 +701,15 @@ def read_confocal_spectra(
     count_time_path: str | None,
     monitor_path: str | None,
 ) -> tuple[np.ndarray, np.ndarray, float, ConfocalPoints]:
-    """Energy-dispersive confocal run: every point's MCA spectrum, channel energies, 2θ.
+    """Energy-dispersive confocal run: every point's MCA spectrum, the calibration, 2θ.
 
-    Returns ``(counts, energy_keV, two_theta_deg, points)``: ``counts`` (n_points,
+    Returns ``(counts, calibration_keV, two_theta_deg, points)``: ``counts`` (n_points,
     n_channels) float64, one row per point (``points.frame_index`` = 0..n-1);
-    ``energy_keV`` (n_channels,) the channel energies (keV) of the calibration
-    (``energy_calibration_keV`` [a, b(, c)] keV, or the dataset at
-    ``energy_calibration_path`` in every entry, which must agree within 1e-9 relative);
+    ``calibration_keV`` the energy calibration [a, b(, c)] (keV, keV/channel,
+    keV/channel²: E = a + b ch + c ch², channel energies by
+    :func:`operando.xrd.energy_dispersive.channel_energy_keV`), ``energy_calibration_keV``
+    or the dataset at ``energy_calibration_path`` in every entry, which must agree within
+    1e-9 relative;
     ``two_theta_deg`` the fixed scattering angle (degree; ``two_theta_deg`` or the dataset
     at ``two_theta_path``, one value in every entry). Exactly one of each pair is given.
     """
@@ -763,7 +768,6 @@ def read_confocal_spectra(
                             f"(one fixed 2θ for the run, "
                             f"{_key('two_theta_path', two_theta_path)})")
     assert cal is not None and tth is not None and n_channels is not None
-    energy = channel_energy_keV(np.arange(n_channels), cal)
     if not 0.0 < tth < 180.0:
         raise ConfocalFormatError(f"2θ = {tth} degree at {tth_where}: expected 0 < 2θ < 180")
     points = _read_points(paths, opts, n_spectra, "spectra", None, names)
@@ -792,4 +796,4 @@ def read_confocal_spectra(
                                      else f"confocal.energy_calibration_keV = {cal.tolist()}")
     sources["two_theta"] = (f"{tth_where}: {tth:g} degree" if two_theta_path is not None
                             else f"confocal.two_theta_deg = {tth:g}")
-    return counts, energy, float(tth), replace(points, sources=sources)
+    return counts, cal, float(tth), replace(points, sources=sources)
