@@ -13,6 +13,7 @@ import xarray as xr
 
 from operando.echem.attach import exposure_average, interval_mean, majority_label
 from operando.echem.faraday import add_faraday
+from operando.echem.segments import add_segments
 from operando.echem.sync import fit_clock, reference_epoch_from_attrs
 from operando.io.echem.biologic import read_mpt
 from operando.io.echem.triggers import read_trigger_record
@@ -172,7 +173,7 @@ def test_majority_label_many_runs_vectorised() -> None:
 def sim(small_run) -> dict:
     truth = load_truth(small_run.truth_path)
     te = truth["echem"]
-    ds = read_mpt(small_run.outdir / "echem/cell.mpt", timezone="Europe/Paris")
+    ds = add_segments(read_mpt(small_run.outdir / "echem/cell.mpt", timezone="Europe/Paris"))
     ds = add_faraday(ds, active_mass_mg=te["active_mass_mg"],
                      molar_mass_g_mol=te["molar_mass_g_mol"],
                      electrons_per_formula_unit=te["electrons_per_formula_unit"],

@@ -17,6 +17,7 @@ from operando.echem.faraday import (
     theoretical_capacity_C,
     theoretical_capacity_mAh_g,
 )
+from operando.echem.segments import add_segments
 from operando.io.echem.biologic import read_mpt
 from operando.simulate.beamtime import load_truth
 
@@ -26,7 +27,7 @@ LFP_G_MOL = 157.757
 @pytest.fixture(scope="module")
 def run(small_run):
     truth = load_truth(small_run.truth_path)
-    ds = read_mpt(small_run.outdir / "echem/cell.mpt", timezone="Europe/Paris")
+    ds = add_segments(read_mpt(small_run.outdir / "echem/cell.mpt", timezone="Europe/Paris"))
     return ds, truth["echem"]
 
 

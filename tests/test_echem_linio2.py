@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 from scipy.stats import pearsonr, spearmanr
 
+from operando.echem.segments import add_segments
 from operando.io.echem.read import read_echem
 from operando.io.xas.text import XasText, read_xas_text
 from operando.io.xas.times import read_xas_start_times, xas_start_times
@@ -48,7 +49,8 @@ def spectra(folder: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def echem(folder: Path):  # type: ignore[no-untyped-def]
-    return read_echem(sorted((folder / "EC").glob("*.mpt")), timezone="Europe/Paris")
+    return add_segments(read_echem(sorted((folder / "EC").glob("*.mpt")),
+                                   timezone="Europe/Paris"))
 
 
 @pytest.fixture(scope="module")

@@ -528,13 +528,15 @@ def echem(
         theoretical_capacity_C,
         theoretical_capacity_mAh_g,
     )
+    from operando.echem.segments import add_segments
     from operando.echem.summary import segments
     from operando.io.echem.read import read_echem
     from operando.io.figures import save_figure
     from operando.report.echem import echem_figure
 
     try:
-        ds = read_echem(files, timezone=tz, format=file_format)  # type: ignore[arg-type]
+        ds = add_segments(read_echem(files, timezone=tz,
+                                     format=file_format))  # type: ignore[arg-type]
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None
@@ -590,6 +592,7 @@ def kinetics(
     """Randles–Sevcik from CVs at several scan rates: peaks, slope, D ± error, linear range."""
     from operando.io.cv.read import read_cv
     from operando.kinetics.analysis import KineticsOptions, analyse_cells
+    from operando.kinetics.cv import label_sweeps
 
     try:
         for key, value in (("--area-cm2", area_cm2), ("--conc-mol-cm3", conc_mol_cm3),
@@ -600,7 +603,7 @@ def kinetics(
         opts = KineticsOptions(n_electrons=n, concentration_mol_cm3=conc_mol_cm3,
                                temperature_K=temperature_K, cycle=cyc,
                                linearity_tolerance=tolerance)
-        res = analyse_cells(read_cv(files, format=file_format),  # type: ignore[arg-type]
+        res = analyse_cells(label_sweeps(read_cv(files, format=file_format)),  # type: ignore[arg-type]
                             area_cm2, opts)
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
