@@ -1,19 +1,26 @@
 """Segment labels (charge / discharge / rest) and charge integration from a current trace.
 
 Pure numpy: arrays in, arrays out, no I/O. Units are in the names: ``time_s`` in s,
-``current_A`` in A (positive = oxidation = charge), charges in C.
+``current_A`` in A (positive = oxidation = charge), charges in C. :func:`add_segments`
+puts the labels and the run's continued charge on the cycler readers' Dataset (xarray in
+and out).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import xarray as xr
 
 __all__ = [
+    "CHARGE_INTEGRATED",
+    "CHARGE_NOT_RECORDED",
     "DEFAULT_REST_THRESHOLD_FRACTION",
     "REST_THRESHOLD_FLOOR_A",
     "SEGMENT_CHARGE",
     "SEGMENT_DISCHARGE",
     "SEGMENT_REST",
+    "add_segments",
+    "continued_charge_C",
     "cumulative_trapezoid_C",
     "rest_threshold_from_current",
     "segments_from_current",
@@ -74,3 +81,82 @@ def cumulative_trapezoid_C(time_s: np.ndarray, current_A: np.ndarray) -> np.ndar
         return np.zeros(0)
     steps = 0.5 * (current_A[1:] + current_A[:-1]) * np.diff(time_s)
     return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+#: ``charge_C`` source text the cycler readers give a file that records no charge
+CHARGE_NOT_RECORDED = "not recorded in the file (NaN)"
+#: ``charge_C`` source text once :func:`add_segments` has integrated the current
+CHARGE_INTEGRATED = "integrated from current_A (trapezoid rule)"
+_SEGMENT_RULE = ("|I| <= rest_threshold_A or an open-circuit flag (EC-Lab mode 3, "
+                 "Neware Rest/OCV/Pause) -> rest; I > 0 charge; I < 0 discharge")
+
+
+def continued_charge_C(
+    time_s: np.ndarray, current_A: np.ndarray, charge_C: np.ndarray, file_index: np.ndarray
+) -> np.ndarray:
+    """Charge (C) since the first file's start, continued across the files of one run.
+
+    ``charge_C`` is each file's own record (C; all NaN in a file that records none, whose
+    charge is then ∫ I dt by the trapezoid rule); ``file_index`` numbers the files in
+    time order (their rows contiguous). Each file continues from the previous one's last
+    value. ``time_s`` in s, ``current_A`` in A, equal length.
+    """
+    time_s = np.asarray(time_s, dtype=float)
+    current_A = np.asarray(current_A, dtype=float)
+    charge_C = np.asarray(charge_C, dtype=float)
+    file_index = np.asarray(file_index)
+    out = np.empty(time_s.size)
+    offset = 0.0
+    for k in dict.fromkeys(file_index.tolist()):
+        rows = file_index == k
+        q = charge_C[rows]
+        if np.all(np.isnan(q)):
+            q = cumulative_trapezoid_C(time_s[rows], current_A[rows])
+        out[rows] = q + offset
+        offset += float(q[-1])
+    return out
+
+
+def add_segments(ds: xr.Dataset, rest_threshold_A: float | None = None) -> xr.Dataset:
+    """The normalised cycler Dataset with its segment labels and the charge of the run.
+
+    ``ds`` is what :func:`operando.io.echem.read.read_echem` returns (dimension
+    ``echem_time``; ``time_s``, ``current_A``, ``charge_C`` per file as recorded,
+    ``file_index``, optional ``open_circuit``). Returns a new Dataset where ``charge_C``
+    (C) runs since the first file's start (:func:`continued_charge_C`: a file without a
+    charge record is integrated) and ``segment`` (after ``charge_C``) labels each row
+    ``charge`` / ``discharge`` / ``rest``: rest when |I| <= ``rest_threshold_A`` (A;
+    default ``None`` = 1e-3 of the median non-zero |I| outside open circuit, see
+    :func:`rest_threshold_from_current`) or where ``open_circuit`` flags the row, which
+    is folded into ``segment`` and dropped.
+    """
+    current_A = np.asarray(ds["current_A"].values, dtype=float)
+    dim = ds["current_A"].dims
+    n = current_A.size
+    open_circuit = (np.asarray(ds["open_circuit"].values, dtype=bool)
+                    if "open_circuit" in ds else None)
+    recorded = (ds["charge_C"].values if "charge_C" in ds else np.full(n, np.nan))
+    file_index = ds["file_index"].values if "file_index" in ds else np.zeros(n, np.int64)
+    charge = continued_charge_C(ds["time_s"].values, current_A, recorded, file_index)
+    q_attrs = dict(ds["charge_C"].attrs) if "charge_C" in ds else {
+        "units": "C", "long_name": "charge passed since the first acquisition start"}
+    q_attrs["source"] = str(q_attrs.get("source", CHARGE_NOT_RECORDED)).replace(
+        CHARGE_NOT_RECORDED, CHARGE_INTEGRATED)
+    thr = rest_threshold_from_current(current_A, open_circuit, rest_threshold_A)
+    segment = xr.Variable(dim, segments_from_current(current_A, open_circuit, thr), attrs={
+        "units": "1", "long_name": "segment label (charge / discharge / rest)",
+        "rest_threshold_A": thr, "rule": _SEGMENT_RULE})
+    data_vars: dict[str, xr.Variable] = {}
+    for name, var in ds.data_vars.items():
+        if name in ("open_circuit", "segment"):
+            continue
+        if name == "charge_C":
+            data_vars["charge_C"] = xr.Variable(dim, charge, attrs=q_attrs,
+                                                encoding=var.encoding)
+            data_vars["segment"] = segment
+            continue
+        data_vars[str(name)] = var.variable
+    if "charge_C" not in data_vars:
+        data_vars["charge_C"] = xr.Variable(dim, charge, attrs=q_attrs)
+        data_vars["segment"] = segment
+    return xr.Dataset(data_vars, coords=ds.coords, attrs=ds.attrs)
