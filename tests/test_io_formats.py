@@ -29,6 +29,7 @@ from operando.io.xas.hdf5 import XasScan, XasScanFileError, read_xas_scans, writ
 from operando.io.xas.text import XasTextError, read_xas_text
 from operando.io.xrd import geometry, nexus
 from operando.io.xrd.bliss import write_lima_file
+from operando.kinetics.cv import scan_charges_C
 from operando.simulate import presets
 
 DATA = find_shared_data(Path(__file__).resolve().parents[1]) or (
@@ -311,8 +312,10 @@ def test_seccm_reader_errors_name_file_and_path(tmp_path: Path) -> None:
 def test_nova_reader_errors(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match=r"cv_1mVs\.txt: no such file"):
         read_nova_cv(tmp_path / "cv_1mVs.txt")
+    t, i = np.arange(5.0), np.linspace(-1e-6, 1e-6, 5)
+    q_pos, q_neg = scan_charges_C(t, i)
     p = write_nova_cv(tmp_path / "cv_10mVs.txt", potential_applied_V=np.linspace(0, 1, 5),
-                      time_s=np.arange(5.0), current_A=np.linspace(-1e-6, 1e-6, 5))
+                      time_s=t, current_A=i, charge_positive_C=q_pos, charge_negative_C=q_neg)
     lines = p.read_text().splitlines()
     bad = tmp_path / "bad.txt"
     bad.write_text("\n".join([*lines[:3], lines[3].replace(";", ";x", 1), *lines[4:]]) + "\n")
@@ -331,8 +334,9 @@ def test_nova_reader_errors(tmp_path: Path) -> None:
 def test_nova_charges_use_the_shared_trapezoid(tmp_path: Path) -> None:
     t = np.linspace(0.0, 10.0, 21)
     i = 1e-6 * np.sin(t)
+    q_pos, q_neg = scan_charges_C(t, i)
     p = write_nova_cv(tmp_path / "cv_1mVs.txt", potential_applied_V=t * 0.01, time_s=t,
-                      current_A=i)
+                      current_A=i, charge_positive_C=q_pos, charge_negative_C=q_neg)
     cv = read_nova_cv(p)
     np.testing.assert_allclose(cv["Q+"], cumulative_trapezoid_C(t, np.clip(i, 0, None)),
                                rtol=1e-8, atol=1e-20)

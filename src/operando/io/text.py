@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from operando.io.errors import InputFileError
+
 __all__ = [
     "decode_text",
     "is_float",
     "read_file_head",
     "read_numeric_table",
+    "read_text_file",
     "read_text_lines",
     "split_lines",
 ]
@@ -77,6 +80,23 @@ def read_text_lines(path: str | os.PathLike[str]) -> list[str]:
     return split_lines(decode_text(Path(path).read_bytes()))
 
 
+def read_text_file(path: str | os.PathLike[str], *, what: str,
+                   error: type[Exception] = InputFileError) -> list[str]:
+    """The lines of a text file (:func:`read_text_lines`), or this format's error.
+
+    ``what``: the format expected, for the message (e.g. "an EC-Lab .mpt export");
+    ``error``: the format's error class (default :class:`InputFileError`), raised naming
+    the path when the file is missing or is a folder.
+    """
+    path = Path(path)
+    try:
+        return read_text_lines(path)
+    except FileNotFoundError:
+        raise error(f"{path}: no such file (expected {what})") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a folder, expected {what}") from None
+
+
 _CELL_SEP = re.compile(r"[,;\s]+")
 
 
@@ -88,13 +108,8 @@ def read_numeric_table(path: str | os.PathLike[str], n_columns: int, *, what: st
     A missing file, or fewer than two numeric rows, raises
     :class:`~operando.io.errors.InputFileError` naming the file and ``what`` it is for.
     """
-    from operando.io.errors import InputFileError
-
     path = Path(path)
-    try:
-        lines = read_text_lines(path)
-    except FileNotFoundError:
-        raise InputFileError(f"{path}: no such file (expected {what})") from None
+    lines = read_text_file(path, what=what)
     rows = []
     for line in lines:
         text = line.strip()

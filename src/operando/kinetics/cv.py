@@ -32,10 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from operando.echem.segments import cumulative_trapezoid_C
+
 __all__ = [
     "CycleSweeps",
     "ScanRateError",
     "label_sweeps",
+    "scan_charges_C",
     "select_cycle",
     "sweep_labels",
     "sweep_scan_rates_V_s",
@@ -365,3 +368,23 @@ def label_sweeps(records: Sequence[xr.Dataset], scan_rate_tolerance: float = 0.0
                 f"{a.attrs['source_file']} ({_fmt_rate(va)}, within kinetics.scan_rate_"
                 f"tolerance = {scan_rate_tolerance:.3g}); expected one CV per scan rate")
     return out
+
+
+def scan_charges_C(time_s: np.ndarray, current_A: np.ndarray,
+                   scan: np.ndarray | int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(Q+, Q-) in C per sample: ∫ max(I, 0) dt and ∫ min(I, 0) dt (trapezoid rule) since
+    the start of each scan, as a NOVA export records them (``Q-`` ≤ 0).
+
+    ``time_s`` in s and ``current_A`` in A, 1-D of equal length; ``scan`` (default 1) a
+    scalar or per-sample cycle number.
+    """
+    t = np.asarray(time_s, dtype=float)
+    i = np.asarray(current_A, dtype=float)
+    scan_arr = np.broadcast_to(np.asarray(scan, dtype=int), t.shape)
+    q_pos = np.zeros(t.size)
+    q_neg = np.zeros(t.size)
+    for s in np.unique(scan_arr):
+        sel = np.flatnonzero(scan_arr == s)
+        q_pos[sel] = cumulative_trapezoid_C(t[sel], np.clip(i[sel], 0, None))
+        q_neg[sel] = cumulative_trapezoid_C(t[sel], np.clip(i[sel], None, 0))
+    return q_pos, q_neg

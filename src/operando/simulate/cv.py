@@ -61,6 +61,7 @@ import numpy as np
 from operando.constants import RANDLES_SEVCIK_PSI_P
 from operando.io.cv.nova import nova_filename, write_nova_cv
 from operando.io.cv.seccm import write_seccm_map
+from operando.kinetics.cv import scan_charges_C
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.presets import FARADAY_C_PER_MOL, GAS_CONSTANT_J_PER_MOL_K, KineticsSpec
 
@@ -376,8 +377,10 @@ def simulate_kinetics(ctx: SimContext) -> StreamResult:
         current = cv.current_A + rng.normal(0.0, spec.noise_fraction * ip_rs, cv.current_A.size)
         measured_e = cv.potential_V + rng.normal(0.0, POTENTIAL_NOISE_V, cv.potential_V.size)
         path = kdir / nova_filename(v)
+        q_pos, q_neg = scan_charges_C(cv.time_s, current)
         write_nova_cv(path, potential_applied_V=cv.potential_V, time_s=cv.time_s,
-                      current_A=current, potential_measured_V=measured_e)
+                      current_A=current, charge_positive_C=q_pos, charge_negative_C=q_neg,
+                      potential_measured_V=measured_e)
         files[f"cv_{i}"] = str(path.relative_to(ctx.outdir))
         peaks.append(cv.peak_current_A)
         ideal.append(ip_rs)

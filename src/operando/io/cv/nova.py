@@ -25,10 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from operando.echem.segments import cumulative_trapezoid_C
 from operando.io.atomic import write_text_atomic
 from operando.io.errors import InputFileError
-from operando.io.text import is_float, read_text_lines
+from operando.io.text import is_float, read_text_file
 
 NOVA_COLUMNS: tuple[str, ...] = (
     "Potential applied (V)", "Time (s)", "WE(1).Current (A)", "WE(1).Potential (V)", "Scan",
@@ -67,13 +66,18 @@ def write_nova_cv(
     potential_applied_V: np.ndarray,
     time_s: np.ndarray,
     current_A: np.ndarray,
+    charge_positive_C: np.ndarray,
+    charge_negative_C: np.ndarray,
     potential_measured_V: np.ndarray | None = None,
     scan: np.ndarray | int = 1,
 ) -> Path:
     """Write one CV as a NOVA ASCII export, atomically (temp name + rename).
 
-    All arrays are 1-D of equal length; ``scan`` is a scalar or per-sample cycle number.
-    Returns the final path.
+    All arrays are 1-D of equal length: potentials in V, ``time_s`` in s, ``current_A`` in
+    A, ``charge_positive_C`` / ``charge_negative_C`` the ``Q+`` / ``Q-`` columns in C
+    (:func:`operando.kinetics.cv.scan_charges_C`); ``potential_measured_V`` defaults to
+    None (the applied potential is written); ``scan`` (default 1) is a scalar or
+    per-sample cycle number. Returns the final path.
     """
     e_app = np.asarray(potential_applied_V, dtype=float)
     t = np.asarray(time_s, dtype=float)
@@ -84,14 +88,15 @@ def write_nova_cv(
         raise ValueError(f"{path}: expected equal-length arrays, got {n}, {t.size}, {i.size}, "
                          f"{e_we.size}")
     scan_arr = np.broadcast_to(np.asarray(scan, dtype=int), (n,))
+    q_pos = np.asarray(charge_positive_C, dtype=float)
+    q_neg = np.asarray(charge_negative_C, dtype=float)
+    if not (q_pos.size == q_neg.size == n):
+        raise ValueError(f"{path}: expected Q+ and Q- of {n} samples, got {q_pos.size}, "
+                         f"{q_neg.size}")
     index = np.zeros(n, dtype=int)
-    q_pos = np.zeros(n)
-    q_neg = np.zeros(n)
     for s in np.unique(scan_arr):
         sel = np.flatnonzero(scan_arr == s)
         index[sel] = np.arange(1, sel.size + 1)
-        q_pos[sel] = cumulative_trapezoid_C(t[sel], np.clip(i[sel], 0, None))
-        q_neg[sel] = cumulative_trapezoid_C(t[sel], np.clip(i[sel], None, 0))
     rng_a = _current_range(i)
     lines = [";".join(NOVA_COLUMNS)]
     lines.extend(
@@ -110,12 +115,7 @@ def read_nova_cv(path: str | Path) -> dict[str, np.ndarray]:
     column.
     """
     path = Path(path)
-    try:
-        lines = read_text_lines(path)
-    except FileNotFoundError:
-        raise InputFileError(
-            f"{path}: no such file (expected a NOVA ASCII CV export, e.g. cv_0p01mVs.txt)"
-        ) from None
+    lines = read_text_file(path, what="a NOVA ASCII CV export, e.g. cv_0p01mVs.txt")
     header = [c.strip() for c in lines[0].split(";")] if lines else []
     missing = [c for c in ("Potential applied (V)", "Time (s)", "WE(1).Current (A)")
                if c not in header]

@@ -58,7 +58,7 @@ from operando.io.echem.schema import (
     localise_to_utc,
     sanitise_name,
 )
-from operando.io.text import read_text_lines
+from operando.io.text import read_text_file
 from operando.io.timestamps import require_naive_local, zoneinfo_or_raise
 
 __all__ = [
@@ -404,10 +404,7 @@ def read_mpt_file(path: str | os.PathLike[str]) -> MptFile:
     Raises :class:`EchemFormatError` naming the file for any layout problem.
     """
     path = Path(path)
-    try:
-        lines = read_text_lines(path)
-    except FileNotFoundError:
-        raise EchemFormatError(f"{path}: no such file (expected an EC-Lab .mpt export)") from None
+    lines = read_text_file(path, what="an EC-Lab .mpt export", error=EchemFormatError)
     if not lines:
         raise EchemFormatError(f"{path}: empty file (expected an EC-Lab ASCII export)")
     first = lines[0].strip()

@@ -39,7 +39,7 @@ from operando.io.echem.schema import (
     ExtraColumn,
     build_echem_dataset,
 )
-from operando.io.text import read_text_lines
+from operando.io.text import read_text_file
 from operando.io.timestamps import zoneinfo_or_raise
 
 __all__ = ["CsvColumnMap", "CsvTable", "csv_columns", "csv_record",
@@ -133,10 +133,7 @@ def read_csv_table(path: str | os.PathLike[str], delimiter: str | None = None) -
     last row of a file cut mid-line among them).
     """
     path = Path(path)
-    try:
-        lines = read_text_lines(path)
-    except FileNotFoundError:
-        raise EchemFormatError(f"{path}: no such file (expected a CSV/TSV export)") from None
+    lines = read_text_file(path, what="a CSV/TSV export", error=EchemFormatError)
     k = 0
     while k < len(lines) and (not lines[k].strip() or lines[k].lstrip().startswith("#")):
         k += 1

@@ -31,7 +31,7 @@ import numpy as np
 
 from operando.io.atomic import write_bytes_atomic
 from operando.io.errors import InputFileError
-from operando.io.text import read_text_lines
+from operando.io.text import read_text_file
 from operando.io.timestamps import require_naive_local
 
 __all__ = [
@@ -106,10 +106,7 @@ def read_trigger_file(path: str | os.PathLike[str]) -> tuple[dict[str, str], np.
     header's ``n_triggers`` (a truncated copy).
     """
     path = Path(path)
-    try:
-        lines = read_text_lines(path)
-    except FileNotFoundError:
-        raise TriggerFormatError(f"{path}: no such file (expected a trigger record)") from None
+    lines = read_text_file(path, what="a trigger record", error=TriggerFormatError)
     _check_magic(path, lines)
     meta: dict[str, str] = {}
     k = 1

@@ -32,7 +32,7 @@ import numpy as np
 
 from operando.io.atomic import write_text_atomic
 from operando.io.errors import InputFileError
-from operando.io.text import read_text_lines
+from operando.io.text import read_text_file
 
 __all__ = [
     "ENERGY_LABELS",
@@ -195,11 +195,8 @@ def read_xas_text(path: str | os.PathLike[str]) -> XasText:
     no numeric rows, or its rows do not all have the same number of columns.
     """
     p = Path(path)
-    if not p.is_file():
-        raise XasTextError(
-            f"{p}: no such file (expected an XAS text file: XDI, .nor/.xmu, or plain columns)"
-        )
-    lines = read_text_lines(p)
+    lines = read_text_file(p, what="an XAS text file: XDI, .nor/.xmu, or plain columns",
+                           error=XasTextError)
     rows = [_numeric_row(line) for line in lines]
 
     numeric_idx = [i for i, r in enumerate(rows) if r is not None]
