@@ -1,4 +1,4 @@
-"""Faraday quantities from the charge passed: capacity, Li content, phase fraction, C-rate.
+"""Faraday quantities from the charge passed: capacity, Li content, phase fraction, C-rates.
 
 Pure numpy / xarray (no I/O). Units are in the names: charges in C, masses in mg, molar
 masses in g/mol, currents in A.
@@ -24,10 +24,17 @@ where Q_ref is the charge of a *full* conversion between the end members. With t
 / (x_lith − x_delith) exactly; with ``"achieved"`` Q_ref is the capacity actually passed in
 the first charge (:func:`achieved_capacity_C`) or a capacity given by the user — the first
 charge is then taken as a full conversion.
+
+C-rates of a segment (:class:`operando.echem.segments.SegmentRun`): from its mean current,
+C-rate = |I| · 3600 s/h / Q_ref (:func:`c_rate_per_segment`), or from the Li content x(t)
+of the charge passed, |Δx| / |x_charged − x_discharged| / duration · 3600 s/h
+(:func:`reaction_rates_per_h`: the electrode-average rate the confocal metrics compare
+the local rates with).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -35,17 +42,19 @@ import numpy as np
 import xarray as xr
 
 from operando.constants import FARADAY_C_PER_MOL, MAH_TO_C
-from operando.echem.segments import SEGMENT_CHARGE, SEGMENT_DISCHARGE
-from operando.echem.summary import c_rate_per_h, segments
+from operando.echem.segments import SEGMENT_CHARGE, SEGMENT_DISCHARGE, SegmentRun
+from operando.echem.summary import segments
 
 __all__ = [
     "CapacityReference",
     "SegmentCRate",
     "achieved_capacity_C",
     "add_faraday",
+    "c_rate_per_h",
     "c_rate_per_segment",
     "faraday_phase_fraction",
     "li_content",
+    "reaction_rates_per_h",
     "reference_capacity_C",
     "theoretical_capacity_C",
     "theoretical_capacity_mAh_g",
@@ -205,33 +214,59 @@ def reference_capacity_C(
                      f"{reference!r}")
 
 
-@dataclass(frozen=True)
-class SegmentCRate:
-    """C-rate of one contiguous segment: C-rate = |mean I| · 3600 s/h / Q_ref."""
+def c_rate_per_h(current_A: float, capacity_C: float) -> float:
+    """C-rate (1/h) = |I| / (Q / 1 h): ``current_A`` I in A, ``capacity_C`` the reference
+    capacity Q in C."""
+    return abs(current_A) * 3600.0 / capacity_C
 
-    index: int
-    kind: str  # charge / discharge / rest
-    start_s: float
-    end_s: float
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentCRate(SegmentRun):
+    """A segment (:class:`~operando.echem.segments.SegmentRun`) with its C-rate:
+    C-rate = |mean I| · 3600 s/h / Q_ref (1/h); ``mean_abs_current_A`` |mean I| in A."""
+
     mean_abs_current_A: float
     c_rate_per_h: float
 
 
 def c_rate_per_segment(ds: xr.Dataset, capacity_C: float) -> list[SegmentCRate]:
-    """C-rate of every contiguous segment of an echem Dataset (rests included, ~0).
+    """C-rate of every segment of an echem Dataset (rests included, ~0).
 
     Segments and their mean current from :func:`operando.echem.summary.segments`; C-rate
-    = |I_mean| · 3600 / ``capacity_C`` (1/h) by :func:`operando.echem.summary.c_rate_per_h`.
-    ``capacity_C`` is the reference capacity (C), usually the theoretical one.
+    = |I_mean| · 3600 / ``capacity_C`` (1/h) by :func:`c_rate_per_h`. ``capacity_C`` is
+    the reference capacity (C), usually the theoretical one.
     """
     _check_positive(capacity_C=capacity_C)
     out = []
     for seg in segments(ds):
         mean_abs = abs(seg.mean_current_A)
         out.append(SegmentCRate(
-            index=seg.index, kind=seg.kind, start_s=seg.start_s, end_s=seg.end_s,
-            mean_abs_current_A=mean_abs, c_rate_per_h=c_rate_per_h(mean_abs, capacity_C),
+            **seg.run_fields(), mean_abs_current_A=mean_abs,
+            c_rate_per_h=c_rate_per_h(mean_abs, capacity_C),
         ))
+    return out
+
+
+def reaction_rates_per_h(time_s: np.ndarray, x_li: np.ndarray, runs: Sequence[SegmentRun],
+                         *, x_discharged: float, x_charged: float) -> list[float]:
+    """Electrode-average rate (1/h) of each charge / discharge segment of ``runs``, in order
+    (rests skipped), from the Li content of the charge passed:
+
+        r = |x(end) − x(start)| / |x_charged − x_discharged| / (end − start) · 3600 s/h
+
+    ``time_s`` (n,) s and ``x_li`` (n,) the record's x(t) (Faraday), interpolated linearly
+    at the segment ends; ``x_discharged``, ``x_charged`` the Li content at the two end
+    states (e.g. 1 and 0 for LixFePO4). 1/h means one full conversion per hour (1C).
+    """
+    t = np.asarray(time_s, dtype=float)
+    x = np.asarray(x_li, dtype=float)
+    out = []
+    for s in runs:
+        if s.kind not in (SEGMENT_CHARGE, SEGMENT_DISCHARGE):
+            continue
+        x0, x1 = np.interp([s.start_s, s.end_s], t, x)
+        out.append(abs(x1 - x0) / abs(x_charged - x_discharged) / (s.end_s - s.start_s)
+                   * 3600.0)
     return out
 
 

@@ -1,12 +1,20 @@
-"""Segment labels (charge / discharge / rest) and charge integration from a current trace.
+"""Segment labels (charge / discharge / rest), the runs of one label, and charge integration.
 
 Pure numpy: arrays in, arrays out, no I/O. Units are in the names: ``time_s`` in s,
-``current_A`` in A (positive = oxidation = charge), charges in C. :func:`add_segments`
-puts the labels and the run's continued charge on the cycler readers' Dataset (xarray in
-and out).
+``current_A`` in A (positive = oxidation = charge), charges in C.
+
+A *segment* of a record is a contiguous run of one label (:class:`SegmentRun`, found by
+:func:`segment_runs`): the one segment type of the echem summaries
+(:mod:`operando.echem.summary`), the C-rates (:mod:`operando.echem.faraday`) and the
+confocal metrics (:mod:`operando.confocal.metrics`). :func:`add_segments` puts the labels
+and the run's continued charge on the cycler readers' Dataset (xarray in and out).
 """
 
 from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -19,10 +27,12 @@ __all__ = [
     "SEGMENT_CHARGE",
     "SEGMENT_DISCHARGE",
     "SEGMENT_REST",
+    "SegmentRun",
     "add_segments",
     "continued_charge_C",
     "cumulative_trapezoid_C",
     "rest_threshold_from_current",
+    "segment_runs",
     "segments_from_current",
 ]
 
@@ -81,6 +91,79 @@ def cumulative_trapezoid_C(time_s: np.ndarray, current_A: np.ndarray) -> np.ndar
         return np.zeros(0)
     steps = 0.5 * (current_A[1:] + current_A[:-1]) * np.diff(time_s)
     return np.concatenate([[0.0], np.cumsum(steps)])
+
+
+@dataclass(frozen=True)
+class SegmentRun:
+    """One segment: a contiguous run of one label of an electrochemistry record.
+
+    ``kind``: the label (``charge`` / ``discharge`` / ``rest``). ``start_s``, ``end_s`` (s,
+    the record's clock): from the run's first row to the first row of the next run (the
+    last row for the last run), so consecutive segments tile the record without a gap.
+    ``index``: 0-based position among the record's segments; ``start``, ``stop``: the rows
+    ``[start, stop)`` of the run. A segment known only by its times (a protocol written by
+    hand) leaves ``index``, ``start`` and ``stop`` at their default 0.
+
+    The records that add quantities to a segment (:class:`operando.echem.summary.
+    SegmentSummary`, :class:`operando.echem.faraday.SegmentCRate`) extend this class.
+    """
+
+    kind: str
+    start_s: float
+    end_s: float
+    index: int = 0
+    start: int = 0
+    stop: int = 0
+
+    @property
+    def duration_s(self) -> float:
+        """end_s − start_s (s)."""
+        return self.end_s - self.start_s
+
+    def run_fields(self) -> dict[str, Any]:
+        """The :class:`SegmentRun` fields of this segment (a subclass's quantities left out),
+        as keyword arguments for another segment record."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(SegmentRun)}
+
+
+def segment_runs(labels: np.ndarray, time_s: np.ndarray, *, min_duration_s: float = 0.0
+                 ) -> list[SegmentRun]:
+    """The segments of a record: each contiguous run of one label, in order.
+
+    ``labels`` (n,) per-row label (str), ``time_s`` (n,) finite, non-decreasing (s). A
+    segment starts at its first row and ends where the next one begins (the last at the
+    last row). Runs shorter than ``min_duration_s`` (s; default 0: every run kept) are
+    glitches: dropped, their time given to the segment before them, and the neighbours
+    they separated merged when they carry the same label (rows ``[start, stop)`` of a
+    merged segment span the glitch too). ValueError when the lengths differ or the time
+    is not finite and non-decreasing; an empty record has no segment.
+    """
+    t = np.asarray(time_s, dtype=float).ravel()
+    lab = np.asarray(labels).astype(str).ravel()
+    if t.size != lab.size:
+        raise ValueError(f"segment_runs: time_s has {t.size} rows, labels {lab.size}")
+    if t.size == 0:
+        return []
+    if np.any(~np.isfinite(t)) or np.any(np.diff(t) < 0):
+        raise ValueError("segment_runs: time_s must be finite and non-decreasing")
+    change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
+    starts = np.concatenate([[0], change])
+    stops = np.concatenate([change, [t.size]])
+    kept: list[SegmentRun] = []
+    for a, b in zip(starts, stops, strict=True):
+        run = SegmentRun(kind=str(lab[a]), start_s=float(t[a]),
+                         end_s=float(t[min(b, t.size - 1)]), start=int(a), stop=int(b))
+        if run.duration_s < min_duration_s:
+            if kept:
+                kept[-1] = dataclasses.replace(kept[-1], end_s=run.end_s, stop=run.stop)
+            continue
+        if kept and kept[-1].kind == run.kind:
+            kept[-1] = dataclasses.replace(kept[-1], end_s=run.end_s, stop=run.stop)
+            continue
+        if kept:
+            kept[-1] = dataclasses.replace(kept[-1], end_s=run.start_s, stop=run.start)
+        kept.append(dataclasses.replace(run, index=len(kept)))
+    return kept
 
 
 #: ``charge_C`` source text the cycler readers give a file that records no charge
