@@ -1,40 +1,71 @@
 """The kinetics step: CV files and an SECCM map → ``kinetics.nc`` and its figures.
 
-Orchestration only: :func:`operando.io.cv.read.read_cv` reads, :mod:`operando.kinetics`
+Orchestration only: :func:`kinetics_options` turns the ``kinetics`` config section into the
+analysis options, :func:`operando.io.cv.read.read_cv` reads,
+:func:`operando.kinetics.cv.label_sweeps` cuts sweeps and scan rates, :mod:`operando.kinetics`
 analyses, :mod:`operando.report.kinetics` draws; :mod:`pipelines.reduce` writes the
 :class:`~pipelines.stream.StreamProduct`.
 """
 
 from __future__ import annotations
 
-from operando.config import RunConfig
+from collections.abc import Sequence
+
+from operando.config import KineticsSection
 from operando.constants import RANDLES_SEVCIK_PSI_P
 from operando.io.cv.read import read_cv
 from operando.kinetics.analysis import KineticsOptions, analyse_cells, analyse_map
+from operando.kinetics.cv import label_sweeps
+from operando.kinetics.cv_peaks import PeakOptions
 from operando.kinetics.product import kinetics_dataset
 from operando.report.kinetics import d_map_figure, ip_figure
 from pipelines.stream import ProgressCallback, StreamProduct
 
 
-def build_kinetics(cfg: RunConfig, *, progress: ProgressCallback | None = None) -> StreamProduct:
-    """Reduce ``cfg.kinetics``: cell CVs (``cv_files``) and/or the map (``map_file``).
+def _window(v: Sequence[float] | None) -> tuple[float, float] | None:
+    return None if v is None else (float(v[0]), float(v[1]))
 
-    Two work units (cells, map), reported through ``progress("kinetics", done, total)``.
-    Figures: ``kinetics_ip.png`` (i_p against √v with the fit) and, with a map,
-    ``kinetics_map.png``. Raises ``ValueError`` when the config has no kinetics section;
-    bad files raise :class:`operando.io.cv.read.CVFormatError` naming the file.
+
+def kinetics_options(section: KineticsSection) -> KineticsOptions:
+    """The analysis options of a ``kinetics`` config section (potentials in V,
+    concentration in mol cm⁻³, temperature in K)."""
+    return KineticsOptions(
+        n_electrons=section.n_electrons, concentration_mol_cm3=section.concentration_mol_cm3,
+        temperature_K=section.temperature_K, cycle=section.cycle, fit_peak=section.fit_peak,
+        peaks=PeakOptions(background=section.background,
+                          baseline_window_V=_window(section.baseline_window_V),
+                          baseline_fraction=section.baseline_fraction,
+                          fit_half_width_V=section.peak_fit_half_width_V,
+                          min_snr=section.min_peak_snr),
+        anodic_window_V=_window(section.anodic_window_V),
+        cathodic_window_V=_window(section.cathodic_window_V),
+        linearity_tolerance=section.linearity_tolerance,
+        linearity_sigma=section.linearity_sigma, fit_intercept=section.fit_intercept,
+        min_r2=section.min_r2, max_peak_shift_V_per_decade=section.max_peak_shift_V_per_decade,
+        max_delta_ep_V=section.max_delta_ep_V,
+    )
+
+
+def build_kinetics(section: KineticsSection, *,
+                   progress: ProgressCallback | None = None) -> StreamProduct:
+    """Reduce a ``kinetics`` section: cell CVs (``cv_files``) and/or the map (``map_file``).
+
+    Two work units (cells, map), reported through ``progress("kinetics", done, total)``
+    (default None: no reports). Figures: ``kinetics_ip.png`` (i_p against √v with the fit)
+    and, with a map, ``kinetics_map.png``. Bad files raise
+    :class:`operando.io.cv.read.CVFormatError` naming the file, scan rates that disagree
+    with dE/dt :class:`operando.kinetics.cv.ScanRateError`.
     """
-    k = cfg.kinetics
-    if k is None:
-        raise ValueError("kinetics: the run config has no 'kinetics' section")
-    options = KineticsOptions.from_config(k)
+    k = section
+    options = kinetics_options(k)
     total = int(bool(k.cv_files)) + int(k.map_file is not None)
     done = 0
     cells = map_ds = None
     notes: list[str] = []
     inputs = [*k.cv_files]
     if k.cv_files:
-        cvs = read_cv(k.cv_files, format=k.cv_format, scan_rate_tolerance=k.scan_rate_tolerance)
+        cvs = label_sweeps(read_cv(k.cv_files, format=k.cv_format),
+                           scan_rate_tolerance=k.scan_rate_tolerance)
         cells = analyse_cells(cvs, k.area_cm2, options)  # type: ignore[arg-type]
         notes.append(
             f"kinetics cells: D = {float(cells['cell_diffusion_cm2_s']):.4g} ± "
@@ -48,7 +79,8 @@ def build_kinetics(cfg: RunConfig, *, progress: ProgressCallback | None = None) 
             progress("kinetics", done, total)
     if k.map_file is not None:
         inputs.append(k.map_file)
-        mcv = read_cv(k.map_file, format="seccm", scan_rate_tolerance=k.scan_rate_tolerance)
+        mcv = label_sweeps(read_cv(k.map_file, format="seccm"),
+                           scan_rate_tolerance=k.scan_rate_tolerance)
         map_ds = analyse_map(mcv, options, area_cm2=k.map_area_cm2)
         ok = map_ds["fit_ok"].values
         notes.append(f"kinetics map: {int(ok.sum())}/{ok.size} pixels pass the fit-quality "

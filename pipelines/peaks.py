@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from operando.config import PeaksSection, RunConfig
+from operando.config import PeaksSection
 from operando.report.peaks import peaks_figure
 from operando.xrd.peaks import FitOptions, PatternFit, PeakDef, WindowDef, d_to_unit, unit_to_d
 from operando.xrd.peaks_product import (
@@ -39,7 +39,7 @@ def setup_from_config(section: PeaksSection) -> PeakSetup:
     for w in section.windows:
         to_d = (lambda v: float(v)) if w.unit == "d_A" else (
             lambda v: float(unit_to_d(v, "q_A^-1", 1.0)))
-        names = [p.name or f"{p.phase}_{''.join(map(str, p.hkl or ()))}" for p in w.peaks]
+        names = [p.label for p in w.peaks]
         inten = dict(zip(names, (p.intensity for p in w.peaks), strict=True))
         peaks = []
         for name, p in zip(names, w.peaks, strict=True):
@@ -109,19 +109,19 @@ def fit_blocks(intensity: Any, sigma: Any, radial: np.ndarray, unit: str, wavele
     return fit_a, fit_b, len(bounds)
 
 
-def build_peaks(cfg: RunConfig, xrd: xr.Dataset, *, echem: xr.Dataset | None = None,
-                map_units: UnitMapper = map_here,
+def build_peaks(section: PeaksSection, xrd: xr.Dataset, *, echem: xr.Dataset | None = None,
+                run_name: str = "", map_units: UnitMapper = map_here,
                 progress: ProgressCallback | None = None) -> StreamProduct:
-    """``peaks.nc`` (+ ``peaks.png``) from the ``xrd.nc`` Dataset of the run.
+    """``peaks.nc`` (+ ``peaks.png``) from the ``xrd.nc`` Dataset of the run and its
+    ``peaks`` section.
 
-    ``echem`` (``echem.nc``) supplies the Faraday expectation for the figure when
-    ``xrd.nc`` has no ``faraday_fraction`` coordinate. ``map_units(fit_chunk, blocks)`` runs
-    the blocks (the flow's keeps one per Dask worker in flight); ``progress("peaks", done,
-    total)`` as blocks finish.
+    ``echem`` (``echem.nc``; default None) supplies the Faraday expectation for the figure
+    when ``xrd.nc`` has no ``faraday_fraction`` coordinate. ``run_name`` (default "") titles
+    the figure. ``map_units(fit_chunk, blocks)`` runs the blocks (default: here, one after
+    another; the flow's keeps one per Dask worker in flight); ``progress("peaks", done,
+    total)`` as blocks finish (default None: no reports).
     """
-    if cfg.peaks is None:
-        raise ValueError("peaks: asked for, but the config has no 'peaks' section")
-    setup = setup_from_config(cfg.peaks)
+    setup = setup_from_config(section)
     rad, unit, wl = xrd_axis(xrd)
     radial = np.asarray(xrd[rad].values, float)
     n = xrd.sizes["time"]
@@ -155,7 +155,7 @@ def build_peaks(cfg: RunConfig, xrd: xr.Dataset, *, echem: xr.Dataset | None = N
         notes.append(f"peaks: intermediate {setup.intermediate_phase} flagged in "
                      f"{int(ds['intermediate_flag'].values.sum())} of {n} frames")
     fig = peaks_figure(ds, faraday=faraday, delithiated=setup.vegard_delithiated,
-                       title=cfg.run.name)
+                       title=run_name)
     attrs = {"peaks_method": setup.method, "peaks_chunk_frames": setup.chunk_frames,
              "peaks_n_work_units": n_units}
     return StreamProduct(name="peaks", dataset=ds, attrs=attrs, figures={"peaks.png": fig},

@@ -1,11 +1,12 @@
 """What a stream's reduction step hands to the reduce flow: one product, ready to write.
 
-Each stream module (``pipelines/peaks.py``, ``pipelines/xanes.py``,
-``pipelines/kinetics.py``) builds a :class:`StreamProduct` from the config, the
+Each stream module (``pipelines/peaks.py``, ``pipelines/xanes.py``, ``pipelines/confocal.py``,
+``pipelines/kinetics.py``) builds a :class:`StreamProduct` from its config section, the
 electrochemistry and the clock; :mod:`pipelines.reduce` writes it with
 :func:`operando.io.products.write_product` and saves its figures under ``report/``.
 Keeping the builders free of Prefect lets the CLI, the flow and a notebook call the same
-code.
+code. The checks every X-ray stream makes of its exposures live here once:
+:func:`monitor_normalization` and :func:`exposure_count_time`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 
 #: ``progress(stream, done, total)``: called as work units finish.
@@ -49,3 +51,29 @@ class StreamProduct:
     inputs: list[Path] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+
+def monitor_normalization(monitor: np.ndarray, *, stream: str, per: str,
+                          source: object) -> np.ndarray:
+    """The incident-beam monitor counts (one per ``per``: frame, point) as the divisor of
+    ``<stream>.normalize_by_monitor``; ``ValueError`` naming that key and ``source`` (where
+    the monitor was read) when one is missing or not positive."""
+    if not np.all(np.isfinite(monitor) & (monitor > 0)):
+        raise ValueError(f"{stream}.normalize_by_monitor: expected a positive monitor value "
+                         f"per {per}, found none or non-positive ones ({source})")
+    return monitor
+
+
+def exposure_count_time(count_time_s: np.ndarray, *, stream: str, items: str,
+                        source: object) -> tuple[np.ndarray, str | None]:
+    """Exposure times (s) with the unknown (NaN) ones as 0 — a zero-length exposure whose
+    electrochemistry is the value at its start — and a note naming how many ``items``
+    (frames, points) of ``stream`` had none and ``source`` (where the count time was read);
+    the note is None when every count time is known."""
+    unknown = ~np.isfinite(count_time_s)
+    note = None
+    if unknown.any():
+        note = (f"{stream}: {int(unknown.sum())} {items} have no count time ({source}): their "
+                "electrochemistry is the value at the exposure start, not a mean over the "
+                "exposure")
+    return np.where(unknown, 0.0, count_time_s), note

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from operando.config import RunConfig, XanesSection, expand_inputs
+from operando.config import XanesSection, expand_inputs
 from operando.echem.attach import exposure_average
 from operando.echem.sync import ClockModel
 from operando.io.xas.hdf5 import XasChannels, read_xas_channels
@@ -146,23 +146,24 @@ def read_standards(sec: XanesSection) -> tuple[dict[str, tuple[np.ndarray, np.nd
 
 
 def build_xanes(
-    cfg: RunConfig,
+    sec: XanesSection,
     *,
     echem: xr.Dataset | None = None,
     clock: ClockModel | None = None,
+    run_name: str = "",
     progress: ProgressCallback | None = None,
 ) -> StreamProduct:
-    """Reduce the run's XANES scans to the ``xanes`` product (see the module docstring).
+    """Reduce the run's XANES scans (its ``xanes`` section) to the ``xanes`` product (see
+    the module docstring).
 
-    ``echem``: the echem Dataset with ``time_s`` and ``faraday_fraction`` (after
-    ``add_faraday``); ``clock`` maps beamline epochs to potentiostat seconds. Without a
-    clock the times stay beamline epochs and no echem coordinates or Faraday diagnostics
-    are added. Raises ``ValueError`` (an ``InputFileError`` for bad files) naming the file,
-    dataset path or config key.
+    ``echem`` (default None): the echem Dataset with ``time_s`` and ``faraday_fraction``
+    (after ``add_faraday``); ``clock`` (default None) maps beamline epochs to potentiostat
+    seconds. Without a clock the times stay beamline epochs and no echem coordinates or
+    Faraday diagnostics are added. ``run_name`` (default "") titles the figure;
+    ``progress(stream, done, total)`` as files are read (default None: no reports).
+    Raises ``ValueError`` (an ``InputFileError`` for bad files) naming the file, dataset
+    path or config key.
     """
-    sec = cfg.xanes
-    if sec is None:
-        raise ValueError("build_xanes: the config has no 'xanes' section")
     say = progress or (lambda _s, _d, _t: None)
     files = expand_inputs(list(sec.files))
     text = sec.input_format == "text"
@@ -213,7 +214,7 @@ def build_xanes(
                        echem_coords=echem_coords, isosbestic=iso, faraday=faraday,
                        faraday_component=comp, time_is_potentiostat=clock is not None)
     attrs["xanes_qc_skipped"] = int((~good).sum())
-    fig = xanes_figure(ds, title=f"{cfg.run.name}: XANES")
+    fig = xanes_figure(ds, title=f"{run_name}: XANES" if run_name else "XANES")
     say(STREAM, len(files) + 2, len(files) + 2)
     if series.lcf is not None and faraday is not None:
         notes.append(f"xanes: {len(scans.mu)} scans, lag {faraday.lag_s:.1f} ± "

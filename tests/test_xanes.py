@@ -40,14 +40,9 @@ def _clock(truth: dict):
 
 
 def _echem(cfg):
-    from operando.echem.faraday import add_faraday
-    from operando.io.echem.read import read_echem
+    from pipelines.echem import read_echem_section
 
-    ec = cfg.echem
-    ds = read_echem(ec.files, timezone=ec.timezone, format=ec.format)
-    return add_faraday(ds, active_mass_mg=ec.active_mass_mg,
-                       molar_mass_g_mol=ec.molar_mass_g_mol,
-                       electrons_per_formula_unit=ec.electrons_per_formula_unit, x0=ec.x0)
+    return read_echem_section(cfg.echem)
 
 
 # ------------------------------------------------------------------ simulated runs
@@ -61,7 +56,7 @@ def small_product(small_run):
     if not small_run.truth.get("uses_shared_data"):
         pytest.skip("the simulated run uses the analytic standards (no ../shared/data)")
     cfg = load_config(small_run.run_config_path)
-    sp = build_xanes(cfg, echem=_echem(cfg), clock=_clock(small_run.truth))
+    sp = build_xanes(cfg.xanes, echem=_echem(cfg), clock=_clock(small_run.truth))
     return small_run, sp
 
 
@@ -125,7 +120,7 @@ def test_lfp10c_lag(tmp_path, shared_data):
 
     run = simulate_beamtime(tmp_path / "run", "lfp-10c", seed=1, streams=("xanes",))
     cfg = load_config(run.run_config_path)
-    sp = build_xanes(cfg, echem=_echem(cfg), clock=_clock(run.truth))
+    sp = build_xanes(cfg.xanes, echem=_echem(cfg), clock=_clock(run.truth))
     truth = run.truth["xanes"]
     ds = sp.dataset
     interval = float(np.median(np.diff(truth["time_start_s"])))

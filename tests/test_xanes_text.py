@@ -122,7 +122,7 @@ def test_prenormalised_text_with_standards_fits_fractions(tmp_path: Path) -> Non
         "e0_method": "half_step", "faraday_component": "B",
         "standards": [{"name": "A", "file": str(tmp_path / "std_a.txt")},
                       {"name": "B", "file": str(tmp_path / "std_b.txt")}]}))
-    prod = build_xanes(cfg)
+    prod = build_xanes(cfg.xanes)
     ds = prod.dataset
     assert (ds.qc_flag.values == 0).all()
     np.testing.assert_allclose(ds.fraction.sel(component="B").values, frac, atol=0.01)
@@ -182,10 +182,10 @@ def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
     cfg = load_config(_config(tmp_path, {"files": [str(p)], "mu_column": "xmu",
                                          "timezone": "UTC"}))
     with pytest.raises(ValueError, match=r"scan_1\.txt: no column 'xmu'.*xanes\.mu_column"):
-        build_xanes(cfg)
+        build_xanes(cfg.xanes)
     cfg = load_config(_config(tmp_path, {"files": [str(p)], "timezone": "UTC"}))
     with pytest.raises(ValueError, match=r"scan_1\.txt: holds 3 columns.*xanes\.mu_column"):
-        build_xanes(cfg)
+        build_xanes(cfg.xanes)
 
 
 def test_naive_header_time_without_timezone_names_the_key(tmp_path: Path) -> None:
@@ -193,7 +193,7 @@ def test_naive_header_time_without_timezone_names_the_key(tmp_path: Path) -> Non
     cfg = load_config(_config(tmp_path, {"files": [str(p)], "mu_column": "mu"}))
     with pytest.raises(ValueError, match=r"scan_1\.txt: header 'Time at start'.*no UTC "
                                          r"offset and xanes\.timezone is not set"):
-        build_xanes(cfg)
+        build_xanes(cfg.xanes)
 
 
 def test_text_config_errors_name_the_key(tmp_path: Path) -> None:

@@ -391,6 +391,81 @@ def _offset_candidates(s: np.ndarray, r: np.ndarray, guess_s: float, max_offset_
     return out
 
 
+def _check_residuals(fit: _Fit, s_raw: np.ndarray, r_raw: np.ndarray, order_s: np.ndarray,
+                     order_r: np.ndarray, *, what: str, max_rms_residual_s: float,
+                     max_abs_residual_s: float) -> tuple[float, float]:
+    """(RMS, largest |residual|) of the fit in s; ``SyncError`` naming the config key, the
+    value found and the worst pulse when either exceeds its tolerance (s)."""
+    res = fit.residual_s
+    rms = float(np.sqrt(np.mean(res**2)))
+    worst = int(np.argmax(np.abs(res)))
+    max_abs = float(abs(res[worst]))
+    i_worst, j_worst = int(order_s[fit.i_sent[worst]]), int(order_r[fit.j_rec[worst]])
+    worst_text = (f"worst pulse: sent #{i_worst} (beamline {_iso_utc(s_raw[i_worst])}) vs "
+                  f"recorded #{j_worst} (potentiostat t = {r_raw[j_worst]:.4f} s), residual "
+                  f"{res[worst]:+.4f} s")
+    drift_ppm = (fit.rate - 1.0) * 1e6
+    model_text = (f"fit: offset {fit.offset_s:+.4f} s, drift {drift_ppm:+.2f} ppm, "
+                  f"{fit.n} pulses matched")
+    if rms > max_rms_residual_s:
+        raise SyncError(
+            f"{what}: clock fit RMS residual {rms:.4f} s exceeds sync.max_rms_residual_s = "
+            f"{max_rms_residual_s} s ({model_text}; {worst_text}). Jittery trigger input, or "
+            "a trigger record from another run?"
+        )
+    if max_abs > max_abs_residual_s:
+        raise SyncError(
+            f"{what}: clock fit residual {max_abs:.4f} s exceeds sync.max_abs_residual_s = "
+            f"{max_abs_residual_s} s ({model_text}; {worst_text})"
+        )
+    return rms, max_abs
+
+
+def _resolve_period(fit: _Fit, s: np.ndarray, r: np.ndarray, win: np.ndarray,
+                    cands: list[tuple[float, int]], chosen_offset_s: float, period: float,
+                    fit_drift: bool, *, what: str, reference_epoch_s: float) -> list[str]:
+    """The period-ambiguity check of :func:`fit_clock` (step 4); returns its notes.
+
+    Refits from the chosen model shifted by one period (s) either way, and by the distance
+    to the neighbouring strong candidates (in a periodic sequence those share the drift, so
+    no second bootstrap). An alternative counts only the pulses it matches as tightly as
+    the chosen fit (5 robust sigma), so a loose fit of an irregular sequence can never
+    outvote it; one that matches more raises ``SyncError``.
+    """
+    notes: list[str] = []
+    below = [c[0] for c in cands if c[0] < chosen_offset_s - 0.5 * period]
+    above = [c[0] for c in cands if c[0] > chosen_offset_s + 0.5 * period]
+    shifts = {-period, period}
+    if below:
+        shifts.add(max(below) - chosen_offset_s)
+    if above:
+        shifts.add(min(above) - chosen_offset_s)
+    sigma = 1.4826 * float(np.median(np.abs(fit.residual_s)))
+    tight = max(OUTLIER_SIGMAS * sigma, OUTLIER_FLOOR_S)
+    tried = [fit.offset_s]
+    for shift in sorted(shifts):
+        alt = _robust_fit(s, r, win, r.size, fit.offset_s + shift, fit.rate, fit_drift,
+                          max_iter=5)
+        if min(abs(alt.offset_s - o) for o in tried) < 0.25 * period:
+            continue  # fell back onto the chosen alignment, or one already tried
+        tried.append(alt.offset_s)
+        n_alt = int(np.count_nonzero(np.abs(alt.residual_s) <= tight))
+        if n_alt > fit.n:
+            raise SyncError(
+                f"{what}: cannot resolve the trigger alignment. The pulses repeat every "
+                f"~{period:.4g} s, so alignments one period apart fit almost equally; the one "
+                f"nearest the potentiostat header (offset {fit.offset_s:+.3f} s, {fit.n} "
+                f"pulses matched) is not the one the pulses favour (offset "
+                f"{alt.offset_s:+.3f} s, {n_alt} matched). The header's acquisition start "
+                f"({_iso_utc(reference_epoch_s)}) is probably off by more than half a period: "
+                "check echem.timezone and the potentiostat PC clock, or give offset_guess_s."
+            )
+        if n_alt >= 0.5 * fit.n:
+            notes.append(f"alignment offset {alt.offset_s:+.3f} s (one period away) matched "
+                         f"{n_alt} pulses, the chosen one {fit.n}: resolved by the header")
+    return notes
+
+
 def fit_clock(
     sent_epoch_s: np.ndarray,
     recorded_time_s: np.ndarray,
@@ -481,64 +556,12 @@ def fit_clock(
             f"{_iso_utc(reference_epoch_s)}); expected at least {n_needed} (min_matched / "
             "min_match_fraction). Is the trigger record from this run, and echem.timezone right?"
         )
-    res = fit.residual_s
-    rms = float(np.sqrt(np.mean(res**2)))
-    worst = int(np.argmax(np.abs(res)))
-    max_abs = float(abs(res[worst]))
-    i_worst, j_worst = int(order_s[fit.i_sent[worst]]), int(order_r[fit.j_rec[worst]])
-    worst_text = (f"worst pulse: sent #{i_worst} (beamline {_iso_utc(s_raw[i_worst])}) vs "
-                  f"recorded #{j_worst} (potentiostat t = {r_raw[j_worst]:.4f} s), residual "
-                  f"{res[worst]:+.4f} s")
+    rms, max_abs = _check_residuals(fit, s_raw, r_raw, order_s, order_r, what=what,
+                                    max_rms_residual_s=max_rms_residual_s,
+                                    max_abs_residual_s=max_abs_residual_s)
     drift_ppm = (fit.rate - 1.0) * 1e6
-    model_text = (f"fit: offset {fit.offset_s:+.4f} s, drift {drift_ppm:+.2f} ppm, "
-                  f"{fit.n} pulses matched")
-    if rms > max_rms_residual_s:
-        raise SyncError(
-            f"{what}: clock fit RMS residual {rms:.4f} s exceeds sync.max_rms_residual_s = "
-            f"{max_rms_residual_s} s ({model_text}; {worst_text}). Jittery trigger input, or "
-            "a trigger record from another run?"
-        )
-    if max_abs > max_abs_residual_s:
-        raise SyncError(
-            f"{what}: clock fit residual {max_abs:.4f} s exceeds sync.max_abs_residual_s = "
-            f"{max_abs_residual_s} s ({model_text}; {worst_text})"
-        )
-    # Period ambiguity: refit from the chosen model shifted by one period either way, and by
-    # the distance to the neighbouring strong candidates (in a periodic sequence those share
-    # the drift, so no second bootstrap). An alternative counts only the pulses it matches
-    # as tightly as the chosen fit (5 robust sigma), so a loose fit of an irregular sequence
-    # can never outvote it.
-    notes: list[str] = []
-    below = [c[0] for c in cands if c[0] < chosen[0] - 0.5 * period]
-    above = [c[0] for c in cands if c[0] > chosen[0] + 0.5 * period]
-    shifts = {-period, period}
-    if below:
-        shifts.add(max(below) - chosen[0])
-    if above:
-        shifts.add(min(above) - chosen[0])
-    sigma = 1.4826 * float(np.median(np.abs(fit.residual_s)))
-    tight = max(OUTLIER_SIGMAS * sigma, OUTLIER_FLOOR_S)
-    tried = [fit.offset_s]
-    for shift in sorted(shifts):
-        alt = _robust_fit(s, r, win, r.size, fit.offset_s + shift, fit.rate, fit_drift,
-                          max_iter=5)
-        if min(abs(alt.offset_s - o) for o in tried) < 0.25 * period:
-            continue  # fell back onto the chosen alignment, or one already tried
-        tried.append(alt.offset_s)
-        n_alt = int(np.count_nonzero(np.abs(alt.residual_s) <= tight))
-        if n_alt > fit.n:
-            raise SyncError(
-                f"{what}: cannot resolve the trigger alignment. The pulses repeat every "
-                f"~{period:.4g} s, so alignments one period apart fit almost equally; the one "
-                f"nearest the potentiostat header (offset {fit.offset_s:+.3f} s, {fit.n} "
-                f"pulses matched) is not the one the pulses favour (offset "
-                f"{alt.offset_s:+.3f} s, {n_alt} matched). The header's acquisition start "
-                f"({_iso_utc(reference_epoch_s)}) is probably off by more than half a period: "
-                "check echem.timezone and the potentiostat PC clock, or give offset_guess_s."
-            )
-        if n_alt >= 0.5 * fit.n:
-            notes.append(f"alignment offset {alt.offset_s:+.3f} s (one period away) matched "
-                         f"{n_alt} pulses, the chosen one {fit.n}: resolved by the header")
+    notes = _resolve_period(fit, s, r, win, cands, chosen[0], period, fit_drift, what=what,
+                            reference_epoch_s=reference_epoch_s)
 
     matched_s = np.zeros(s.size, dtype=bool)
     matched_s[fit.i_sent] = True

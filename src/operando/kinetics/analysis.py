@@ -60,7 +60,14 @@ class KineticsInputError(ValueError):
 
 @dataclass(frozen=True)
 class KineticsOptions:
-    """Analysis settings; the fields mirror the ``kinetics`` config section."""
+    """Analysis settings, one field per key of the ``kinetics`` config section (units in the
+    names: V, mol cm⁻³, K; the pipeline's kinetics adapter fills them from the section).
+
+    Defaults: 1 electron, C = 0.0228 mol cm⁻³ (LiFePO4), T = 298.15 K, cycle 1, the anodic
+    peak in the fit, :class:`PeakOptions` defaults, no peak search windows (None: the sweep
+    after the baseline window), linear range ended by a 1 % deviation at 2 standard errors,
+    no intercept, R² >= 0.98, peak drift <= 0.015 V per decade, ΔEp not checked (None).
+    """
 
     n_electrons: int = 1
     concentration_mol_cm3: float = 0.0228
@@ -85,30 +92,6 @@ class KineticsOptions:
             if not getattr(self, key) > 0:
                 raise ValueError(f"kinetics.{key}: expected a positive value, found "
                                  f"{getattr(self, key)}")
-
-    @classmethod
-    def from_config(cls, k: object) -> KineticsOptions:
-        """From a :class:`operando.config.KineticsSection` (duck-typed: attributes)."""
-        g = k.__getattribute__
-        return cls(
-            n_electrons=g("n_electrons"), concentration_mol_cm3=g("concentration_mol_cm3"),
-            temperature_K=g("temperature_K"), cycle=g("cycle"), fit_peak=g("fit_peak"),
-            peaks=PeakOptions(background=g("background"),
-                              baseline_window_V=_tuple(g("baseline_window_V")),
-                              baseline_fraction=g("baseline_fraction"),
-                              fit_half_width_V=g("peak_fit_half_width_V"),
-                              min_snr=g("min_peak_snr")),
-            anodic_window_V=_tuple(g("anodic_window_V")),
-            cathodic_window_V=_tuple(g("cathodic_window_V")),
-            linearity_tolerance=g("linearity_tolerance"), linearity_sigma=g("linearity_sigma"),
-            fit_intercept=g("fit_intercept"), min_r2=g("min_r2"),
-            max_peak_shift_V_per_decade=g("max_peak_shift_V_per_decade"),
-            max_delta_ep_V=g("max_delta_ep_V"),
-        )
-
-
-def _tuple(v: Sequence[float] | None) -> tuple[float, float] | None:
-    return None if v is None else (float(v[0]), float(v[1]))
 
 
 # --------------------------------------------------------------------- the core
