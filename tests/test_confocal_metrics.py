@@ -24,15 +24,14 @@ import pytest
 import xarray as xr
 
 from operando.confocal.metrics import (
-    Segment,
     depth_spread,
     first_face,
     front_metrics,
     heterogeneity_dataset,
     interpolate_to_grid,
-    segments_from_labels,
 )
 from operando.confocal.soc import SocCalibration, soc_from_quantity, x_li_from_soc
+from operando.echem.segments import SegmentRun, segment_runs
 from operando.simulate.confocal import (
     confocal_schedule,
     make_depth_model,
@@ -52,7 +51,7 @@ class Run:
     time_s: np.ndarray  # (pass, depth) exposure midpoints, NaN where not acquired
     soc: np.ndarray  # (pass, depth) measured SOC, NaN where not acquired
     depth_um: np.ndarray
-    segments: list[Segment]
+    segments: list[SegmentRun]
     truth: object  # ReactionTruth
     pass_interval_s: float
     c_rate_per_h: float
@@ -74,7 +73,7 @@ def _run(name: str, seed: int = SEED) -> Run:
     labels = np.asarray(echem.segment_names)[echem.segment_index]
     return Run(
         name=name, time_s=sched.time_mid_s, soc=soc, depth_um=model.depth_um,
-        segments=segments_from_labels(echem.time_s, labels), truth=reaction_truth(model),
+        segments=segment_runs(labels, echem.time_s), truth=reaction_truth(model),
         pass_interval_s=p.confocal.n_depths * p.confocal.point_time_s,
         c_rate_per_h=p.echem.c_rate_per_h, thickness_um=p.confocal.thickness_um,
     )
@@ -204,7 +203,7 @@ def test_transition_cut_by_the_segment_end_reads_fractions_of_the_partial_change
 
     # after the segment end the SOC stays where it was (a rest with no relaxation)
     soc = np.where(t <= t_end, sig(t), sig(np.array(t_end))) + rng.normal(0, 0.005, t.shape)
-    f = front_metrics(t, soc, Segment("charge", 0.0, t_end))
+    f = front_metrics(t, soc, SegmentRun("charge", 0.0, t_end))
     s0, s1 = sig(np.array(0.0)), sig(np.array(t_end))
     assert f.reason[0] == "ok"
     np.testing.assert_allclose(f.change[0], s1 - s0, atol=0.02)
@@ -217,7 +216,7 @@ def test_transition_cut_by_the_segment_end_reads_fractions_of_the_partial_change
 def test_small_change_gives_nan_with_reason() -> None:
     t = np.arange(0.0, 1000.0, 20.0)[:, None]
     soc = 0.5 + 0.05 * (t / 1000.0) + np.random.default_rng(0).normal(0, 0.005, t.shape)
-    f = front_metrics(t, soc, Segment("charge", 0.0, 1000.0), min_change=0.2)
+    f = front_metrics(t, soc, SegmentRun("charge", 0.0, 1000.0), min_change=0.2)
     assert np.isnan(f.t50_s[0]) and np.isnan(f.rate_per_h[0])
     assert "min_change" in f.reason[0]
     assert abs(f.change[0] - 0.05) < 0.02
@@ -271,7 +270,7 @@ def test_relaxation_amplitude_below_threshold_is_nan_with_reason() -> None:
     amp = np.array([0.3, 0.01, -0.2])
     soc = 0.5 + amp * np.exp(-t / 300.0) + np.random.default_rng(2).normal(0, 0.005, t.shape)
     ds = heterogeneity_dataset(t, soc, np.array([10.0, 50.0, 90.0]), "separator",
-                               [Segment("rest", 0.0, 1200.0)])
+                               [SegmentRun("rest", 0.0, 1200.0)])
     assert ds.sizes["reaction"] == 0
     reasons = ds.relaxation_reason.values[0]
     assert reasons[0] == "ok" and reasons[2] == "ok"
@@ -375,16 +374,17 @@ def test_dataset_is_cf_annotated() -> None:
     assert ds.attrs["origin"] == "separator"
 
 
-def test_segments_from_labels_merges_short_glitches() -> None:
+def test_segment_runs_merges_short_glitches() -> None:
     t = np.arange(0.0, 100.0, 1.0)
     lab = np.array(["rest"] * 10 + ["charge"] * 40 + ["rest"] * 2 + ["charge"] * 18
                    + ["discharge"] * 30)
-    segs = segments_from_labels(t, lab)
+    segs = segment_runs(lab, t)
     assert [g.kind for g in segs] == ["rest", "charge", "rest", "charge", "discharge"]
-    assert segs[1] == Segment("charge", 10.0, 50.0)
-    merged = segments_from_labels(t, lab, min_duration_s=5.0)
-    assert merged == [Segment("rest", 0.0, 10.0), Segment("charge", 10.0, 70.0),
-                      Segment("discharge", 70.0, 99.0)]
+    assert segs[1] == SegmentRun("charge", 10.0, 50.0, index=1, start=10, stop=50)
+    merged = segment_runs(lab, t, min_duration_s=5.0)
+    assert merged == [SegmentRun("rest", 0.0, 10.0, index=0, start=0, stop=10),
+                      SegmentRun("charge", 10.0, 70.0, index=1, start=10, stop=70),
+                      SegmentRun("discharge", 70.0, 99.0, index=2, start=70, stop=100)]
 
 
 # ------------------------------------------------------------------------------ SOC

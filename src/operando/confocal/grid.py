@@ -39,16 +39,21 @@ depth ``j``, -1 when there is none. ``status`` codes (:data:`POINT_STATUS`, for 
 The motor may sweep either way: a pass's direction is that of its own points (first to
 last acquired); one with fewer than two distinct depths takes the direction most passes
 have (increasing depth when none tells). Passes may alternate direction.
+
+:func:`points_on_grid` puts every per-point variable of a Dataset on the (pass, depth)
+grid, a cell without a point filled by the variable's dtype.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import xarray as xr
 
-__all__ = ["POINT_STATUS", "DepthGrid", "depth_grid"]
+__all__ = ["POINT_STATUS", "DepthGrid", "depth_grid", "points_on_grid"]
 
 #: cell status codes → meaning (CF flag_values / flag_meanings of the product)
 POINT_STATUS: dict[int, str] = {0: "ok", 1: "missing", 2: "pass_cut_short",
@@ -263,3 +268,57 @@ def depth_grid(
             notes.append(f"{label}: {n_ok} of {n_depths} depths, missing {miss}")
     return DepthGrid(depth_um=grid, index=index, status=status, measured_depth_um=measured,
                      tolerance_um=float(tol), notes=tuple(notes))
+
+
+def _to_grid(values: np.ndarray, grid: DepthGrid, fill: Any) -> np.ndarray:
+    """Point-ordered values (n_points, ...) → (pass, depth, ...) with ``fill`` where no point."""
+    idx = grid.index
+    out = np.full((*idx.shape, *values.shape[1:]), fill, dtype=values.dtype)
+    have = idx >= 0
+    out[have] = values[idx[have]]
+    return out
+
+
+def _fill_for(var: xr.Variable) -> Any:
+    """The value of a cell without a point, by dtype (NaN, NaT, False, -1, '')."""
+    kind = var.dtype.kind
+    if kind == "f":
+        return np.nan
+    if kind == "M":
+        return np.datetime64("NaT")
+    if kind == "m":
+        return np.timedelta64("NaT")
+    if kind == "b":
+        return False
+    if kind in "iu":
+        return -1
+    if kind in "US":
+        return ""
+    return None
+
+
+def points_on_grid(point_ds: xr.Dataset, grid: DepthGrid, point_dim: str = "time"
+                   ) -> xr.Dataset:
+    """Every variable of a per-point Dataset on ``point_dim`` (default ``"time"``: the
+    points in the order :func:`depth_grid` was given them) put on (pass, depth): cells
+    without a point hold NaN / NaT / False / -1 / '' by dtype (other dtypes become str).
+    Variables without ``point_dim`` (the radial axis, …) are kept as they are,
+    coordinates stay coordinates, attributes and encodings are kept."""
+    data_vars: dict[str, xr.Variable] = {}
+    coords: dict[str, xr.Variable] = {}
+    for name, var in point_ds.variables.items():
+        if name == point_dim:
+            continue
+        if point_dim in var.dims:
+            if var.dims[0] != point_dim:
+                var = var.transpose(point_dim, ...)
+            fill = _fill_for(var)
+            values = np.asarray(var.values)
+            if fill is None:
+                values, fill = values.astype(str), ""
+            new = xr.Variable(("pass", "depth", *var.dims[1:]),
+                              _to_grid(values, grid, fill), var.attrs)
+            new.encoding.update(var.encoding)
+            var = new
+        (coords if name in point_ds.coords else data_vars)[name] = var
+    return xr.Dataset(data_vars, coords=coords)

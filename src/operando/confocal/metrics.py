@@ -5,8 +5,9 @@ potentiostat clock; NaN where a point is missing); ``soc`` (pass, depth) — loc
 charge (dimensionless, 0 = discharged, 1 = charged; NaN where missing or failed);
 ``depth_um`` (depth,) — distance from the depth origin (µm); ``origin`` — the face at depth
 0, ``"separator"`` or ``"current_collector"`` (the other face is at the far end). Protocol
-segments are :class:`Segment` (kind, start, end in s); a *reaction* is a charge or
-discharge segment.
+segments are :class:`operando.echem.segments.SegmentRun` (kind, start_s, end_s in s; from
+the record's labels by :func:`operando.echem.segments.segment_runs`, or written by hand);
+a *reaction* is a charge or discharge segment.
 
 Definitions (the simulator's truth, :func:`operando.simulate.confocal.reaction_truth`,
 uses the same)
@@ -100,6 +101,7 @@ import xarray as xr
 from scipy.optimize import OptimizeWarning, curve_fit, least_squares
 
 from operando.cf import cf_attrs
+from operando.echem.segments import SegmentRun
 
 __all__ = [
     "FACES",
@@ -107,14 +109,12 @@ __all__ = [
     "FrontOrder",
     "PassSpread",
     "RelaxationFit",
-    "Segment",
     "depth_spread",
     "first_face",
     "front_metrics",
     "heterogeneity_dataset",
     "interpolate_to_grid",
     "relaxation_metrics",
-    "segments_from_labels",
 ]
 
 FACES: tuple[str, str] = ("separator", "current_collector")
@@ -127,60 +127,6 @@ _SOC_MARGIN = 0.1  # asymptotes of the sigmoid may exceed [0, 1] (or the data) b
 _MIN_FRONT_POINTS = 5
 _MIN_RELAX_POINTS = 4
 _AMP_SIGNIFICANCE = 2.0  # a depth joins the shared-τ fit when |A| > this many σ_A
-
-
-# ------------------------------------------------------------------------------ segments
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One protocol segment: ``kind`` "charge" | "discharge" | "rest", [start_s, end_s] (s)."""
-
-    kind: str
-    start_s: float
-    end_s: float
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_s - self.start_s
-
-
-def segments_from_labels(
-    time_s: np.ndarray, labels: np.ndarray, *, min_duration_s: float = 0.0
-) -> list[Segment]:
-    """Segments from a per-row label of the electrochemistry record.
-
-    ``time_s`` (n,) increasing (s), ``labels`` (n,) str. Each contiguous run of one label is a
-    segment that starts at its first row and ends where the next run begins (the last one at
-    the last row). Runs shorter than ``min_duration_s`` (s) are dropped (glitches) and the
-    neighbours they separated merged when they carry the same label; a dropped run's time
-    goes to the segment before it.
-    """
-    t = np.asarray(time_s, dtype=float).ravel()
-    lab = np.asarray(labels).astype(str).ravel()
-    if t.size != lab.size:
-        raise ValueError(f"segments_from_labels: time_s has {t.size} rows, labels {lab.size}")
-    if t.size == 0:
-        return []
-    if np.any(~np.isfinite(t)) or np.any(np.diff(t) < 0):
-        raise ValueError("segments_from_labels: time_s must be finite and non-decreasing")
-    change = np.flatnonzero(lab[1:] != lab[:-1]) + 1
-    starts = np.concatenate([[0], change])
-    runs = [(str(lab[i]), float(t[i])) for i in starts]
-    ends = [*(r[1] for r in runs[1:]), float(t[-1])]
-    kept: list[list] = []
-    for (kind, s0), s1 in zip(runs, ends, strict=True):
-        if s1 - s0 < min_duration_s:
-            if kept:
-                kept[-1][2] = s1
-            continue
-        if kept and kept[-1][0] == kind:
-            kept[-1][2] = s1
-        else:
-            if kept:
-                kept[-1][2] = s0
-            kept.append([kind, s0, s1])
-    return [Segment(k, s0, s1) for k, s0, s1 in kept]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -269,7 +215,7 @@ class FrontFit:
     """Front metrics of one reaction, arrays (depth,): times in s (potentiostat clock),
     SOC dimensionless, rates in h⁻¹; ``reason`` "ok" or why the depth's times are NaN."""
 
-    segment: Segment
+    segment: SegmentRun
     soc_start: np.ndarray
     soc_end: np.ndarray
     change: np.ndarray
@@ -321,7 +267,7 @@ class _CurveFit:
     dof: int
 
 
-def _fit_sigmoid(t: np.ndarray, s: np.ndarray, sig: np.ndarray, seg: Segment,
+def _fit_sigmoid(t: np.ndarray, s: np.ndarray, sig: np.ndarray, seg: SegmentRun,
                  spacing: float) -> _CurveFit | str:
     """Generalised-logistic fit of one depth (points + anchors); a str says why it failed."""
     T0, T1 = seg.start_s, seg.end_s
@@ -358,7 +304,7 @@ def _fit_sigmoid(t: np.ndarray, s: np.ndarray, sig: np.ndarray, seg: Segment,
     return best if best is not None else f"sigmoid fit failed: {err}"
 
 
-def _front_outputs(fit: _CurveFit | None, scale: float, seg: Segment, spacing: float,
+def _front_outputs(fit: _CurveFit | None, scale: float, seg: SegmentRun, spacing: float,
                    min_change: float) -> dict[str, float | str]:
     """Change, crossing times and rate (± stderr) read off one depth's fit."""
     nan = float("nan")
@@ -414,7 +360,7 @@ def _pooled_scale(fits: Sequence[_CurveFit | None], absolute: bool) -> float:
 
 
 def front_metrics(
-    time_s: np.ndarray, soc: np.ndarray, segment: Segment, *,
+    time_s: np.ndarray, soc: np.ndarray, segment: SegmentRun, *,
     soc_stderr: np.ndarray | None = None, min_change: float = 0.2,
     anchor_window_passes: float = 2.5,
 ) -> FrontFit:
@@ -589,7 +535,7 @@ class RelaxationFit:
     the per-depth fits, ``reason`` "ok" or why NaN; shared τ (s) ± stderr over the depths
     with |A| ≥ min_amplitude, with each such depth's A and s∞ in that fit."""
 
-    segment: Segment
+    segment: SegmentRun
     tau_s: np.ndarray
     tau_stderr_s: np.ndarray
     amplitude: np.ndarray
@@ -610,12 +556,12 @@ def _exp_model(t: np.ndarray, s_inf: float, amp: float, tau: float, t_rest: floa
     return s_inf + amp * np.exp(-(t - t_rest) / tau)
 
 
-def _tau_bounds(t: np.ndarray, seg: Segment) -> tuple[float, float]:
+def _tau_bounds(t: np.ndarray, seg: SegmentRun) -> tuple[float, float]:
     spacing = float(np.median(np.diff(t))) if t.size > 1 else seg.duration_s
     return max(spacing / 10.0, 1e-9), 20.0 * seg.duration_s
 
 
-def _fit_relax_depth(t: np.ndarray, s: np.ndarray, sig: np.ndarray, seg: Segment
+def _fit_relax_depth(t: np.ndarray, s: np.ndarray, sig: np.ndarray, seg: SegmentRun
                      ) -> _CurveFit | str:
     """Exponential fit (s∞, A, τ) of one depth's rest points; a str says why it failed."""
     R0, dur = seg.start_s, seg.duration_s
@@ -666,7 +612,7 @@ class _SharedFit:
     note: str
 
 
-def _shared_tau(series: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seg: Segment,
+def _shared_tau(series: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seg: SegmentRun,
                 tau0: float, starts: np.ndarray, absolute: bool) -> _SharedFit | str:
     """One τ for all series (per-series s∞, A): least squares on the stacked residuals."""
     m = len(series)
@@ -705,7 +651,7 @@ def _shared_tau(series: list[tuple[np.ndarray, np.ndarray, np.ndarray]], seg: Se
 
 
 def relaxation_metrics(
-    time_s: np.ndarray, soc: np.ndarray, segment: Segment, *,
+    time_s: np.ndarray, soc: np.ndarray, segment: SegmentRun, *,
     soc_stderr: np.ndarray | None = None, min_amplitude: float = 0.03,
     max_tau_rel_stderr: float = 0.2, max_shared_tau_rel_stderr: float = 0.3,
 ) -> RelaxationFit:
@@ -869,9 +815,150 @@ def _global_rates(global_rate_per_h: float | Sequence[float] | np.ndarray | None
     return np.abs(g)
 
 
+def _stack(items: Sequence[FrontFit] | Sequence[RelaxationFit], attr: str, nd: int
+           ) -> np.ndarray:
+    """One float array per segment (``attr`` of each fit) stacked: (segment, depth)."""
+    if not items:
+        return np.zeros((0, nd))
+    return np.stack([np.asarray(getattr(x, attr), dtype=float) for x in items])
+
+
+def _sstack(items: Sequence[FrontFit] | Sequence[RelaxationFit], attr: str, nd: int
+            ) -> np.ndarray:
+    """As :func:`_stack`, for str arrays."""
+    if not items:
+        return np.zeros((0, nd), dtype=str)
+    return np.stack([np.asarray(getattr(x, attr), dtype=str) for x in items])
+
+
+def _reaction_variables(reactions: list[SegmentRun], fronts: list[FrontFit],
+                        orders: list[FrontOrder], grate: np.ndarray, grate_src: list[str],
+                        nd: int) -> dict[str, tuple]:
+    """The variables on ``reaction`` and (reaction, depth): segments, global rates, first
+    face, per-depth front metrics."""
+    nr = len(reactions)
+    rd = ("reaction", "depth")
+    r_start = np.array([g.start_s for g in reactions], dtype=float)
+    t50 = _stack(fronts, "t50_s", nd)
+    rate = _stack(fronts, "rate_per_h", nd)
+    return {
+        "reaction_kind": (("reaction",), np.array([g.kind for g in reactions], dtype=str),
+                          cf_attrs("1", "kind of reaction segment (charge or discharge)")),
+        "reaction_start": (("reaction",), r_start, cf_attrs("s", "reaction segment start",
+                                                            clock="potentiostat")),
+        "reaction_end": (("reaction",), np.array([g.end_s for g in reactions], dtype=float),
+                         cf_attrs("s", "reaction segment end", clock="potentiostat")),
+        "global_rate_per_h": (("reaction",), grate, cf_attrs(
+            "h-1", "global (electrode-average) rate of the segment")),
+        "global_rate_source": (("reaction",), np.asarray(grate_src, dtype=str),
+                               cf_attrs("1", "where global_rate_per_h comes from")),
+        "first_face": (("reaction",), np.array([o.face for o in orders], dtype=str),
+                       cf_attrs("1", "electrode face reached first by the reaction front",
+                                flag_meanings="separator current_collector undetermined")),
+        "front_slope": (("reaction",), np.array([o.slope_s_per_um for o in orders]),
+                        cf_attrs("s um-1", "slope of front arrival time against depth",
+                                 equation="t½ = a + b z (weighted least squares)")),
+        "front_slope_stderr": (("reaction",),
+                               np.array([o.slope_stderr_s_per_um for o in orders]),
+                               cf_attrs("s um-1", "standard error of front_slope")),
+        "front_note": (("reaction",), np.array([o.note for o in orders], dtype=str),
+                       cf_attrs("1", "how first_face was decided")),
+        "soc_start": (rd, _stack(fronts, "soc_start", nd),
+                      cf_attrs("1", "local SOC at the reaction start (fitted)")),
+        "soc_end": (rd, _stack(fronts, "soc_end", nd),
+                    cf_attrs("1", "local SOC at the reaction end (fitted)")),
+        "soc_change": (rd, _stack(fronts, "change", nd), cf_attrs(
+            "1", "local SOC change over the reaction", equation="SOC(end) - SOC(start)")),
+        "soc_change_stderr": (rd, _stack(fronts, "change_stderr", nd),
+                              cf_attrs("1", "standard error of soc_change")),
+        "front_arrival_time": (rd, t50, cf_attrs(
+            "s", "front arrival time t½ (local SOC half-way through its change)",
+            clock="potentiostat", estimator="generalised-logistic fit in time per depth")),
+        "front_arrival_time_stderr": (rd, _stack(fronts, "t50_stderr_s", nd),
+                                      cf_attrs("s", "standard error of front_arrival_time")),
+        "arrival_after_reaction_start": (rd, t50 - r_start[:, None] if nr else t50, cf_attrs(
+            "s", "front arrival time after the reaction start")),
+        "t10": (rd, _stack(fronts, "t10_s", nd), cf_attrs(
+            "s", "time of 10 % of the local SOC change", clock="potentiostat")),
+        "t10_stderr": (rd, _stack(fronts, "t10_stderr_s", nd),
+                       cf_attrs("s", "standard error of t10")),
+        "t90": (rd, _stack(fronts, "t90_s", nd), cf_attrs(
+            "s", "time of 90 % of the local SOC change", clock="potentiostat")),
+        "t90_stderr": (rd, _stack(fronts, "t90_stderr_s", nd),
+                       cf_attrs("s", "standard error of t90")),
+        "local_rate_per_h": (rd, rate, cf_attrs(
+            "h-1", "local insertion rate", equation="0.8 |dSOC| / (t90 - t10) * 3600")),
+        "local_rate_per_h_stderr": (rd, _stack(fronts, "rate_stderr_per_h", nd),
+                                    cf_attrs("h-1", "standard error of local_rate_per_h")),
+        "relative_rate": (rd, rate / np.where(grate > 0, grate, np.nan)[:, None], cf_attrs(
+            "1", "local rate relative to the global rate",
+            equation="local_rate_per_h / global_rate_per_h")),
+        "front_points": (rd, _stack(fronts, "n_points", nd).astype(int),
+                         cf_attrs("1", "number of points of the depth in the reaction")),
+        "front_reason": (rd, _sstack(fronts, "reason", nd),
+                         cf_attrs("1", "why a depth's front metrics are NaN ('ok' if not)")),
+    }
+
+
+def _pass_variables(spread: PassSpread) -> dict[str, tuple]:
+    """The variables on ``pass``: the through-depth spread of SOC."""
+    return {
+        "soc_depth_std": (("pass",), spread.std, cf_attrs(
+            "1", "standard deviation of SOC over depth (ddof 0)")),
+        "soc_depth_range": (("pass",), spread.range, cf_attrs(
+            "1", "max - min of SOC over depth")),
+        "soc_depth_mean": (("pass",), spread.mean, cf_attrs("1", "mean SOC over depth")),
+        "soc_depth_count": (("pass",), spread.count, cf_attrs(
+            "1", "number of depths with a valid SOC in the pass")),
+        "pass_time": (("pass",), spread.time_s, cf_attrs(
+            "s", "mean time of the pass's valid points", clock="potentiostat")),
+    }
+
+
+def _rest_variables(rests: list[SegmentRun], relax: list[RelaxationFit], nd: int
+                    ) -> dict[str, tuple]:
+    """The variables on ``rest`` and (rest, depth): relaxation per depth and shared."""
+    qd = ("rest", "depth")
+    return {
+        "rest_start": (("rest",), np.array([g.start_s for g in rests], dtype=float),
+                       cf_attrs("s", "rest segment start", clock="potentiostat")),
+        "rest_end": (("rest",), np.array([g.end_s for g in rests], dtype=float),
+                     cf_attrs("s", "rest segment end", clock="potentiostat")),
+        "relaxation_time": (qd, _stack(relax, "tau_s", nd), cf_attrs(
+            "s", "local relaxation time constant",
+            equation="SOC = s_inf + A exp(-(t - t_rest_start) / tau)")),
+        "relaxation_time_stderr": (qd, _stack(relax, "tau_stderr_s", nd),
+                                   cf_attrs("s", "standard error of relaxation_time")),
+        "relaxation_amplitude": (qd, _stack(relax, "amplitude", nd),
+                                 cf_attrs("1", "local relaxation amplitude A")),
+        "relaxation_amplitude_stderr": (qd, _stack(relax, "amplitude_stderr", nd),
+                                        cf_attrs("1", "standard error of relaxation_amplitude")),
+        "relaxation_level": (qd, _stack(relax, "level", nd),
+                             cf_attrs("1", "local relaxed SOC s_inf")),
+        "relaxation_level_stderr": (qd, _stack(relax, "level_stderr", nd),
+                                    cf_attrs("1", "standard error of relaxation_level")),
+        "relaxation_points": (qd, _stack(relax, "n_points", nd).astype(int),
+                              cf_attrs("1", "number of points of the depth in the rest")),
+        "relaxation_reason": (qd, _sstack(relax, "reason", nd), cf_attrs(
+            "1", "why a depth's relaxation fit is NaN ('ok' if not)")),
+        "relaxation_amplitude_shared_tau": (qd, _stack(relax, "shared_amplitude", nd), cf_attrs(
+            "1", "local relaxation amplitude A in the shared-tau fit")),
+        "relaxation_level_shared_tau": (qd, _stack(relax, "shared_level", nd), cf_attrs(
+            "1", "local relaxed SOC s_inf in the shared-tau fit")),
+        "relaxation_time_shared": (("rest",), np.array([r.tau_shared_s for r in relax]),
+                                   cf_attrs("s", "relaxation time shared by all fitted depths")),
+        "relaxation_time_shared_stderr": (
+            ("rest",), np.array([r.tau_shared_stderr_s for r in relax]),
+            cf_attrs("s", "standard error of relaxation_time_shared")),
+        "relaxation_shared_note": (("rest",),
+                                   np.array([r.shared_note for r in relax], dtype=str),
+                                   cf_attrs("1", "what the shared relaxation fit used")),
+    }
+
+
 def heterogeneity_dataset(
     time_s: np.ndarray, soc: np.ndarray, depth_um: np.ndarray, origin: str,
-    segments: Sequence[Segment], *, soc_stderr: np.ndarray | None = None,
+    segments: Sequence[SegmentRun], *, soc_stderr: np.ndarray | None = None,
     global_rate_per_h: float | Sequence[float] | np.ndarray | None = None,
     min_change: float = 0.2, min_amplitude: float = 0.03, max_tau_rel_stderr: float = 0.2,
     max_shared_tau_rel_stderr: float = 0.3,
@@ -909,119 +996,9 @@ def heterogeneity_dataset(
                                 max_tau_rel_stderr=max_tau_rel_stderr,
                                 max_shared_tau_rel_stderr=max_shared_tau_rel_stderr)
              for g in rests]
-    spread = depth_spread(t, s)
 
-    def stack(items: list, attr: str, n_cols: int = nd) -> np.ndarray:
-        if not items:
-            return np.zeros((0, n_cols))
-        return np.stack([np.asarray(getattr(x, attr), dtype=float) for x in items])
-
-    def sstack(items: list, attr: str) -> np.ndarray:
-        if not items:
-            return np.zeros((0, nd), dtype=str)
-        return np.stack([np.asarray(getattr(x, attr), dtype=str) for x in items])
-
-    rd, qd = ("reaction", "depth"), ("rest", "depth")
-    r_start = np.array([g.start_s for g in reactions], dtype=float)
-    t50 = stack(fronts, "t50_s")
-    rate = stack(fronts, "rate_per_h")
-    data = {
-        "reaction_kind": (("reaction",), np.array([g.kind for g in reactions], dtype=str),
-                          cf_attrs("1", "kind of reaction segment (charge or discharge)")),
-        "reaction_start": (("reaction",), r_start, cf_attrs("s", "reaction segment start",
-                                                            clock="potentiostat")),
-        "reaction_end": (("reaction",), np.array([g.end_s for g in reactions], dtype=float),
-                         cf_attrs("s", "reaction segment end", clock="potentiostat")),
-        "global_rate_per_h": (("reaction",), grate, cf_attrs(
-            "h-1", "global (electrode-average) rate of the segment")),
-        "global_rate_source": (("reaction",), np.asarray(grate_src, dtype=str),
-                               cf_attrs("1", "where global_rate_per_h comes from")),
-        "first_face": (("reaction",), np.array([o.face for o in orders], dtype=str),
-                       cf_attrs("1", "electrode face reached first by the reaction front",
-                                flag_meanings="separator current_collector undetermined")),
-        "front_slope": (("reaction",), np.array([o.slope_s_per_um for o in orders]),
-                        cf_attrs("s um-1", "slope of front arrival time against depth",
-                                 equation="t½ = a + b z (weighted least squares)")),
-        "front_slope_stderr": (("reaction",),
-                               np.array([o.slope_stderr_s_per_um for o in orders]),
-                               cf_attrs("s um-1", "standard error of front_slope")),
-        "front_note": (("reaction",), np.array([o.note for o in orders], dtype=str),
-                       cf_attrs("1", "how first_face was decided")),
-        "soc_start": (rd, stack(fronts, "soc_start"),
-                      cf_attrs("1", "local SOC at the reaction start (fitted)")),
-        "soc_end": (rd, stack(fronts, "soc_end"),
-                    cf_attrs("1", "local SOC at the reaction end (fitted)")),
-        "soc_change": (rd, stack(fronts, "change"), cf_attrs(
-            "1", "local SOC change over the reaction", equation="SOC(end) - SOC(start)")),
-        "soc_change_stderr": (rd, stack(fronts, "change_stderr"),
-                              cf_attrs("1", "standard error of soc_change")),
-        "front_arrival_time": (rd, t50, cf_attrs(
-            "s", "front arrival time t½ (local SOC half-way through its change)",
-            clock="potentiostat", estimator="generalised-logistic fit in time per depth")),
-        "front_arrival_time_stderr": (rd, stack(fronts, "t50_stderr_s"),
-                                      cf_attrs("s", "standard error of front_arrival_time")),
-        "arrival_after_reaction_start": (rd, t50 - r_start[:, None] if nr else t50, cf_attrs(
-            "s", "front arrival time after the reaction start")),
-        "t10": (rd, stack(fronts, "t10_s"), cf_attrs(
-            "s", "time of 10 % of the local SOC change", clock="potentiostat")),
-        "t10_stderr": (rd, stack(fronts, "t10_stderr_s"), cf_attrs("s", "standard error of t10")),
-        "t90": (rd, stack(fronts, "t90_s"), cf_attrs(
-            "s", "time of 90 % of the local SOC change", clock="potentiostat")),
-        "t90_stderr": (rd, stack(fronts, "t90_stderr_s"), cf_attrs("s", "standard error of t90")),
-        "local_rate_per_h": (rd, rate, cf_attrs(
-            "h-1", "local insertion rate", equation="0.8 |dSOC| / (t90 - t10) * 3600")),
-        "local_rate_per_h_stderr": (rd, stack(fronts, "rate_stderr_per_h"),
-                                    cf_attrs("h-1", "standard error of local_rate_per_h")),
-        "relative_rate": (rd, rate / np.where(grate > 0, grate, np.nan)[:, None], cf_attrs(
-            "1", "local rate relative to the global rate",
-            equation="local_rate_per_h / global_rate_per_h")),
-        "front_points": (rd, stack(fronts, "n_points").astype(int),
-                         cf_attrs("1", "number of points of the depth in the reaction")),
-        "front_reason": (rd, sstack(fronts, "reason"),
-                         cf_attrs("1", "why a depth's front metrics are NaN ('ok' if not)")),
-        "soc_depth_std": (("pass",), spread.std, cf_attrs(
-            "1", "standard deviation of SOC over depth (ddof 0)")),
-        "soc_depth_range": (("pass",), spread.range, cf_attrs(
-            "1", "max - min of SOC over depth")),
-        "soc_depth_mean": (("pass",), spread.mean, cf_attrs("1", "mean SOC over depth")),
-        "soc_depth_count": (("pass",), spread.count, cf_attrs(
-            "1", "number of depths with a valid SOC in the pass")),
-        "pass_time": (("pass",), spread.time_s, cf_attrs(
-            "s", "mean time of the pass's valid points", clock="potentiostat")),
-        "rest_start": (("rest",), np.array([g.start_s for g in rests], dtype=float),
-                       cf_attrs("s", "rest segment start", clock="potentiostat")),
-        "rest_end": (("rest",), np.array([g.end_s for g in rests], dtype=float),
-                     cf_attrs("s", "rest segment end", clock="potentiostat")),
-        "relaxation_time": (qd, stack(relax, "tau_s"), cf_attrs(
-            "s", "local relaxation time constant",
-            equation="SOC = s_inf + A exp(-(t - t_rest_start) / tau)")),
-        "relaxation_time_stderr": (qd, stack(relax, "tau_stderr_s"),
-                                   cf_attrs("s", "standard error of relaxation_time")),
-        "relaxation_amplitude": (qd, stack(relax, "amplitude"),
-                                 cf_attrs("1", "local relaxation amplitude A")),
-        "relaxation_amplitude_stderr": (qd, stack(relax, "amplitude_stderr"),
-                                        cf_attrs("1", "standard error of relaxation_amplitude")),
-        "relaxation_level": (qd, stack(relax, "level"),
-                             cf_attrs("1", "local relaxed SOC s_inf")),
-        "relaxation_level_stderr": (qd, stack(relax, "level_stderr"),
-                                    cf_attrs("1", "standard error of relaxation_level")),
-        "relaxation_points": (qd, stack(relax, "n_points").astype(int),
-                              cf_attrs("1", "number of points of the depth in the rest")),
-        "relaxation_reason": (qd, sstack(relax, "reason"), cf_attrs(
-            "1", "why a depth's relaxation fit is NaN ('ok' if not)")),
-        "relaxation_amplitude_shared_tau": (qd, stack(relax, "shared_amplitude"), cf_attrs(
-            "1", "local relaxation amplitude A in the shared-tau fit")),
-        "relaxation_level_shared_tau": (qd, stack(relax, "shared_level"), cf_attrs(
-            "1", "local relaxed SOC s_inf in the shared-tau fit")),
-        "relaxation_time_shared": (("rest",), np.array([r.tau_shared_s for r in relax]),
-                                   cf_attrs("s", "relaxation time shared by all fitted depths")),
-        "relaxation_time_shared_stderr": (
-            ("rest",), np.array([r.tau_shared_stderr_s for r in relax]),
-            cf_attrs("s", "standard error of relaxation_time_shared")),
-        "relaxation_shared_note": (("rest",),
-                                   np.array([r.shared_note for r in relax], dtype=str),
-                                   cf_attrs("1", "what the shared relaxation fit used")),
-    }
+    data = {**_reaction_variables(reactions, fronts, orders, grate, grate_src, nd),
+            **_pass_variables(depth_spread(t, s)), **_rest_variables(rests, relax, nd)}
     coords = {
         "depth": ("depth", z, cf_attrs("um", "depth from the origin face", origin=origin)),
         "pass": ("pass", np.arange(s.shape[0]), cf_attrs("1", "pass index")),

@@ -23,7 +23,11 @@ Two calibrations (:class:`SocCalibration`):
   **clipped** to the SOC of the nearest end, flagged ``outside``, and their stderr is NaN
   (the calibration says nothing about them).
 
-NaN in → NaN out (``outside`` is False there). Pure numpy/scipy; no I/O.
+NaN in → NaN out (``outside`` is False there).
+
+What SOC is read from in a confocal run (:class:`SocOptions`, :func:`fitted_quantity`): the
+fraction of a phase, the d-spacing of a peak or a lattice parameter of a phase, taken from
+the peak fits of every point (the ``peaks.nc`` variables). Pure numpy/scipy/xarray; no I/O.
 """
 
 from __future__ import annotations
@@ -32,9 +36,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import xarray as xr
 from scipy.interpolate import PchipInterpolator
 
-__all__ = ["SocCalibration", "soc_from_quantity", "x_li_from_soc"]
+__all__ = ["SocCalibration", "SocOptions", "fitted_quantity", "soc_from_quantity",
+           "x_li_from_soc"]
+
+SocQuantity = Literal["phase_fraction", "peak_position", "lattice_a", "lattice_b", "lattice_c"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -149,3 +157,41 @@ def x_li_from_soc(soc: np.ndarray, x_discharged: float, x_charged: float) -> np.
     """
     s = np.asarray(soc, dtype=float)
     return float(x_discharged) + s * (float(x_charged) - float(x_discharged))
+
+
+@dataclass(frozen=True, eq=False)
+class SocOptions:
+    """How the local SOC of a confocal point is read from its peak fits.
+
+    ``calibration``: quantity → SOC. ``quantity``: ``"phase_fraction"`` (the fraction of
+    ``phase``, dimensionless), ``"peak_position"`` (the d-spacing of ``peak``, Å) or
+    ``"lattice_a"`` / ``"lattice_b"`` / ``"lattice_c"`` (of ``phase``, Å). ``phase``,
+    ``peak``: names as in the peak setup (no default: None where the quantity needs none).
+    ``x_li_discharged``, ``x_li_charged``: Li content x at SOC 0 and 1 (e.g. 1 and 0 for
+    LixFePO4). No field has a default: the run's config section gives each.
+    """
+
+    calibration: SocCalibration
+    quantity: SocQuantity
+    phase: str | None
+    peak: str | None
+    x_li_discharged: float
+    x_li_charged: float
+
+
+def fitted_quantity(fits: xr.Dataset, options: SocOptions
+                    ) -> tuple[np.ndarray, np.ndarray, str, str]:
+    """The quantity SOC is read from, per point of the peak fits ``fits`` (the ``peaks.nc``
+    Dataset of the points): (values, standard errors, CF units, description)."""
+    if options.quantity == "phase_fraction":
+        v = fits["phase_fraction"].sel(phase=options.phase)
+        e = fits["phase_fraction_stderr"].sel(phase=options.phase)
+        return v.values, e.values, "1", f"phase fraction of {options.phase}"
+    if options.quantity == "peak_position":
+        v = fits["d_spacing"].sel(peak=options.peak)
+        e = fits["d_spacing_stderr"].sel(peak=options.peak)
+        return v.values, e.values, "angstrom", f"d-spacing of peak {options.peak}"
+    axis = options.quantity  # lattice_a / lattice_b / lattice_c
+    v = fits[axis].sel(phase=options.phase)
+    e = fits[f"{axis}_stderr"].sel(phase=options.phase)
+    return v.values, e.values, "angstrom", f"{axis.replace('_', ' ')} of {options.phase}"
