@@ -114,13 +114,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from operando.simulate.context import SimContext, StreamResult
 from operando.simulate.echem import EchemProfile
-from operando.simulate.presets import ConfocalSpec
+from operando.simulate.presets import ConfocalSpec, XrdSpec
 from operando.simulate.timeline import (
     MONITOR_COUNTS_PER_S,
     acquisition_starts,
@@ -720,14 +721,7 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
     acquired (missing points, the end of a cut last pass) are absent from the files and
     NaN in the truth's per-point arrays (``acquired`` is their mask).
     """
-    from operando.io.xrd.bliss import (
-        BlissMcaScan,
-        BlissScan,
-        lima_file_name,
-        write_bliss_master,
-        write_bliss_mca_master,
-        write_lima_file,
-    )
+    from operando.io.xrd.bliss import BlissScan, lima_file_name, write_bliss_master, write_lima_file
     from operando.io.xrd.geometry import write_mask_edf, write_poni
     from operando.simulate.diffraction import FrameRenderer, make_integrator
 
@@ -815,42 +809,78 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
              "mask": rel + "mask.edf"}
     ed_truth: dict[str, Any] | None = None
     if spec.energy_dispersive:
-        spectra = TwoPhaseSpectra(spec, xrd.wavelength_A)
-        ed_scans = [
-            BlissMcaScan(
-                **scan_meta(p),
-                spectra=np.array([spectra.render(float(frac[p, i]),
-                                                 monitor=float(rel_beam[p, i]), rng=rng_ed)
-                                  for i in np.flatnonzero(acq[p])]),
-                calibration_keV=tuple(float(v) for v in spec.ed_calibration_keV),
-                two_theta_deg=float(spec.ed_two_theta_deg),
-            )
-            for p in range(n_passes)
-        ]
-        write_bliss_mca_master(outdir / "confocal_ed.h5", ed_scans, detector=MCA_DETECTOR)
         files["ed_master"] = rel + "confocal_ed.h5"
-        ed_truth = {
-            "master": files["ed_master"],
-            "spectrum_path": f"instrument/{MCA_DETECTOR}/data",
-            "calibration_path": f"instrument/{MCA_DETECTOR}/calibration",
-            "two_theta_path": f"instrument/{MCA_DETECTOR}/two_theta",
-            "two_theta_deg": float(spec.ed_two_theta_deg),
-            "calibration_keV": [float(v) for v in spec.ed_calibration_keV],
-            "calibration_formula": "E = a + b*channel + c*channel**2 (channel 0-based)",
-            "n_channels": int(spec.ed_n_channels),
-            "nominal_wavelength_A": xrd.wavelength_A,
-            "hc_keV_A": HC_KEV_A,
-            "fwhm_model": ED_FWHM_MODEL,
-            "fwhm_f0_keV": spec.ed_fwhm_f0_keV,
-            "fwhm_f1_keV": spec.ed_fwhm_f1_keV,
-            "flux_counts": spec.ed_flux_counts,
-            "background_counts": spec.ed_background_counts,
-            "profile": "pseudo-Voigt in 2theta_eq, eta = PV_ETA, areas in the AD convention "
-                       "at nominal_wavelength_A",
-            "same_points_as": "master (same schedule, truth fractions, epoch, mon)",
-        }
+        ed_truth = _write_energy_dispersive(
+            outdir / "confocal_ed.h5", files["ed_master"], spec, xrd.wavelength_A,
+            [scan_meta(p) for p in range(n_passes)], frac, rel_beam, acq, rng_ed)
 
-    truth: dict[str, Any] = {
+    truth = _confocal_truth(model, sched, spec, xrd, frac=frac, faraday=faraday, front=front,
+                            echem_means=echem_means, monitor=monitor, det=det)
+    if ed_truth is not None:
+        truth["energy_dispersive"] = ed_truth
+    return StreamResult(files=files, truth=truth)
+
+
+def _write_energy_dispersive(path: Path, master: str, spec: ConfocalSpec, wavelength_A: float,
+                             metas: list[dict[str, Any]], frac: np.ndarray,
+                             rel_beam: np.ndarray, acq: np.ndarray,
+                             rng: np.random.Generator) -> dict[str, Any]:
+    """Write the same points as MCA spectra at the fixed 2θ (Bliss master ``path``; one
+    scan per pass, ``metas`` their metadata; ``frac`` the exposure-averaged FePO4 fraction,
+    ``rel_beam`` the relative beam intensity per point, ``acq`` the acquired mask, ``rng``
+    the noise) and return its truth (``master``: the path relative to the run)."""
+    from operando.io.xrd.bliss import BlissMcaScan, write_bliss_mca_master
+
+    spectra = TwoPhaseSpectra(spec, wavelength_A)
+    ed_scans = [
+        BlissMcaScan(
+            **meta,
+            spectra=np.array([spectra.render(float(frac[p, i]),
+                                             monitor=float(rel_beam[p, i]), rng=rng)
+                              for i in np.flatnonzero(acq[p])]),
+            calibration_keV=tuple(float(v) for v in spec.ed_calibration_keV),
+            two_theta_deg=float(spec.ed_two_theta_deg),
+        )
+        for p, meta in enumerate(metas)
+    ]
+    write_bliss_mca_master(path, ed_scans, detector=MCA_DETECTOR)
+    return {
+        "master": master,
+        "spectrum_path": f"instrument/{MCA_DETECTOR}/data",
+        "calibration_path": f"instrument/{MCA_DETECTOR}/calibration",
+        "two_theta_path": f"instrument/{MCA_DETECTOR}/two_theta",
+        "two_theta_deg": float(spec.ed_two_theta_deg),
+        "calibration_keV": [float(v) for v in spec.ed_calibration_keV],
+        "calibration_formula": "E = a + b*channel + c*channel**2 (channel 0-based)",
+        "n_channels": int(spec.ed_n_channels),
+        "nominal_wavelength_A": wavelength_A,
+        "hc_keV_A": HC_KEV_A,
+        "fwhm_model": ED_FWHM_MODEL,
+        "fwhm_f0_keV": spec.ed_fwhm_f0_keV,
+        "fwhm_f1_keV": spec.ed_fwhm_f1_keV,
+        "flux_counts": spec.ed_flux_counts,
+        "background_counts": spec.ed_background_counts,
+        "profile": "pseudo-Voigt in 2theta_eq, eta = PV_ETA, areas in the AD convention "
+                   "at nominal_wavelength_A",
+        "same_points_as": "master (same schedule, truth fractions, epoch, mon)",
+    }
+
+
+def _confocal_truth(model: DepthModel, sched: ConfocalSchedule, spec: ConfocalSpec,
+                    xrd: XrdSpec, *, frac: np.ndarray, faraday: np.ndarray, front: np.ndarray,
+                    echem_means: dict[str, np.ndarray], monitor: np.ndarray, det: str
+                    ) -> dict[str, Any]:
+    """The truth of the stream (see :func:`simulate_confocal`): per-point arrays NaN where
+    not acquired; ``frac`` the exposure-averaged FePO4 fraction, ``front`` the front
+    position (µm, ±inf before / after it crosses, NaN at rest), ``xrd`` the preset's XRD
+    spec (wavelength, distance), ``det`` the detector key."""
+    acq = sched.acquired
+    n_passes, n_depths = sched.scheduled_start_s.shape
+
+    def masked(a: np.ndarray) -> np.ndarray:
+        return np.where(acq, a, np.nan)
+
+    return {
         "depth_um": model.depth_um,
         "depth_grid": "slab centres (i + 1/2) * thickness_um / n_depths",
         "origin": spec.origin,
@@ -860,7 +890,7 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
         "n_passes": n_passes,
         "n_depths": n_depths,
         "acquired": acq,
-        "n_acquired_points": n_total,
+        "n_acquired_points": int(acq.sum()),
         "points_per_pass": sched.points_per_pass,
         "missing_points": [list(m) for m in sched.missing_points],
         "incomplete_last_pass": ("kept, cut short" if sched.last_pass_cut else
@@ -868,7 +898,7 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
         "n_dropped_points": sched.n_dropped_points,
         "point_time_s": spec.point_time_s,
         "count_time_s": spec.count_time_s,
-        "scheduled_time_start_s": t0_nom,
+        "scheduled_time_start_s": sched.scheduled_start_s,
         "time_s": sched.time_mid_s,
         "time_start_s": sched.time_start_s,
         "time_end_s": sched.time_end_s,
@@ -898,6 +928,3 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
                      "min_change": REACTION_MIN_CHANGE,
                      "definitions": "see operando.simulate.confocal.ReactionTruth"},
     }
-    if ed_truth is not None:
-        truth["energy_dispersive"] = ed_truth
-    return StreamResult(files=files, truth=truth)
