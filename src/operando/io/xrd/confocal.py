@@ -63,13 +63,8 @@ import numpy as np
 from operando.io.errors import InputFileError
 from operando.io.nxutil import as_str
 from operando.io.paths import natural_key
-from operando.io.xrd.frames import (
-    _TIME_UNITS,
-    MIN_EPOCH_S,
-    FrameSource,
-    join_sources,
-    open_frames,
-)
+from operando.io.xrd.frame_segments import MIN_EPOCH_S, TIME_UNITS, join_sources
+from operando.io.xrd.frames import FrameSource, open_frames
 
 __all__ = [
     "ConfocalFormatError",
@@ -228,7 +223,7 @@ def _time_scale(dset: h5py.Dataset, file: Path, key: str, rel: str) -> float:
     units = _units(dset)
     if not units:
         return 1.0
-    scale = _TIME_UNITS.get(units, _TIME_UNITS.get(units.lower()))
+    scale = TIME_UNITS.get(units, TIME_UNITS.get(units.lower()))
     if scale is None:
         raise ConfocalFormatError(
             f"{file}::{dset.name}: units {units!r}, expected a time unit (s, ms, us, ns) "

@@ -5,6 +5,11 @@ small picklable description (file names, HDF5 paths, frame counts, never an open
 whose :meth:`FrameSource.read` opens, reads one frame range and closes, so Dask worker
 processes read their own chunks and a run never has to fit in memory.
 
+Modules: this one holds :func:`open_frames` and :class:`FrameSource` (chunking, reading,
+metadata); :mod:`.frame_segments` the pieces a source is made of; the layouts it
+understands live in :mod:`.frames_hdf5` (NeXus, Bliss links / VDS, plain HDF5),
+:mod:`.frames_eiger` (Eiger master + data) and :mod:`.frames_images` (fabio series).
+
 Layouts (``FrameSource.layout``)
 --------------------------------
 ``nexus``
@@ -79,14 +84,9 @@ announced by a counter, which are reported as ``n_pending``.
 
 from __future__ import annotations
 
-import contextlib
-import fnmatch
 import glob
 import itertools
-import math
 import os
-import posixpath
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -98,18 +98,32 @@ import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters before 
 import numpy as np
 from dask.base import tokenize
 
-from operando.io.nxutil import as_str
+from operando.io.xrd.frame_segments import (
+    COUNT_TIME_NAMES,
+    GLOB_CHARS,
+    MONITOR_NAMES,
+    TIMESTAMP_NAMES,
+    FrameMetadata,
+    FrameSegment,
+    MetaRef,
+    OpenedSegment,
+    OpenOptions,
+    join_sources,
+)
+from operando.io.xrd.frames_eiger import eiger_data_files, eiger_segments, is_eiger_master
+from operando.io.xrd.frames_hdf5 import (
+    dataset_segments,
+    h5open,
+    hdf5_metadata,
+    read_hdf5_frames,
+)
+from operando.io.xrd.frames_images import image_metadata, image_segments
 from operando.io.xrd.images import (
-    SINGLE_FRAME_SUFFIXES,
     FrameFormatError,
     check_image_shape,
-    header_count_time,
-    header_float,
     natural_key,
     read_image,
     read_image_frames,
-    read_image_headers,
-    scan_image_file,
     split_hdf5_url,
 )
 
@@ -123,95 +137,10 @@ __all__ = [
     "FrameSource",
     "MetaRef",
     "check_image_shape",
+    "join_sources",
     "open_frames",
     "read_image",
 ]
-
-#: dataset names searched for per-frame epoch timestamps
-TIMESTAMP_NAMES = ("timestamp", "epoch", "epoch_s", "time_stamp", "timestamps")
-#: dataset names searched for the exposure time (per frame or one scalar), s
-COUNT_TIME_NAMES = ("count_time", "exposure_time", "acq_expo_time", "integration_time")
-#: dataset names searched for per-frame incident-beam monitor counts
-MONITOR_NAMES = ("monitor", "mon", "I0", "i0")
-#: per-frame "frames written" counters (their length is the number of frames written)
-WRITTEN_NAMES = ("frame_index",)
-#: scalar "frames announced" counters (LIMA-like)
-ANNOUNCED_NAMES = ("acq_nb_frames", "nb_frames")
-#: earliest plausible epoch timestamp, s (1973): anything smaller is a relative time
-MIN_EPOCH_S = 1.0e8
-
-_TIME_UNITS = {"s": 1.0, "sec": 1.0, "second": 1.0, "seconds": 1.0, "ms": 1e-3,
-               "us": 1e-6, "µs": 1e-6, "microsecond": 1e-6, "ns": 1e-9, "nanosecond": 1e-9}
-_BLISS_ENTRY = re.compile(r"^\d+\.\d+$")
-_EIGER_LINK = re.compile(r"^data_\d{6}$")
-_GLOB_CHARS = re.compile(r"[*?\[]")
-_FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit",
-                 6: "scaleoffset", 307: "bzip2", 32000: "lzf", 32001: "blosc", 32004: "lz4",
-                 32008: "bitshuffle", 32013: "zfp", 32015: "zstd", 32017: "sz",
-                 32026: "blosc2"}
-_BLOSC_CODECS = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
-
-
-# ======================================================================================
-# the picklable description
-# ======================================================================================
-
-@dataclass(frozen=True)
-class MetaRef:
-    """Where one per-frame quantity lives: HDF5 ``file::path``, or an image header key."""
-
-    file: Path
-    path: str
-    scale: float = 1.0  # multiply to get seconds (timestamps / count times)
-    scalar: bool = False  # one value for every frame (count time)
-
-    def __str__(self) -> str:
-        return f"{self.file}::{self.path}"
-
-
-@dataclass(frozen=True)
-class FrameSegment:
-    """One frame dataset (or one image file): the unit never split across by chunks.
-
-    ``file``/``dataset`` is what :meth:`FrameSource.read` opens (after following external
-    links); ``source`` is the name the user sees (``"scan.h5::/1.1/measurement/pilatus"``).
-    ``breaks`` are frame offsets where a virtual dataset changes source file.
-    """
-
-    file: Path
-    dataset: str | None
-    n_frames: int
-    n_pending: int
-    chunk_frames: int
-    layout: str
-    source: str
-    compression: tuple[str, ...] = ()
-    breaks: tuple[int, ...] = ()
-    timestamp: MetaRef | None = None
-    count_time: MetaRef | None = None
-    monitor: MetaRef | None = None
-    input_file: Path | None = None
-
-
-@dataclass(frozen=True)
-class FrameMetadata:
-    """Per-frame metadata of a :class:`FrameSource`, arrays of length ``n_frames``.
-
-    ``epoch_s`` is exposure start (or the trigger) in seconds since 1970-01-01T00:00Z, None
-    when no timestamps were found; ``count_time_s`` (s) and ``monitor`` (counts) are NaN
-    where unknown. ``*_source`` say which ``file::/path`` (or header key) each came from,
-    or ``"absent"``.
-    """
-
-    frame_index: np.ndarray
-    file_index: np.ndarray
-    frame_in_file: np.ndarray
-    epoch_s: np.ndarray | None
-    count_time_s: np.ndarray
-    monitor: np.ndarray
-    timestamp_source: str
-    count_time_source: str
-    monitor_source: str
 
 
 class _FrameArray:
@@ -353,9 +282,9 @@ class FrameSource:
             if seg.n_frames == 0:
                 continue
             if seg.layout == "images":
-                found = _image_metadata(seg)
+                found = image_metadata(seg)
             else:
-                found = _hdf5_metadata(seg, self.swmr)
+                found = hdf5_metadata(seg, self.swmr)
             for key, target in (("timestamp", epoch), ("count_time", count),
                                 ("monitor", monitor)):
                 values, src = found[key]
@@ -421,302 +350,6 @@ class FrameSource:
         return self.segments[0].source if self.segments else "empty frame source"
 
 
-def join_sources(sources: list[str], what: str = "datasets") -> str:
-    """Where a per-frame quantity came from, for an attribute: up to four ``file::/path``
-    joined with ``; ``, else the first and a count of ``what``; ``"absent"`` for none."""
-    uniq = list(dict.fromkeys(sources))
-    if not uniq:
-        return "absent"
-    if len(uniq) <= 4:
-        return "; ".join(uniq)
-    return f"{uniq[0]}; ... ({len(uniq)} {what})"
-
-
-# ======================================================================================
-# HDF5 helpers
-# ======================================================================================
-
-def _h5open(path: Path, swmr: bool) -> h5py.File:
-    """Open read-only (SWMR reader when asked); errors name the file and say why."""
-    try:
-        if swmr:
-            return h5py.File(path, "r", swmr=True, libver="latest")
-        return h5py.File(path, "r")
-    except FileNotFoundError as err:
-        raise FrameFormatError(f"frame file not found: {path}") from err
-    except OSError as err:
-        hint = ""
-        text = str(err)
-        if "truncated" in text:
-            hint = "; the file is truncated (copy incomplete or writer stopped)"
-        elif "already open for write" in text or "lock" in text:
-            hint = "; it is being written: open it with swmr=True"
-        raise FrameFormatError(f"{path}: cannot open as HDF5 ({text}){hint}") from err
-
-
-def _nx_class(obj: h5py.HLObject) -> str:
-    return as_str(obj.attrs.get("NX_class", ""))
-
-
-def _compression(dset: h5py.Dataset) -> tuple[str, ...]:
-    names: list[str] = []
-    with contextlib.suppress(Exception):
-        plist = dset.id.get_create_plist()
-        for i in range(plist.get_nfilters()):
-            code, _flags, values, _name = plist.get_filter(i)
-            name = _FILTER_NAMES.get(code, f"filter-{code}")
-            if code == 32008 and len(values) > 4:
-                name = {2: "bitshuffle-lz4", 3: "bitshuffle-zstd"}.get(values[4], name)
-            elif code == 32001 and len(values) > 6:
-                name = f"blosc-{_BLOSC_CODECS.get(values[6], values[6])}"
-            names.append(name)
-    return tuple(names)
-
-
-def _link_target(parent_file: Path, name: str) -> Path:
-    """An external link's file: absolute, else beside the linking file, else the cwd."""
-    p = Path(name)
-    if p.is_absolute():
-        return p
-    beside = parent_file.parent / p
-    return beside if beside.exists() or not p.exists() else p
-
-
-def _physical(
-    f: h5py.File, file: Path, path: str, swmr: bool = False, depth: int = 0
-) -> tuple[Path, str]:
-    """Follow soft and external links in ``path`` to the file and path holding the object.
-
-    Raises FrameFormatError for a dangling link (naming the missing file or path).
-    """
-    if depth > 16:
-        raise FrameFormatError(f"{file}::{path}: more than 16 nested links")
-    parts = [p for p in path.split("/") if p]
-    cur = "/"
-    for i, name in enumerate(parts):
-        rest = "/".join(parts[i + 1:])
-        try:
-            link = f[cur].get(name, getlink=True)
-        except (KeyError, TypeError):
-            link = None
-        if link is None:
-            raise FrameFormatError(f"{file}: no object at {posixpath.join(cur, name)}")
-        if isinstance(link, h5py.SoftLink):
-            target = posixpath.normpath(posixpath.join(cur, link.path))
-            return _physical(f, file, posixpath.join(target, rest) if rest else target,
-                             swmr, depth + 1)
-        if isinstance(link, h5py.ExternalLink):
-            ext = _link_target(file, link.filename)
-            target = posixpath.join(link.path, rest) if rest else link.path
-            if not ext.is_file():
-                raise FrameFormatError(
-                    f"{file}::{posixpath.join(cur, name)}: external link to {ext}::"
-                    f"{link.path}, but {ext} does not exist"
-                )
-            with _h5open(ext, swmr) as g:
-                return _physical(g, ext, target, swmr, depth + 1)
-        cur = posixpath.join(cur, name)
-    return file, cur
-
-
-def _obj_key(obj: h5py.HLObject) -> tuple[str, int]:
-    return (os.path.realpath(obj.file.filename), h5py.h5o.get_info(obj.id).addr)
-
-
-@dataclass
-class _Cand:
-    path: str
-    shape: tuple[int, ...]
-    in_detector: bool
-    dangling: str = ""  # for an external link to a missing file/object: the link's target
-
-
-def _walk_candidates(f: h5py.File) -> list[_Cand]:
-    """Numeric 2D/3D datasets reachable by hard and external links, each object once."""
-    seen_groups: set[tuple[str, int]] = set()
-    seen: dict[tuple[str, int], _Cand] = {}
-    dangling: list[_Cand] = []
-
-    def visit(group: h5py.Group, path: str) -> None:
-        key = _obj_key(group)
-        if key in seen_groups:
-            return
-        seen_groups.add(key)
-        is_det = _nx_class(group) == "NXdetector"
-        for name in group:
-            link = group.get(name, getlink=True)
-            if isinstance(link, h5py.SoftLink):
-                continue  # its target is visited under its own name
-            child = posixpath.join(path, name)
-            try:
-                obj = group[name]
-            except (KeyError, OSError):
-                if isinstance(link, h5py.ExternalLink):  # dangling: reported in errors
-                    dangling.append(_Cand(child, (), is_det and name == "data",
-                                          f"{link.filename}::{link.path}"))
-                continue
-            if isinstance(obj, h5py.Group):
-                if isinstance(link, h5py.HardLink):
-                    visit(obj, child)
-                continue
-            if obj.ndim not in (2, 3) or obj.dtype.kind not in "iuf":
-                continue
-            okey = _obj_key(obj)
-            cand = _Cand(child, tuple(obj.shape), is_det and name == "data")
-            old = seen.get(okey)
-            if old is None or (cand.in_detector and not old.in_detector):
-                seen[okey] = cand
-
-    visit(f["/"], "/")
-    return sorted([*seen.values(), *dangling], key=lambda c: natural_key(c.path))
-
-
-def _list_3d(cands: list[_Cand]) -> str:
-    found = [f"{c.path} {c.shape}" for c in cands if len(c.shape) == 3]
-    found += [f"{c.path} -> {c.dangling} (missing)" for c in cands if c.dangling]
-    if len(found) > 8:
-        found = [*found[:8], f"... and {len(found) - 8} more"]
-    return ", ".join(found) if found else "none"
-
-
-def _glob_h5(f: h5py.File, pattern: str) -> list[str]:
-    """HDF5 paths matching ``pattern`` level by level (fnmatch), following every link."""
-    parts = [p for p in pattern.split("/") if p]
-    paths = ["/"]
-    for i, part in enumerate(parts):
-        nxt: list[str] = []
-        for p in paths:
-            try:
-                grp = f[p]
-            except (KeyError, OSError):
-                continue
-            if not isinstance(grp, h5py.Group):
-                continue
-            names = [part] if not _GLOB_CHARS.search(part) else \
-                [n for n in grp if fnmatch.fnmatchcase(n, part)]
-            for n in names:
-                if n in grp or (i == len(parts) - 1 and grp.get(n, getlink=True) is not None):
-                    nxt.append(posixpath.join(p, n))
-        paths = nxt
-    return sorted(dict.fromkeys(paths), key=natural_key)
-
-
-def _entry_of(path: str) -> str:
-    parts = [p for p in path.split("/") if p]
-    return "/" + parts[0] if parts else "/"
-
-
-def _time_scale(dset: h5py.Dataset) -> float:
-    units = as_str(dset.attrs.get("units", "s")).strip()
-    return _TIME_UNITS.get(units, _TIME_UNITS.get(units.lower(), 1.0))
-
-
-def _h5_get(f: h5py.File, path: str) -> Any:
-    try:
-        return f[path]
-    except (KeyError, OSError, ValueError):
-        return None
-
-
-def _search_groups(f: h5py.File, data_path: str) -> list[str]:
-    """Groups searched for per-frame metadata of the frames at ``data_path`` (in order)."""
-    groups = [posixpath.dirname(data_path) or "/"]
-    dset = _h5_get(f, data_path)
-    if dset is not None:
-        target = as_str(dset.attrs.get("target", "")) if "target" in dset.attrs else ""
-        if target.startswith("/"):
-            groups.append(posixpath.dirname(target))
-    entry = _entry_of(data_path)
-    groups.append(posixpath.join(entry, "measurement"))
-    inst = _h5_get(f, posixpath.join(entry, "instrument"))
-    if isinstance(inst, h5py.Group):
-        for name in inst:
-            if isinstance(inst.get(name, getlink=True), h5py.ExternalLink):
-                continue
-            sub = _h5_get(inst, name)
-            if isinstance(sub, h5py.Group) and _nx_class(sub) in ("NXdetector", "NXmonitor"):
-                groups.append(sub.name)
-    return list(dict.fromkeys(groups))
-
-
-def _find_meta(
-    f: h5py.File, file: Path, data_path: str, kind: str, explicit: str | None
-) -> MetaRef | None:
-    """Locate a per-frame quantity (``kind`` = timestamp / count_time / monitor / written)."""
-    if explicit is not None:
-        path = explicit if explicit.startswith("/") else \
-            posixpath.join(_entry_of(data_path), explicit)
-        dset = _h5_get(f, path)
-        if not isinstance(dset, h5py.Dataset):
-            raise FrameFormatError(
-                f"{file}: no {kind.replace('_', ' ')} dataset at {path} "
-                f"(named by {kind}_path={explicit!r})"
-            )
-        return _meta_ref(file, path, dset, kind)
-    names = {"timestamp": TIMESTAMP_NAMES, "count_time": COUNT_TIME_NAMES,
-             "monitor": MONITOR_NAMES, "written": WRITTEN_NAMES}[kind]
-    for gpath in _search_groups(f, data_path):
-        grp = _h5_get(f, gpath)
-        if not isinstance(grp, h5py.Group):
-            continue
-        cands = list(names)
-        if kind == "monitor" and _nx_class(grp) == "NXmonitor":
-            cands.append("data")
-        if kind != "monitor" and _nx_class(grp) == "NXmonitor":
-            continue
-        for name in cands:
-            dset = _h5_get(grp, name)
-            if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "iuf":
-                continue
-            if dset.ndim > 1 or (dset.ndim == 0 and kind != "count_time"):
-                continue
-            ref = _meta_ref(file, posixpath.join(gpath, name), dset, kind)
-            if kind == "timestamp" and not _looks_like_epoch(dset, ref.scale):
-                continue
-            return ref
-    return None
-
-
-def _meta_ref(file: Path, path: str, dset: h5py.Dataset, kind: str) -> MetaRef:
-    if dset.ndim > 1:
-        raise FrameFormatError(
-            f"{file}::{path}: expected a 1D per-frame {kind.replace('_', ' ')} dataset "
-            f"(or a scalar), found shape {dset.shape}"
-        )
-    scale = _time_scale(dset) if kind in ("timestamp", "count_time") else 1.0
-    return MetaRef(file=file, path=path, scale=scale, scalar=dset.ndim == 0)
-
-
-def _looks_like_epoch(dset: h5py.Dataset, scale: float) -> bool:
-    n = dset.shape[0] if dset.ndim else 1
-    if n == 0:
-        return True  # a growing file before its first frame
-    head = np.asarray(dset[: min(n, 16)] if dset.ndim else dset[()], dtype=float).ravel() * scale
-    head = head[np.isfinite(head)]
-    return head.size == 0 or bool(head[0] > MIN_EPOCH_S)
-
-
-def _scalar_int(f: h5py.File | h5py.Group, path: str) -> int | None:
-    dset = _h5_get(f, path)
-    if not isinstance(dset, h5py.Dataset) or dset.ndim != 0 or dset.dtype.kind not in "iuf":
-        return None
-    value = float(dset[()])
-    return int(value) if math.isfinite(value) else None
-
-
-# ======================================================================================
-# opening
-# ======================================================================================
-
-@dataclass
-class _Opts:
-    dataset: str | None
-    timestamp_path: str | None
-    count_time_path: str | None
-    monitor_path: str | None
-    swmr: bool
-
-
 def _expand_inputs(inputs: Any) -> list[tuple[Path, str | None]]:
     """Files (globs expanded, natural order) each with the HDF5 path from a ``::`` URL."""
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
@@ -726,7 +359,7 @@ def _expand_inputs(inputs: Any) -> list[tuple[Path, str | None]]:
     for item in items:
         file, inner = split_hdf5_url(item)
         text = str(file)
-        if _GLOB_CHARS.search(text) and not file.exists():
+        if GLOB_CHARS.search(text) and not file.exists():
             matches = sorted(glob.glob(os.path.expanduser(text)), key=natural_key)
             matches = [m for m in matches if Path(m).is_file()]
             if not matches:
@@ -759,7 +392,7 @@ def open_frames(
     (see the module docstring for the rule). Raises :class:`FrameFormatError` naming the
     file and path for every bad input.
     """
-    opts = _Opts(dataset, timestamp_path, count_time_path, monitor_path, bool(swmr))
+    opts = OpenOptions(dataset, timestamp_path, count_time_path, monitor_path, bool(swmr))
     items = _expand_inputs(inputs)
     h5_items = [(p, inner) for p, inner in items if h5py.is_hdf5(p)]
     img_items = [(p, inner) for p, inner in items if not h5py.is_hdf5(p)]
@@ -778,9 +411,9 @@ def open_frames(
                     f"{p}: not an HDF5 file, but an HDF5 dataset path "
                     f"{inner if inner is not None else dataset} was given"
                 )
-        segments = _image_segments([p for p, _ in img_items], opts)
+        segments = image_segments([p for p, _ in img_items], opts)
     else:
-        linked = _eiger_data_files([p for p, _ in h5_items])
+        linked = eiger_data_files([p for p, _ in h5_items])
         for p, inner in h5_items:
             if os.path.realpath(p) in linked:
                 continue  # an Eiger data file whose master is among the inputs
@@ -791,12 +424,8 @@ def open_frames(
     return _assemble(segments, [p for p, _ in items], opts, saturation, pixel_mask)
 
 
-# a segment with its frame shape and dtype, while opening
-_Seg = tuple[FrameSegment, tuple[int, int], np.dtype]
-
-
 def _assemble(
-    segments: list[_Seg], inputs: list[Path], opts: _Opts,
+    segments: list[OpenedSegment], inputs: list[Path], opts: OpenOptions,
     saturation: int | None, pixel_mask: str | None,
 ) -> FrameSource:
     """Check shapes/dtypes agree; with swmr, all segments after a pending one are pending."""
@@ -834,483 +463,15 @@ def _assemble(
     )
 
 
-# -- image series -------------------------------------------------------------------------
-
-def _image_segments(paths: list[Path], opts: _Opts) -> list[_Seg]:
-    """One segment per image file; single-frame formats (CBF, ...) are not opened here."""
-    info0 = scan_image_file(paths[0])
-    shape, dtype = info0.frame_shape, info0.dtype
-    headers0 = read_image_headers(paths[0], 1)[0]
-    for key, name in ((opts.timestamp_path, "timestamp_path"),
-                      (opts.count_time_path, "count_time_path"),
-                      (opts.monitor_path, "monitor_path")):
-        if key is not None and key not in headers0:
-            raise FrameFormatError(
-                f"{paths[0]}: no header field {key!r} (named by {name}); fields found: "
-                f"{', '.join(sorted(headers0)) or 'none'}"
-            )
-    out: list[_Seg] = []
-    for i, p in enumerate(paths):
-        if i == 0:
-            n = info0.n_frames
-        elif p.name.lower().endswith(SINGLE_FRAME_SUFFIXES):
-            n = 1  # shape and dtype are checked when the frame is read
-        else:
-            info = scan_image_file(p)
-            if info.frame_shape != shape:
-                raise FrameFormatError(
-                    f"{p}: frames of shape {info.frame_shape}, but {paths[0]} has {shape}; "
-                    "every file must hold frames of one shape"
-                )
-            n = info.n_frames
-        refs = {k: (MetaRef(p, v) if v is not None else None) for k, v in (
-            ("timestamp", opts.timestamp_path), ("count_time", opts.count_time_path),
-            ("monitor", opts.monitor_path))}
-        seg = FrameSegment(
-            file=p, dataset=None, n_frames=n, n_pending=0, chunk_frames=1, layout="images",
-            source=str(p), compression=(), timestamp=refs["timestamp"],
-            count_time=refs["count_time"], monitor=refs["monitor"], input_file=p,
-        )
-        out.append((seg, shape, dtype))
-    return out
-
-
-def _image_metadata(seg: FrameSegment) -> dict[str, tuple[np.ndarray | None, str]]:
-    headers = read_image_headers(seg.file, seg.n_frames)
-    out: dict[str, tuple[np.ndarray | None, str]] = {}
-    for key, ref in (("timestamp", seg.timestamp), ("monitor", seg.monitor)):
-        if ref is None:
-            out[key] = (None, "")
-            continue
-        values = np.array([header_float(h, ref.path) for h in headers])
-        out[key] = (values, f"{seg.file} header {ref.path!r}")
-    if seg.count_time is not None:
-        values = np.array([header_float(h, seg.count_time.path) for h in headers])
-        out["count_time"] = (values, f"{seg.file} header {seg.count_time.path!r}")
-    else:
-        found = [header_count_time(h) for h in headers]
-        values = np.array([v for v, _ in found])
-        keys = [k for _, k in found if k is not None]
-        out["count_time"] = ((values, f"{seg.file} header {keys[0]!r}") if keys
-                             else (None, ""))
-    return out
-
-
-# -- HDF5 ---------------------------------------------------------------------------------
-
-def _layout_of(f: h5py.File, path: str) -> str:
-    if any(_BLISS_ENTRY.match(name) for name in f):
-        return "bliss"
-    entry = _h5_get(f, _entry_of(path))
-    if entry is not None and _nx_class(entry) == "NXentry":
-        return "nexus"
-    return "hdf5"
-
-
-def _saturation(f: h5py.File, path: str) -> int | None:
-    """The detector's overflow sentinel recorded near the frames, None when absent."""
-    for gpath in _search_groups(f, path):
-        grp = _h5_get(f, gpath)
-        if not isinstance(grp, h5py.Group):
-            continue
-        for name in ("saturation_value", "detectorSpecific/countrate_correction_count_cutoff"):
-            value = _scalar_int(grp, name)
-            if value is not None and value > 0:
-                return value
-        for name in ("bit_depth_image", "detectorSpecific/bit_depth_image"):
-            bits = _scalar_int(grp, name)
-            if bits is not None and 0 < bits <= 64:
-                return 2**bits - 1
-    return None
-
-
-def _pixel_mask_ref(f: h5py.File, file: Path, path: str) -> str | None:
-    """``file::/path`` of a 2D ``pixel_mask`` in the NXdetector of the frames, or None."""
-    for gpath in _search_groups(f, path):
-        grp = _h5_get(f, gpath)
-        if not isinstance(grp, h5py.Group) or _nx_class(grp) == "NXmonitor":
-            continue
-        for name in ("pixel_mask", "detectorSpecific/pixel_mask"):
-            dset = _h5_get(grp, name)
-            if isinstance(dset, h5py.Dataset) and dset.ndim == 2:
-                return f"{file}::{posixpath.join(gpath, name)}"
-    return None
-
-
-def _select_paths(
-    f: h5py.File, file: Path, dataset: str | None, opts_swmr: bool = False
-) -> tuple[list[str], list[str]]:
-    """The logical HDF5 path(s) of the frame stack(s) in one file (see module docstring),
-    and, with ``swmr``, the pattern matches from the first one whose linked file is not
-    written yet on (their frames are pending)."""
-    if dataset is None:
-        everything = _walk_candidates(f)
-        cands = [c for c in everything if not c.dangling]
-        det = [c for c in cands if c.in_detector]
-        if len(det) == 1:
-            return [det[0].path], []
-        if len(det) > 1:
-            listing = ", ".join(f"{c.path} {c.shape}" for c in det[:8])
-            if len(det) > 8:
-                listing += f", ... and {len(det) - 8} more"
-            raise FrameFormatError(
-                f"{file}: {len(det)} detector frame stacks found ({listing}); choose with "
-                f"dataset='<path>' or '{file}::<path>', or take them all in order with a "
-                "pattern such as dataset='/*.1/instrument/<detector>/data'"
-            )
-        three = [c for c in cands if len(c.shape) == 3]
-        if len(three) == 1:
-            return [three[0].path], []
-        if len(three) > 1:
-            raise FrameFormatError(
-                f"{file}: no NXdetector data and {len(three)} 3D datasets ({_list_3d(three)}); "
-                "name the frame stack with dataset='<path>'"
-            )
-        two = ", ".join(f"{c.path} {c.shape}" for c in cands) or "none"
-        broken = ", ".join(f"{c.path} -> {c.dangling}" for c in everything if c.dangling)
-        raise FrameFormatError(
-            f"{file}: no frame stack found (no NXdetector data, no 3D dataset); 2D datasets: "
-            f"{two}" + (f"; external links to missing files: {broken}" if broken else "")
-        )
-    if _GLOB_CHARS.search(dataset):
-        pattern = "/" + dataset.lstrip("/")
-        paths: list[str] = []
-        later: list[str] = []
-        for p in _glob_h5(f, pattern):
-            obj = _h5_get(f, p)
-            if later or (obj is None and opts_swmr):
-                # a scan whose detector file is not written yet: it and every later one
-                later.append(p)
-                continue
-            if obj is None:  # a dangling link: error naming the missing file
-                _physical(f, file, p)
-            if isinstance(obj, h5py.Dataset):
-                paths.append(p)
-        if not paths:
-            pending = f" (matches whose file is not written yet: {', '.join(later)})" \
-                if later else ""
-            raise FrameFormatError(
-                f"{file}: no readable dataset matches {pattern}{pending}; found 3D datasets: "
-                f"{_list_3d(_walk_candidates(f))}"
-            )
-        keyed: dict[tuple[str, int], str] = {}
-        for p in paths:
-            keyed.setdefault(_obj_key(f[p]), p)
-        return list(keyed.values()), later
-    path = "/" + dataset.lstrip("/")
-    obj = _h5_get(f, path)
-    if obj is None:
-        try:
-            _physical(f, file, path)
-        except FrameFormatError as err:
-            if "external link" in str(err):
-                raise
-        raise FrameFormatError(
-            f"{file}: no dataset at {path}; found 3D datasets: {_list_3d(_walk_candidates(f))}"
-        )
-    if isinstance(obj, h5py.Group):
-        if isinstance(_h5_get(obj, "data"), h5py.Dataset):
-            return [posixpath.join(path, "data")], []
-        raise FrameFormatError(
-            f"{file}: {path} is a group, not a dataset; found 3D datasets: "
-            f"{_list_3d(_walk_candidates(f))}"
-        )
-    return [path], []
-
-
 def _hdf5_segments(
-    file: Path, dataset: str | None, opts: _Opts
-) -> tuple[list[_Seg], int | None, str | None]:
-    with _h5open(file, opts.swmr) as f:
-        if dataset is None and _is_eiger_master(f):
-            return _eiger_segments(f, file, opts)
-        paths, later = _select_paths(f, file, dataset, opts.swmr)
-        segs = [_dataset_segment(f, file, p, opts) for p in paths]
-        extra = sum(_announced_frames(f, file, p, opts) for p in later)
-        if extra:
-            last, shape, dtype = segs[-1]
-            segs[-1] = (replace(last, n_pending=last.n_pending + extra), shape, dtype)
-        return segs, _saturation(f, paths[0]), _pixel_mask_ref(f, file, paths[0])
+    file: Path, dataset: str | None, opts: OpenOptions
+) -> tuple[list[OpenedSegment], int | None, str | None]:
+    """The segments of one HDF5 file: an Eiger master's data files, else its stacks."""
+    with h5open(file, opts.swmr) as f:
+        if dataset is None and is_eiger_master(f):
+            return eiger_segments(f, file, opts)
+        return dataset_segments(f, file, dataset, opts)
 
-
-def _announced_frames(f: h5py.File, file: Path, path: str, opts: _Opts) -> int:
-    """Frames announced for a stack not readable yet (swmr): its extent when it resolves,
-    else the longest per-frame metadata or ``acq_nb_frames``-like counter kept beside it."""
-    obj = _h5_get(f, path)
-    if isinstance(obj, h5py.Dataset):
-        return int(obj.shape[0]) if obj.ndim == 3 else 1
-    n = 0
-    for kind, explicit in (("timestamp", opts.timestamp_path),
-                           ("count_time", opts.count_time_path),
-                           ("monitor", opts.monitor_path)):
-        try:
-            ref = _find_meta(f, file, path, kind, explicit)
-        except FrameFormatError:
-            ref = None
-        if ref is not None and not ref.scalar:
-            n = max(n, int(f[ref.path].shape[0]))
-    for gpath in _search_groups(f, path):
-        for name in ANNOUNCED_NAMES:
-            value = _scalar_int(f, posixpath.join(gpath, name))
-            if value is not None:
-                n = max(n, value)
-    return n
-
-
-def _meta_length(f: h5py.File, ref: MetaRef) -> int | None:
-    if ref.scalar:
-        return None
-    return int(f[ref.path].shape[0])
-
-
-def _dataset_segment(f: h5py.File, file: Path, path: str, opts: _Opts) -> _Seg:
-    """One HDF5 frame dataset: counts, completeness (module docstring rule), metadata refs."""
-    dset = f[path]
-    if not isinstance(dset, h5py.Dataset):
-        raise FrameFormatError(f"{file}: {path} is not a dataset")
-    if dset.ndim == 3:
-        extent, shape = int(dset.shape[0]), (int(dset.shape[1]), int(dset.shape[2]))
-    elif dset.ndim == 2:
-        extent, shape = 1, (int(dset.shape[0]), int(dset.shape[1]))
-    else:
-        raise FrameFormatError(
-            f"{file}::{path}: expected a frame stack (n, ny, nx) or one 2D frame, found "
-            f"shape {dset.shape}"
-        )
-    if dset.dtype.kind not in "iuf":
-        raise FrameFormatError(f"{file}::{path}: expected numeric frames, found {dset.dtype}")
-    where = f"{file}::{path}"
-    if dset.is_virtual:
-        read_file, read_path = file, path
-        complete, breaks, chunk, comp = _vds_check(dset, file, path, extent, opts.swmr)
-    else:
-        read_file, read_path = _physical(f, file, path, opts.swmr)
-        chunk = int(dset.chunks[0]) if dset.chunks and dset.ndim == 3 else 1
-        comp = _compression(dset)
-        complete, breaks = extent, ()
-        if read_file != file or read_path != path:
-            where = f"{file}::{path} -> {read_file}::{read_path}"
-    refs = {kind: _find_meta(f, file, path, kind, explicit) for kind, explicit in (
-        ("timestamp", opts.timestamp_path), ("count_time", opts.count_time_path),
-        ("monitor", opts.monitor_path))}
-    written = _find_meta(f, file, path, "written", None) if opts.swmr else None
-    announced = extent
-    for kind, ref in (*refs.items(), ("written", written)):
-        if ref is None:
-            continue
-        n_meta = _meta_length(f, ref)
-        if n_meta is None:
-            continue
-        if opts.swmr:
-            complete = min(complete, n_meta)
-            announced = max(announced, n_meta)
-        elif kind != "written" and n_meta != extent:
-            raise FrameFormatError(
-                f"{ref}: {n_meta} {kind.replace('_', ' ')} values for the {extent} frames of "
-                f"{where} (if the file is still being written, open it with swmr=True)"
-            )
-    ts = refs["timestamp"]
-    if opts.swmr and ts is not None and not ts.scalar and complete > 0:
-        values = np.asarray(f[ts.path][:complete], dtype=float)
-        finite = np.flatnonzero(np.isfinite(values))
-        complete = int(finite[-1]) + 1 if finite.size else 0
-    for gpath in _search_groups(f, path):
-        for name in ANNOUNCED_NAMES:
-            value = _scalar_int(f, posixpath.join(gpath, name))
-            if value is not None:
-                announced = max(announced, value)
-    seg = FrameSegment(
-        file=read_file, dataset=read_path, n_frames=complete, n_pending=announced - complete,
-        chunk_frames=max(1, chunk), layout=_layout_of(f, path), source=where,
-        compression=comp, breaks=breaks, timestamp=refs["timestamp"],
-        count_time=refs["count_time"], monitor=refs["monitor"], input_file=file,
-    )
-    return seg, shape, dset.dtype
-
-
-def _select_rows(space: h5py.h5s.SpaceID) -> tuple[int, int]:
-    """First and past-the-end index along axis 0 of a dataspace selection."""
-    if space.get_select_type() == h5py.h5s.SEL_ALL:
-        dims = space.get_simple_extent_dims()
-        return 0, int(dims[0]) if dims else 1
-    bounds = space.get_select_bounds()
-    return int(bounds[0][0]), int(bounds[1][0]) + 1
-
-
-def _vds_check(
-    dset: h5py.Dataset, file: Path, path: str, extent: int, swmr: bool
-) -> tuple[int, tuple[int, ...], int, tuple[str, ...]]:
-    """Check each virtual-dataset source exists and holds its frames.
-
-    Returns (complete frames, source start offsets, source chunk length, source filters).
-    A missing or short source is an error unless ``swmr`` (then its frames are pending).
-    """
-    plist = dset.id.get_create_plist()
-    complete = extent
-    breaks: set[int] = set()
-    chunk: int | None = None
-    comp: tuple[str, ...] = ()
-    for i in range(plist.get_virtual_count()):
-        try:
-            lo, hi = _select_rows(plist.get_virtual_vspace(i))
-            s_lo, s_hi = _select_rows(plist.get_virtual_srcspace(i))
-        except Exception:  # unlimited selections have no bounds: not checked
-            continue
-        if lo >= extent:
-            continue
-        breaks.add(lo)
-        fname = plist.get_virtual_filename(i)
-        dname = plist.get_virtual_dsetname(i)
-        src = file if fname == "." else _link_target(file, fname)
-        available = 0
-        problem: str | None = None
-        if not src.is_file():
-            problem = f"source file {src} does not exist"
-        else:
-            with _h5open(src, swmr) as g:
-                sd = _h5_get(g, dname)
-                if not isinstance(sd, h5py.Dataset):
-                    problem = f"source {src} has no dataset {dname}"
-                else:
-                    available = int(sd.shape[0]) if sd.ndim else 1
-                    if chunk is None:
-                        chunk = int(sd.chunks[0]) if sd.chunks and sd.ndim == 3 else 1
-                        comp = _compression(sd)
-                    if available < s_hi:
-                        problem = (f"source {src}::{dname} holds {available} frames, frames "
-                                   f"{s_lo}..{s_hi - 1} are mapped")
-        if problem is not None:
-            if not swmr:
-                raise FrameFormatError(
-                    f"{file}::{path}: virtual dataset frames {lo}..{hi - 1}: {problem} "
-                    "(if the acquisition is still running, open with swmr=True)"
-                )
-            complete = min(complete, lo + max(0, min(hi - lo, available - s_lo)))
-    return complete, tuple(sorted(b for b in breaks if b > 0)), chunk or 1, comp
-
-
-# -- Eiger --------------------------------------------------------------------------------
-
-def _is_eiger_master(f: h5py.File) -> bool:
-    grp = _h5_get(f, "/entry/data")
-    return isinstance(grp, h5py.Group) and any(_EIGER_LINK.match(n) for n in grp)
-
-
-def _eiger_data_files(paths: list[Path]) -> set[str]:
-    """Real paths of the data files linked by the Eiger masters among ``paths``."""
-    linked: set[str] = set()
-    if len(paths) < 2:
-        return linked
-    for p in paths:
-        if "master" not in p.name:
-            continue
-        with contextlib.suppress(OSError, FrameFormatError), h5py.File(p, "r") as f:
-            grp = f.get("/entry/data")
-            if not isinstance(grp, h5py.Group):
-                continue
-            for name in grp:
-                link = grp.get(name, getlink=True)
-                if isinstance(link, h5py.ExternalLink) and _EIGER_LINK.match(name):
-                    linked.add(os.path.realpath(_link_target(p, link.filename)))
-    return linked
-
-
-def _eiger_segments(
-    f: h5py.File, file: Path, opts: _Opts
-) -> tuple[list[_Seg], int | None, str | None]:
-    """One segment per linked data file (read directly); missing files are pending."""
-    grp = f["/entry/data"]
-    det = "/entry/instrument/detector"
-    names = sorted((n for n in grp if _EIGER_LINK.match(n)), key=natural_key)
-    refs = {
-        "timestamp": (_find_meta(f, file, det + "/data", "timestamp", opts.timestamp_path)
-                      if opts.timestamp_path else None),
-        "count_time": _find_meta(f, file, det + "/data", "count_time", opts.count_time_path),
-        "monitor": (_find_meta(f, file, det + "/data", "monitor", opts.monitor_path)
-                    if opts.monitor_path else None),
-    }
-    nimages = _scalar_int(f, det + "/detectorSpecific/nimages")
-    ntrigger = _scalar_int(f, det + "/detectorSpecific/ntrigger") or 1
-    announced_total = nimages * ntrigger if nimages else None
-    segs: list[_Seg] = []
-    expected_low = 1
-    missing: list[str] = []
-    per_file = 0
-    for name in names:
-        link = grp.get(name, getlink=True)
-        where = f"{file}::/entry/data/{name}"
-        if isinstance(link, h5py.ExternalLink):
-            data_file, dpath = _link_target(file, link.filename), link.path
-        else:
-            data_file, dpath = file, grp[name].name
-        if missing or not data_file.is_file():
-            if not opts.swmr and not data_file.is_file():
-                raise FrameFormatError(
-                    f"{where}: links to {data_file}, which does not exist (if the acquisition "
-                    "is still running, open with swmr=True to read the frames written so far)"
-                )
-            missing.append(name)
-            continue
-        with _h5open(data_file, opts.swmr) as g:
-            d = _h5_get(g, dpath)
-            if not isinstance(d, h5py.Dataset) or d.ndim != 3:
-                raise FrameFormatError(
-                    f"{where}: {data_file} has no 3D frame dataset at {dpath}"
-                )
-            extent = int(d.shape[0])
-            low = _attr_int(d, "image_nr_low")
-            high = _attr_int(d, "image_nr_high")
-            expected = high - low + 1 if low is not None and high is not None else extent
-            if low is not None and low != expected_low:
-                raise FrameFormatError(
-                    f"{data_file}::{dpath}: image_nr_low = {low}, expected {expected_low} "
-                    "(the data files must continue each other)"
-                )
-            if extent < expected and not opts.swmr:
-                raise FrameFormatError(
-                    f"{data_file}::{dpath}: holds {extent} frames, image_nr_low..high = "
-                    f"{low}..{high} announce {expected} (truncated, or still being written: "
-                    "open with swmr=True)"
-                )
-            complete = min(extent, expected)
-            per_file = per_file or expected
-            expected_low += expected
-            seg = FrameSegment(
-                file=data_file, dataset=dpath, n_frames=complete,
-                n_pending=expected - complete,
-                chunk_frames=int(d.chunks[0]) if d.chunks else 1, layout="eiger",
-                source=f"{where} -> {data_file}::{dpath}", compression=_compression(d),
-                timestamp=refs["timestamp"], count_time=refs["count_time"],
-                monitor=refs["monitor"], input_file=file,
-            )
-            segs.append((seg, (int(d.shape[1]), int(d.shape[2])), d.dtype))
-    if not segs:
-        raise FrameFormatError(
-            f"{file}: Eiger master whose data files ({', '.join(missing) or 'none'}) are not "
-            "written yet: no frames to read"
-        )
-    present = sum(s.n_frames + s.n_pending for s, _, _ in segs)
-    extra = (max(0, announced_total - present) if announced_total is not None
-             else len(missing) * per_file)
-    if extra:
-        last, shape, dtype = segs[-1]
-        segs[-1] = (replace(last, n_pending=last.n_pending + extra), shape, dtype)
-    saturation = _saturation(f, det + "/data")
-    mask_path = det + "/detectorSpecific/pixel_mask"
-    mask = f"{file}::{mask_path}" if isinstance(_h5_get(f, mask_path), h5py.Dataset) else None
-    return segs, saturation, mask
-
-
-def _attr_int(dset: h5py.Dataset, name: str) -> int | None:
-    if name not in dset.attrs:
-        return None
-    try:
-        return int(np.asarray(dset.attrs[name]).ravel()[0])
-    except (ValueError, TypeError, IndexError):
-        return None
-
-
-# -- reading ------------------------------------------------------------------------------
 
 def _read_segment(
     seg: FrameSegment, i0: int, i1: int, out: np.ndarray, swmr: bool,
@@ -1319,49 +480,5 @@ def _read_segment(
     """Frames ``i0:i1`` of one segment into ``out`` (a C-contiguous view)."""
     if seg.dataset is None:
         out[...] = read_image_frames(seg.file, i0, i1, frame_shape=shape, dtype=dtype)
-        return
-    where = f"{seg.file}::{seg.dataset}"
-    try:
-        with _h5open(seg.file, swmr) as f:
-            dset = _h5_get(f, seg.dataset)
-            if not isinstance(dset, h5py.Dataset):
-                raise FrameFormatError(f"{where}: the frame dataset is gone")
-            if dset.ndim == 2:
-                out[0] = dset[()]
-                return
-            if dset.shape[0] < i1:
-                raise FrameFormatError(
-                    f"{where}: holds {dset.shape[0]} frames now, frames {i0}..{i1 - 1} asked "
-                    "(the file shrank or was replaced since it was opened)"
-                )
-            if out.size:
-                dset.read_direct(out, np.s_[i0:i1])
-    except OSError as err:
-        raise FrameFormatError(
-            f"{where}: cannot read frames {i0}..{i1 - 1} ({err}); the file may be truncated "
-            "or corrupt"
-        ) from err
-
-
-def _hdf5_metadata(seg: FrameSegment, swmr: bool) -> dict[str, tuple[np.ndarray | None, str]]:
-    n = seg.n_frames
-    out: dict[str, tuple[np.ndarray | None, str]] = {}
-    for key, ref in (("timestamp", seg.timestamp), ("count_time", seg.count_time),
-                     ("monitor", seg.monitor)):
-        if ref is None:
-            out[key] = (None, "")
-            continue
-        with _h5open(ref.file, swmr) as f:
-            dset = _h5_get(f, ref.path)
-            if not isinstance(dset, h5py.Dataset):
-                raise FrameFormatError(f"{ref}: the {key.replace('_', ' ')} dataset is gone")
-            if ref.scalar:
-                values = np.full(n, float(dset[()]))
-            else:
-                if dset.shape[0] < n:
-                    raise FrameFormatError(
-                        f"{ref}: {dset.shape[0]} {key.replace('_', ' ')} values for {n} frames"
-                    )
-                values = np.asarray(dset[:n], dtype=np.float64)
-        out[key] = (values * ref.scale, str(ref))
-    return out
+    else:
+        read_hdf5_frames(seg, i0, i1, out, swmr)
