@@ -1,4 +1,4 @@
-"""End-to-end speed and memory of the batch azimuthal integration (issue X2).
+"""End-to-end speed and memory of the batch azimuthal integration against a per-frame loop.
 
 For an Eiger2 4M-size (2162 × 2068) and an Eiger 1M-size (1065 × 1030) detector, writes N
 uint32 frames of powder rings with Poisson noise (``operando.simulate.diffraction``:
@@ -180,11 +180,11 @@ def time_floor(client, source, chunk_frames: int) -> float:  # type: ignore[no-u
 
 def time_operando(client, source, setup, chunk_frames: int,  # type: ignore[no-untyped-def]
                   out: Path) -> tuple[float, np.ndarray]:
-    from pipelines.xrd import integrate_frames, integrator_info
+    from pipelines.xrd import describe_integrator, integrate_frames
 
     t0 = time.perf_counter()
     res = integrate_frames(source, setup, client=client, chunk_frames=chunk_frames)
-    radial = client.submit(integrator_info, setup, pure=False).result().radial
+    radial = client.submit(describe_integrator, setup, pure=False).result().radial
     intensity = np.concatenate([r.intensity for r in res])
     sigma = np.concatenate([r.sigma for r in res])
     _write_nc(out, radial, intensity, sigma)
@@ -280,7 +280,7 @@ def run_case(name: str, n: int, client, folder: Path, log,  # type: ignore[no-un
         time_operando(client, source4, setup, chunk, folder / "operando4.nc")
     res.rss_mb["4N"] = mem.peak
     log(f"[{name}] worker peak RSS N {res.rss_mb['N']:.0f} MB, 4N {res.rss_mb['4N']:.0f} MB")
-    client.run(px.clear_integrators)
+    client.run(px.clear_integrator_cache)
     for p in folder.iterdir():
         p.unlink()
     return res

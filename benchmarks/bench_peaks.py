@@ -15,7 +15,9 @@ import numpy as np
 
 
 def main(n: int = 2000) -> None:
-    from operando.xrd.peaks import FitOptions, PeakDef, WindowDef, fit_patterns, peak_profile
+    from operando.xrd.peakfit import fit_patterns
+    from operando.xrd.profiles import peak_profile
+    from operando.xrd.windows import FitOptions, PeakDef, WindowDef
 
     wl = 0.2066
     peaks = (PeakDef("L311", "L", 2.5204, (3, 1, 1), 100.0),

@@ -14,8 +14,9 @@ import numpy as np
 import xarray as xr
 
 from operando.config import PeaksSection
+from operando.io.xrd.geometry import product_wavelength_A
 from operando.report.peaks import peaks_figure
-from operando.xrd.peaks import FitOptions, PatternFit, PeakDef, WindowDef, d_to_unit, unit_to_d
+from operando.xrd.peakfit import PatternFit
 from operando.xrd.peaks_product import (
     PeakSetup,
     concat_fits,
@@ -24,6 +25,8 @@ from operando.xrd.peaks_product import (
     xrd_axis,
 )
 from operando.xrd.phases import PhaseDef
+from operando.xrd.units import d_to_unit, unit_to_d
+from operando.xrd.windows import FitOptions, PeakDef, WindowDef
 from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper, map_here
 
 __all__ = ["build_peaks", "fit_blocks", "fit_chunk", "setup_from_config"]
@@ -104,9 +107,9 @@ def fit_blocks(intensity: Any, sigma: Any, radial: np.ndarray, unit: str, wavele
         results.append(res)
         if progress is not None:
             progress(stream, k + 1, len(bounds))
-    fit_a = concat_fits([r[0] for r in results])
-    fit_b = concat_fits([r[1] for r in results]) if results[0][1] is not None else None
-    return fit_a, fit_b, len(bounds)
+    fit_without = concat_fits([r[0] for r in results])
+    fit_with = concat_fits([r[1] for r in results]) if results[0][1] is not None else None
+    return fit_without, fit_with, len(bounds)
 
 
 def build_peaks(section: PeaksSection, xrd: xr.Dataset, *, echem: xr.Dataset | None = None,
@@ -122,7 +125,8 @@ def build_peaks(section: PeaksSection, xrd: xr.Dataset, *, echem: xr.Dataset | N
     total)`` as blocks finish (default None: no reports).
     """
     setup = setup_from_config(section)
-    rad, unit, wl = xrd_axis(xrd)
+    rad, unit = xrd_axis(xrd)
+    wl = product_wavelength_A(xrd.attrs)
     radial = np.asarray(xrd[rad].values, float)
     n = xrd.sizes["time"]
     if n == 0:
@@ -137,9 +141,10 @@ def build_peaks(section: PeaksSection, xrd: xr.Dataset, *, echem: xr.Dataset | N
     # (time, radial) whatever the order on disk; each block read on its own (lazy files)
     inten = xrd["intensity"].transpose("time", rad)
     sig = xrd["intensity_sigma"].transpose("time", rad)
-    fit_a, fit_b, n_units = fit_blocks(inten, sig, radial, unit, wl, setup,
-                                       map_units=map_units, progress=progress, stream="peaks")
-    ds = peaks_dataset(xrd, fit_a, fit_b, setup)
+    fit_without, fit_with, n_units = fit_blocks(
+        inten, sig, radial, unit, wl, setup, map_units=map_units, progress=progress,
+        stream="peaks")
+    ds = peaks_dataset(xrd, fit_without, fit_with, setup, wl)
     faraday = None
     if "faraday_fraction" in xrd.coords:
         faraday = (np.asarray(xrd["time"].values, float),

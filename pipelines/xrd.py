@@ -2,14 +2,19 @@
 
 * :class:`IntegratorSetup` names the geometry (PONI), mask, dark, flat, frame shape and
   options: small and picklable, so it travels to Dask workers; :meth:`IntegratorSetup.key`
-  hashes the *content* of those files with the rest.
-* :func:`integrator_for` builds the :class:`~operando.xrd.integrate.BatchIntegrator` once
-  per process and key (the CSR matrix costs seconds on a 4M detector), then reuses it.
+  hashes the *content* of those files with the rest; :meth:`IntegratorSetup.from_section`
+  makes one from an ``integration`` config section.
+* :func:`cached_integrator` builds the :class:`~operando.xrd.integrate.BatchIntegrator` once
+  per process and key (the CSR matrix costs seconds on a 4M detector), then reuses it;
+  :func:`describe_integrator` says what a product needs to know about it (its axes).
 * :func:`integrate_chunk` integrates frames ``[start, stop)`` of a
   :class:`~operando.io.xrd.frames.FrameSource`, reading and integrating sub-batches of at most
   ``SUB_BATCH_BYTES`` of raw frames: peak memory is bounded by the sub-batch, not the chunk.
 * :func:`integrate_frames` runs every chunk of a source, in order, serially or mapped on a
   Dask ``distributed.Client`` (one task per chunk; worker processes read their own frames).
+* :func:`build_xrd_product` turns the integrated patterns, the frame metadata and the setup
+  into the ``xrd.nc`` product (Dataset, attributes, inputs): the one builder of the reduce
+  flow and ``operando integrate``.
 
 Plain functions, no Prefect: the flow wraps them in tasks.
 """
@@ -30,26 +35,28 @@ import numpy as np
 from operando.config import IntegrationSection
 from operando.io.products import file_sha256
 from operando.io.xrd.frames import FrameMetadata, FrameSource, check_image_shape, read_image
-from operando.io.xrd.geometry import read_poni
+from operando.io.xrd.geometry import read_poni, read_poni_text
 from operando.io.xrd.images import split_hdf5_url
 from operando.xrd.integrate import BatchIntegrator, IntegrationError, IntegrationOptions
+from operando.xrd.product import xrd_dataset
+from pipelines.stream import StreamProduct
 
 if TYPE_CHECKING:
     import distributed
+    import xarray as xr
 
 __all__ = [
     "SUB_BATCH_BYTES",
     "ChunkResult",
     "IntegratorInfo",
     "IntegratorSetup",
-    "clear_integrators",
+    "build_xrd_product",
+    "cached_integrator",
+    "clear_integrator_cache",
+    "describe_integrator",
     "integrate_chunk",
     "integrate_frames",
-    "integrator_for",
-    "integrator_info",
-    "integrator_setup_for",
     "sub_batch_frames",
-    "xrd_product_attrs",
     "xrd_product_inputs",
 ]
 
@@ -104,22 +111,22 @@ class IntegratorSetup:
         ]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
-
-def integrator_setup_for(g: IntegrationSection, source: FrameSource, *,
-                         cake: bool = True) -> IntegratorSetup:
-    """The picklable integrator description of an ``integration`` config section for the
-    frames of ``source`` (shape, saturation sentinel); ``cake=False`` leaves out the 2D
-    cake even when ``npt_azimuthal`` is set."""
-    opts = IntegrationOptions(
-        unit=g.unit, npt=g.npt, radial_range=g.radial_range,
-        azimuth_range_deg=g.azimuth_range_deg,
-        npt_azimuthal=g.npt_azimuthal if cake else None,
-        error_model=g.error_model, polarization_factor=g.polarization_factor,
-        correct_solid_angle=g.correct_solid_angle,
-    )
-    return IntegratorSetup(poni=g.poni, mask=g.mask, dark=g.dark, flat=g.flat,
-                           frame_shape=tuple(source.frame_shape),
-                           saturation_value=source.saturation_value, options=opts)
+    @classmethod
+    def from_section(cls, g: IntegrationSection, source: FrameSource, *,
+                     cake: bool = True) -> IntegratorSetup:
+        """The setup of an ``integration`` config section for the frames of ``source``
+        (shape, saturation sentinel); ``cake=False`` (default True) leaves out the 2D cake
+        even when ``npt_azimuthal`` is set."""
+        opts = IntegrationOptions(
+            unit=g.unit, npt=g.npt, radial_range=g.radial_range,
+            azimuth_range_deg=g.azimuth_range_deg,
+            npt_azimuthal=g.npt_azimuthal if cake else None,
+            error_model=g.error_model, polarization_factor=g.polarization_factor,
+            correct_solid_angle=g.correct_solid_angle,
+        )
+        return cls(poni=g.poni, mask=g.mask, dark=g.dark, flat=g.flat,
+                   frame_shape=tuple(source.frame_shape),
+                   saturation_value=source.saturation_value, options=opts)
 
 
 def _read_optional(spec: Path | None, what: str, shape: tuple[int, int]) -> np.ndarray | None:
@@ -143,8 +150,9 @@ def _build(setup: IntegratorSetup) -> BatchIntegrator:
         raise IntegrationError(f"{setup.poni}: {err}") from err
 
 
-def integrator_for(setup: IntegratorSetup) -> BatchIntegrator:
-    """The integrator of ``setup``, built once per process and reused (LRU of 2)."""
+def cached_integrator(setup: IntegratorSetup) -> BatchIntegrator:
+    """The integrator of ``setup``, built once per process and reused (the last
+    ``_CACHE_SIZE`` = 2 setups are kept)."""
     key = setup.key()
     with _CACHE_LOCK:
         integ = _CACHE.get(key)
@@ -158,7 +166,7 @@ def integrator_for(setup: IntegratorSetup) -> BatchIntegrator:
         return integ
 
 
-def clear_integrators() -> None:
+def clear_integrator_cache() -> None:
     """Drop this process's cached integrators (e.g. between runs of different detectors)."""
     with _CACHE_LOCK:
         _CACHE.clear()
@@ -183,10 +191,11 @@ class IntegratorInfo:
     n_pixels: int
 
 
-def integrator_info(setup: IntegratorSetup) -> IntegratorInfo:
+def describe_integrator(setup: IntegratorSetup) -> IntegratorInfo:
     """:class:`IntegratorInfo` of ``setup`` from this process's cached integrator (with a
-    Dask client: ``client.submit(integrator_info, setup).result()`` reuses a worker's)."""
-    integ = integrator_for(setup)
+    Dask client: ``client.submit(describe_integrator, setup).result()`` reuses a
+    worker's)."""
+    integ = cached_integrator(setup)
     return IntegratorInfo(
         radial=integ.radial.copy(), radial_name=integ.radial_name,
         radial_units=integ.radial_units, radial_range=integ.radial_range,
@@ -251,7 +260,7 @@ def integrate_chunk(
         raise IndexError(f"frame range {start}:{stop} outside 0:{source.n_frames}")
     n = stop - start
     norm = _normalization(normalization, n, f"the {n} frames {start}:{stop}")
-    integ = integrator_for(setup)
+    integ = cached_integrator(setup)
     opts = setup.options
     npt = int(opts.npt)
     intensity = np.empty((n, npt), dtype=np.float32)
@@ -335,17 +344,17 @@ def integrate_frames(
     return results
 
 
-def xrd_product_attrs(source: FrameSource, meta: FrameMetadata, setup: IntegratorSetup,
-                      info: IntegratorInfo, *, normalized: bool = False) -> dict[str, Any]:
-    """The attributes of an ``xrd.nc`` (the flow's and ``operando integrate``'s alike): the
-    frame source (``frames_*``), where the per-frame metadata came from, the PONI text and
-    files, the mask checksum, the integration options (``integration_*``)."""
+def _xrd_product_attrs(source: FrameSource, meta: FrameMetadata, setup: IntegratorSetup,
+                       info: IntegratorInfo, *, normalized: bool = False) -> dict[str, Any]:
+    """The attributes of an ``xrd.nc``: the frame source (``frames_*``), where the
+    per-frame metadata came from, the PONI text and files, the mask checksum, the
+    integration options (``integration_*``)."""
     return {
         **{f"frames_{k}": v for k, v in source.describe().items()},
         "timestamp_source": meta.timestamp_source,
         "count_time_source": meta.count_time_source,
         "monitor_source": meta.monitor_source,
-        "poni": Path(setup.poni).read_text(encoding="utf-8"),
+        "poni": read_poni_text(setup.poni).text,
         "poni_file": str(setup.poni),
         "mask_file": str(setup.mask or ""),
         "dark_file": str(setup.dark or ""),
@@ -363,3 +372,36 @@ def xrd_product_inputs(source: FrameSource, setup: IntegratorSetup) -> list[Path
     extra = [Path(split_hdf5_url(os.fspath(p))[0])
              for p in (setup.mask, setup.dark, setup.flat) if p]
     return [*source.inputs, *source.files, Path(setup.poni), *extra]
+
+
+def build_xrd_product(source: FrameSource, meta: FrameMetadata, setup: IntegratorSetup,
+                      info: IntegratorInfo, intensity: np.ndarray, sigma: np.ndarray,
+                      n_invalid: np.ndarray, *, cake: np.ndarray | None = None,
+                      cake_sigma: np.ndarray | None = None,
+                      time_start_s: np.ndarray | None = None,
+                      time_end_s: np.ndarray | None = None,
+                      echem_points: xr.Dataset | None = None,
+                      normalized: bool = False) -> StreamProduct:
+    """The ``xrd.nc`` product of integrated frames (the reduce flow's and ``operando
+    integrate``'s alike): the Dataset (:func:`operando.xrd.product.xrd_dataset`), its
+    attributes (frame source, metadata sources, PONI text and files, mask checksum,
+    integration options) and inputs (:func:`xrd_product_inputs`).
+
+    ``intensity``/``sigma`` (n_frames, npt) and ``n_invalid`` (n_frames,) from the chunks;
+    ``cake``/``cake_sigma`` (n_frames, npt_azimuthal, npt) or None (default); the exposure
+    on the potentiostat clock ``time_start_s``/``time_end_s`` (s) and the electrochemistry
+    averaged over it ``echem_points`` when a clock model exists (default None);
+    ``normalized`` (default False): the frames were divided by the monitor.
+    """
+    ds = xrd_dataset(
+        intensity, sigma, radial=info.radial, radial_name=info.radial_name,
+        radial_units=info.radial_units, frame_index=meta.frame_index, epoch_s=meta.epoch_s,
+        count_time_s=meta.count_time_s, monitor=meta.monitor, n_invalid=n_invalid,
+        time_start_s=time_start_s, time_end_s=time_end_s, echem_points=echem_points,
+        cake=cake, cake_sigma=cake_sigma, chi_deg=info.azimuthal,
+        error_model=setup.options.error_model,
+    )
+    return StreamProduct(name="xrd", dataset=ds,
+                         attrs=_xrd_product_attrs(source, meta, setup, info,
+                                                  normalized=normalized),
+                         inputs=xrd_product_inputs(source, setup))

@@ -345,8 +345,8 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
                                  progress=lambda d, t: seen.append((d, t)))
     assert [(r.start, r.stop) for r in serial] == src.chunks(40)
     assert seen[-1] == (src.n_frames, src.n_frames)
-    assert px.integrator_for(setup) is px.integrator_for(setup)  # built once per process
-    info = pickle.loads(pickle.dumps(px.integrator_info(setup)))
+    assert px.cached_integrator(setup) is px.cached_integrator(setup)  # built once per process
+    info = pickle.loads(pickle.dumps(px.describe_integrator(setup)))
     assert (info.radial_name, info.radial_units) == ("two_theta", "degree")
     assert info.radial.shape == (500,) and info.azimuthal is not None
     assert info.azimuthal.shape == (12,) and len(info.mask_checksum) == 64
@@ -371,7 +371,7 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
         np.testing.assert_array_equal(a.cake, b.cake)
         np.testing.assert_array_equal(a.n_invalid, b.n_invalid)
     # equal to the integrator applied directly to the frames
-    direct = px.integrator_for(setup).integrate(src.read(0, 5))
+    direct = px.cached_integrator(setup).integrate(src.read(0, 5))
     np.testing.assert_allclose(serial[0].intensity[:5], direct.intensity, rtol=1e-6)
 
 

@@ -1,4 +1,5 @@
-"""Peak fitting and phase analysis (operando.xrd.peaks / batchfit / phases / peaks_product).
+"""Peak fitting and phase analysis (operando.xrd.units / profiles / windows / peakfit /
+batchfit / phases / peaks_product).
 
 * the profile integrates to its area and its analytic Jacobian equals finite differences;
 * the batch path gives the lmfit path's parameters within their standard errors;
@@ -27,15 +28,10 @@ import pytest
 from operando.config import PeaksSection
 from operando.simulate.beamtime import peaks_section
 from operando.xrd.batchfit import model_and_jacobian
-from operando.xrd.peaks import (
-    FitOptions,
-    PeakDef,
-    WindowDef,
-    compile_window,
-    fit_patterns,
-    peak_profile,
-)
+from operando.xrd.peakfit import fit_patterns
 from operando.xrd.peaks_product import concat_fits, peaks_dataset
+from operando.xrd.profiles import peak_profile
+from operando.xrd.windows import FitOptions, PeakDef, WindowDef, compile_window
 from pipelines.peaks import fit_chunk, setup_from_config
 
 logging.getLogger("pyFAI").setLevel(logging.ERROR)
@@ -159,7 +155,7 @@ def _analyse(inten, sig, q, time, chunk: int = 100, method: str = "batch"):
            for a in range(0, inten.shape[0], chunk)]
     fa = concat_fits([r[0] for r in res])
     fb = concat_fits([r[1] for r in res])
-    return peaks_dataset(_xrd_dataset(inten, sig, q, time), fa, fb, setup), fa
+    return peaks_dataset(_xrd_dataset(inten, sig, q, time), fa, fb, setup, WL), fa
 
 
 LATTICE = {"LiFePO4": (10.332, 6.010, 4.692), "FePO4": (9.821, 5.792, 4.788),
@@ -259,7 +255,7 @@ def test_failures_are_recorded_not_raised() -> None:
 
 
 def test_unit_conversions_match_finite_differences() -> None:
-    from operando.xrd.peaks import _dx_dq, d_to_unit, dtwotheta_dx, unit_to_d
+    from operando.xrd.units import d_to_unit, dtwotheta_dx, dx_dq, unit_to_d
 
     d = np.array([1.5, 2.5, 4.0])
     for wl in (0.2066, 1.5406):
@@ -277,7 +273,7 @@ def test_unit_conversions_match_finite_differences() -> None:
             hq = 1e-6 * q
             xp = d_to_unit(2 * np.pi / (q + hq), unit, wl)
             xm = d_to_unit(2 * np.pi / (q - hq), unit, wl)
-            np.testing.assert_allclose(_dx_dq(x, unit, wl), np.abs(xp - xm) / (2 * hq),
+            np.testing.assert_allclose(dx_dq(x, unit, wl), np.abs(xp - xm) / (2 * hq),
                                        rtol=1e-6, err_msg=unit)
 
 

@@ -329,16 +329,15 @@ def integrate(
     from operando.io.xrd.frames import open_frames
     from operando.io.xrd.patterns import write_xy
     from operando.xrd.integrate import IntegrationOptions
-    from operando.xrd.product import xrd_dataset
+    from operando.xrd.units import RADIAL_AXES
     from pipelines.xrd import (
         IntegratorSetup,
+        build_xrd_product,
+        describe_integrator,
         integrate_frames,
-        integrator_info,
-        xrd_product_attrs,
-        xrd_product_inputs,
     )
 
-    if unit not in ("q_A^-1", "2th_deg", "d_A"):
+    if unit not in RADIAL_AXES:
         err_console.print(f"--unit: expected q_A^-1, 2th_deg or d_A, found {unit!r}")
         raise typer.Exit(code=2)
     if error_model not in ("poisson", "azimuthal", "none"):
@@ -353,7 +352,7 @@ def integrate(
                                 flat=_path(flat), frame_shape=tuple(source.frame_shape),
                                 saturation_value=source.saturation_value, options=opts,
                                 flip_ud=flip_ud)
-        integ = integrator_info(setup)
+        integ = describe_integrator(setup)
         meta = source.metadata()
         with _progress_bar() as bar:
             job = bar.add_task("integrating frames", total=source.n_frames)
@@ -364,14 +363,10 @@ def integrate(
         first = source.inputs[0]
         out = output or first.with_suffix(".xy")
         if out.suffix == ".nc":
-            ds = xrd_dataset(intensity, sigma, radial=integ.radial,
-                             radial_name=integ.radial_name, radial_units=integ.radial_units,
-                             frame_index=meta.frame_index, epoch_s=meta.epoch_s,
-                             count_time_s=meta.count_time_s, monitor=meta.monitor,
-                             n_invalid=np.concatenate([c.n_invalid for c in chunks]),
-                             error_model=error_model)
-            write_product(ds, out, product="xrd", inputs=xrd_product_inputs(source, setup),
-                          extra_attrs=xrd_product_attrs(source, meta, setup, integ))
+            prod = build_xrd_product(source, meta, setup, integ, intensity, sigma,
+                                     np.concatenate([c.n_invalid for c in chunks]))
+            write_product(prod.dataset, out, product="xrd", inputs=prod.inputs,
+                          extra_attrs=prod.attrs)
             written = [out]
         else:
             names = ([out] if intensity.shape[0] == 1 else

@@ -4,9 +4,9 @@ Every frame of a block is an independent weighted least-squares problem
 
     min_p χ²(p) = Σ_m w_m (y_m − f(x_m; p))²,   w_m = 1/σ_m²,
 
-of the same model (a :class:`operando.xrd.peaks.CompiledWindow`). One iteration, for all
+of the same model (a :class:`operando.xrd.windows.CompiledWindow`). One iteration, for all
 frames together: J = ∂f/∂p (F, M, P) from the analytic derivatives of the profile
-(:func:`operando.xrd.peaks.peak_jacobian`) scattered through the window's parameter
+(:func:`operando.xrd.profiles.peak_jacobian`) scattered through the window's parameter
 index maps, then the damped normal equations
 
     (JᵀWJ + λ diag(JᵀWJ)) δ = JᵀW (y − f)
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from operando.xrd.peaks import CompiledWindow, background_basis, peak_jacobian, peak_values
+from operando.xrd.profiles import peak_jacobian
+from operando.xrd.windows import CompiledWindow, background_basis, peak_values
 
 __all__ = ["BatchResult", "levenberg_marquardt", "model_and_jacobian"]
 

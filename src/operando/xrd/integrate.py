@@ -58,8 +58,9 @@ from pyFAI.containers import ErrorModel
 from pyFAI.integrator.azimuthal import AzimuthalIntegrator
 from scipy import sparse
 
+from operando.xrd.units import RADIAL_AXES, RadialUnit
+
 __all__ = [
-    "RADIAL_AXES",
     "BatchIntegrator",
     "Integration2DResult",
     "IntegrationError",
@@ -67,15 +68,7 @@ __all__ = [
     "IntegrationResult",
 ]
 
-RadialUnit = Literal["q_A^-1", "2th_deg", "d_A"]
 ErrorModelName = Literal["poisson", "azimuthal", "none"]
-
-#: product dimension name, CF units and long name of each radial unit
-RADIAL_AXES: dict[str, tuple[str, str, str]] = {
-    "q_A^-1": ("q", "1/angstrom", "scattering vector magnitude q = 4 pi sin(theta) / lambda"),
-    "2th_deg": ("two_theta", "degree", "scattering angle 2 theta"),
-    "d_A": ("d", "angstrom", "d-spacing d = lambda / (2 sin(theta))"),
-}
 
 #: pixels per block of the blocked sparse × dense product (block × frames stays in cache)
 PIXEL_BLOCK = 32768
@@ -163,15 +156,13 @@ class IntegrationOptions:
 
     @property
     def radial_name(self) -> str:
-        return RADIAL_AXES[self.unit][0]
+        """The product dimension of the radial axis (``q``, ``two_theta``, ``d``)."""
+        return RADIAL_AXES[self.unit].dim
 
     @property
     def radial_units(self) -> str:
-        return RADIAL_AXES[self.unit][1]
-
-    @property
-    def radial_long_name(self) -> str:
-        return RADIAL_AXES[self.unit][2]
+        """CF units of the radial axis (``1/angstrom``, ``degree``, ``angstrom``)."""
+        return RADIAL_AXES[self.unit].cf_units
 
     def to_attrs(self) -> dict[str, str | int | float | list[float]]:
         """The options as netCDF-safe attributes (str, int, float, list of float; no None).
@@ -487,7 +478,7 @@ class BatchIntegrator:
         self._unit = unit
         split = str(options.method[0]).lower()
         self._split = "full" if split == "pseudo" else split
-        self.radial_name, self.radial_units = RADIAL_AXES[options.unit][:2]
+        self.radial_name, self.radial_units = options.radial_name, options.radial_units
         keep_csr = options.error_model == "azimuthal"
 
         # 1D: pyFAI's CSR engine, set up as integrate1d sets it up

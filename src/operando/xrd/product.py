@@ -14,13 +14,9 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-__all__ = ["RADIAL_LONG_NAMES", "epoch_to_datetime64", "xrd_dataset"]
+from operando.xrd.units import axis_of_dim
 
-RADIAL_LONG_NAMES = {
-    "q": "scattering vector magnitude q = 4π sin(θ)/λ",
-    "two_theta": "scattering angle 2θ",
-    "d": "d-spacing d = λ / (2 sin θ)",
-}
+__all__ = ["epoch_to_datetime64", "xrd_dataset"]
 
 INTENSITY_NOTE = ("mean over the pixels of each bin of (counts − dark) / (flat · solid angle · "
                   "polarization · normalization), solid angle relative to the PONI pixel; "
@@ -71,7 +67,7 @@ def xrd_dataset(
     rad = radial_name
     coords: dict[str, xr.Variable] = {
         rad: xr.Variable(rad, np.asarray(radial, dtype=float),
-                         {"units": radial_units, "long_name": RADIAL_LONG_NAMES.get(rad, rad)}),
+                         {"units": radial_units, "long_name": axis_of_dim(rad).long_name}),
         "frame_index": xr.Variable("time", np.asarray(frame_index, dtype=np.int64),
                                    {"units": "1", "long_name": "detector frame number (0-based, "
                                     "over all files of the run)"}),

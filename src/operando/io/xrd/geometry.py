@@ -1,4 +1,8 @@
-"""Detector geometry files: pyFAI PONI and EDF pixel mask, written atomically.
+"""Detector geometry files: pyFAI PONI and EDF pixel mask, read and written atomically.
+
+The PONI text (``Key: value`` lines, ``#`` comments) is parsed in one place,
+:func:`parse_poni`; :func:`read_poni_text` reads a file through it and :func:`read_poni`
+loads a validated file into pyFAI.
 
 Both writers go through :mod:`operando.io.atomic` (temporary name in the target folder,
 flushed to disk, renamed on success), so a half-written file never sits under the final
@@ -10,7 +14,10 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyFAI
@@ -21,7 +28,17 @@ from pyFAI.io.ponifile import PoniFile
 from operando.io.atomic import atomic_path, write_text_atomic
 from operando.io.errors import InputFileError
 
-__all__ = ["PoniFormatError", "read_mask", "read_poni", "write_mask_edf", "write_poni"]
+__all__ = [
+    "PoniFormatError",
+    "PoniText",
+    "parse_poni",
+    "product_wavelength_A",
+    "read_mask",
+    "read_poni",
+    "read_poni_text",
+    "write_mask_edf",
+    "write_poni",
+]
 
 
 def write_poni(ai: AzimuthalIntegrator, path: str | os.PathLike[str]) -> Path:
@@ -56,6 +73,54 @@ class PoniFormatError(InputFileError):
     """A PONI file that pyFAI cannot read, or one lacking the keys of a geometry."""
 
 
+@dataclass(frozen=True)
+class PoniText:
+    """The text of a PONI file and its settings.
+
+    ``text``: the file's text as it is; ``values``: lower-case key → value text of every
+    ``Key: value`` line (comment lines starting with ``#`` left out), e.g. ``wavelength``
+    → ``"2.066e-11"`` (metres, pyFAI's convention).
+    """
+
+    text: str
+    values: dict[str, str]
+
+    @property
+    def wavelength_A(self) -> float:
+        """λ in Å (the ``Wavelength`` setting, in metres, × 1e10)."""
+        if "wavelength" not in self.values:
+            raise PoniFormatError("expected a 'Wavelength:' line in the PONI text, found none")
+        return float(self.values["wavelength"]) * 1e10
+
+
+def parse_poni(text: str) -> PoniText:
+    """The settings of PONI ``text`` (the one parser of PONI text; see :class:`PoniText`)."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        if ":" not in line or line.lstrip().startswith("#"):
+            continue
+        key, _, value = line.partition(":")
+        values.setdefault(key.strip().lower(), value.strip())
+    return PoniText(text=text, values=values)
+
+
+def read_poni_text(path: str | os.PathLike[str]) -> PoniText:
+    """The text (UTF-8) and settings of the PONI file at ``path``, as it is (not validated:
+    :func:`read_poni` checks the keys of a geometry)."""
+    return parse_poni(Path(path).read_text(encoding="utf-8"))
+
+
+def product_wavelength_A(attrs: Mapping[str, Any]) -> float:
+    """λ (Å) of an XRD product from its attributes: the PONI text it was integrated with
+    (``poni``), else a ``wavelength_A`` attribute (energy-dispersive or hand-made data)."""
+    if "poni" in attrs:
+        return parse_poni(str(attrs["poni"])).wavelength_A
+    if "wavelength_A" in attrs:
+        return float(attrs["wavelength_A"])
+    raise ValueError("xrd.nc: expected the PONI text (attribute 'poni') or 'wavelength_A' "
+                     "to convert d-spacings to the pattern's unit, found neither")
+
+
 def read_poni(path: str | os.PathLike[str]) -> AzimuthalIntegrator:
     """Load a PONI file into an AzimuthalIntegrator (``pyFAI.load``).
 
@@ -66,9 +131,7 @@ def read_poni(path: str | os.PathLike[str]) -> AzimuthalIntegrator:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"PONI file not found: {path}")
-    keys = {ln.split(":", 1)[0].strip().lower() for ln in
-            path.read_text(encoding="utf-8", errors="replace").splitlines()
-            if ":" in ln and not ln.lstrip().startswith("#")}
+    keys = set(parse_poni(path.read_text(encoding="utf-8", errors="replace")).values)
     missing = [k for k in PONI_REQUIRED_KEYS if k not in keys]
     if not keys & {"detector", "pixelsize1"}:
         missing.append("detector (or pixelsize1)")
