@@ -416,8 +416,7 @@ def lcf(
 ) -> None:
     """Linear-combination fit of XANES spectra with standards (weights >= 0, batched)."""
     from operando.io.xas.text import select_column
-    from operando.xanes.lcf import lcf as fit_lcf
-    from operando.xanes.normalize import find_e0, normalize
+    from operando.xanes.series import fit_spectra, prepare_curve
 
     if len(spectra) < 1 or len(standards) < 1:
         err_console.print("lcf: expected at least one SPECTRUM and one --standards")
@@ -428,33 +427,19 @@ def lcf(
     try:
         cols = [select_column(s) for s in spectra]
         stds = [select_column(s) for s in standards]
-
-        def curve(c: object) -> tuple[np.ndarray, np.ndarray]:
-            e = np.asarray(c.energy, dtype=float)  # type: ignore[attr-defined]
-            y = np.asarray(c.values, dtype=float)  # type: ignore[attr-defined]
-            o = np.argsort(e)
-            e, y = e[o], y[o]
-            if normalize_inputs:
-                r = normalize(e, y)
-                if not r.ok[0]:
-                    raise ValueError(f"{c.spec}: cannot normalise: {r.qc_reason[0]}")  # type: ignore[attr-defined]
-                y = r.norm[0]
-            return e, y
-
-        curves = [curve(c) for c in cols]
-        grid = curves[0][0]
-        Y = np.vstack([np.interp(grid, e, y, left=np.nan, right=np.nan) for e, y in curves])
+        curves = [prepare_curve(c.energy, c.values, normalize_first=normalize_inputs,
+                                what=c.spec) for c in cols]
         std_map: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         for c in stds:
             name = c.name if sum(x.name == c.name for x in stds) == 1 \
                 else f"{c.path.name}:{c.name}"
             if name in std_map:
                 raise ValueError(f"--standards: {name} given twice")
-            std_map[name] = curve(c)
-        e0s = np.array([find_e0(e, y) for e, y in curves])
-        e0 = float(np.median(e0s))
-        lo, hi = (emin, emax) if absolute else (e0 + emin, e0 + emax)
-        res = fit_lcf(grid, Y, std_map, emin=lo, emax=hi, sum_to_one=sum_to_one)
+            std_map[name] = prepare_curve(c.energy, c.values, normalize_first=normalize_inputs,
+                                          what=c.spec)
+        fitted = fit_spectra(curves, std_map, fit_range_eV=(emin, emax), absolute=absolute,
+                             sum_to_one=sum_to_one)
+        res, e0s = fitted.lcf, fitted.e0
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None

@@ -16,7 +16,11 @@ Steps (all batched over scans; energies in eV):
    and only E0, edge step and QC are measured (see :mod:`operando.xanes.normalize`).
 5. The normalised (or flattened) spectra are interpolated onto one common aligned grid
    (the recorded grid + median shift) and fitted together (:func:`operando.xanes.lcf.lcf`),
-   window ``fit_range_eV`` relative to the median aligned E0.
+   window ``fit_range_eV`` relative to the median aligned E0 (:func:`lcf_window`).
+
+Spectra that are not a run (``operando lcf``: a few columns of text files, no foil, no
+counts) go through :func:`prepare_curve` and :func:`fit_spectra`: the same common grid
+(:func:`common_grid`) and median-E0 window, without alignment and QC.
 
 Pure numpy; no I/O.
 """
@@ -36,11 +40,13 @@ from operando.xanes.normalize import (
     QC_OK,
     QC_SATURATED,
     NormalizeResult,
+    find_e0,
     normalize,
     qc_reason_text,
 )
 
-__all__ = ["XanesOptions", "XanesSeries", "counts_to_mu", "reduce_scans", "saturated",
+__all__ = ["SpectraFit", "XanesOptions", "XanesSeries", "common_grid", "counts_to_mu",
+           "fit_spectra", "lcf_window", "prepare_curve", "reduce_scans", "saturated",
            "step_corrected"]
 
 
@@ -139,8 +145,10 @@ class XanesSeries:
     notes: list[str] = field(default_factory=list)
 
 
-def _common_grid(energies: Sequence[np.ndarray], arrays: Sequence[np.ndarray | None],
-                 ref: np.ndarray) -> np.ndarray | None:
+def common_grid(energies: Sequence[np.ndarray], arrays: Sequence[np.ndarray | None],
+                ref: np.ndarray) -> np.ndarray | None:
+    """The curves ``arrays[i]`` (on ``energies[i]``, eV, any order) on the grid ``ref`` (eV):
+    (n, m), NaN outside a curve's span and for a curve that is None; None when all are."""
     if all(a is None for a in arrays):
         return None
     out = np.full((len(arrays), ref.size), np.nan)
@@ -190,6 +198,13 @@ def _renormalise(
         out[name] = (es, (r.flat if options.lcf_array == "flat" else r.norm)[0])
         steps[j] = float(r.edge_step[0])
     return out, steps
+
+
+def lcf_window(e0_eV: np.ndarray, fit_range_eV: tuple[float, float]) -> tuple[float, float]:
+    """The LCF window (eV, absolute): ``fit_range_eV`` (eV) relative to the median E0 (eV)
+    of the spectra (NaN ignored)."""
+    mid = float(np.nanmedian(e0_eV))
+    return mid + fit_range_eV[0], mid + fit_range_eV[1]
 
 
 def step_corrected(weights: np.ndarray, covariance: np.ndarray, steps: np.ndarray,
@@ -243,9 +258,9 @@ def reduce_scans(
     egrid = np.asarray(energies[first], dtype=float)
     order = np.argsort(egrid)
     egrid = egrid[order]
-    Y = _common_grid(energies, list(mu), egrid)
+    Y = common_grid(energies, list(mu), egrid)
     assert Y is not None
-    F = _common_grid(energies, list(foil_mu), egrid) if foil_mu is not None else None
+    F = common_grid(energies, list(foil_mu), egrid) if foil_mu is not None else None
 
     pre = options.pre_edge_eV or (None, None)
     post = options.norm_range_eV or (None, None)
@@ -294,7 +309,6 @@ def reduce_scans(
     fit: LcfResult | None = None
     combos: CombinationResult | None = None
     if standards and (flag == 0).any():
-        e0_mid = float(np.nanmedian(e0[flag == 0]))
         steps = np.ones(len(standards))
         if options.prenormalized:
             notes.append("xanes: spectra already normalised (used as given); standards used "
@@ -302,7 +316,7 @@ def reduce_scans(
         elif options.normalize_standards:
             e0_std = e0_fix + float(np.nanmedian(shift[flag == 0]))
             standards, steps = _renormalise(standards, ranges, nn, e0_std, options, notes)
-        emin, emax = e0_mid + options.fit_range_eV[0], e0_mid + options.fit_range_eV[1]
+        emin, emax = lcf_window(e0[flag == 0], options.fit_range_eV)
         kw = dict(emin=emin, emax=emax, sum_to_one=options.sum_to_one, nonneg=options.nonneg,
                   fit_shifts=options.fit_shifts, max_shift_eV=options.max_shift_eV)
         fit = lcf(common, np.where((flag == 0)[:, None], mu_common, np.nan), standards,
@@ -330,3 +344,53 @@ def reduce_scans(
     return XanesSeries(energy=common, mu_norm=mu_common, norm=nr, shift=shift, e0=e0,
                        qc_flag=flag, qc_reason=[qc_reason_text(f) for f in flag], lcf=fit,
                        align=al, combinations=combos, notes=notes)
+
+
+def prepare_curve(energy: np.ndarray, mu: np.ndarray, *, normalize_first: bool = False,
+                  what: str = "spectrum") -> tuple[np.ndarray, np.ndarray]:
+    """One spectrum or standard for :func:`fit_spectra`: (energy eV, μ) sorted by energy,
+    and with ``normalize_first`` (default False: μ is already normalised) normalised on
+    its own axis with Larch's default ranges. ``ValueError`` naming ``what`` when it
+    cannot be normalised."""
+    e = np.asarray(energy, dtype=float)
+    y = np.asarray(mu, dtype=float)
+    o = np.argsort(e)
+    e, y = e[o], y[o]
+    if normalize_first:
+        r = normalize(e, y)
+        if not r.ok[0]:
+            raise ValueError(f"{what}: cannot normalise: {r.qc_reason[0]}")
+        y = r.norm[0]
+    return e, y
+
+
+@dataclass
+class SpectraFit:
+    """The LCF of standalone spectra (:func:`fit_spectra`) and each spectrum's E0 (eV, the
+    maximum of dμ/dE on its own axis)."""
+
+    lcf: LcfResult
+    e0: np.ndarray
+
+
+def fit_spectra(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]],
+    standards: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    *,
+    fit_range_eV: tuple[float, float] = (-20.0, 60.0),
+    absolute: bool = False,
+    sum_to_one: bool = True,
+) -> SpectraFit:
+    """Linear-combination fit of spectra that are not a run (no foil, no counts; each from
+    :func:`prepare_curve`): on the first spectrum's grid (:func:`common_grid`), window
+    ``fit_range_eV`` (eV; default -20 to 60) relative to the median E0 of the spectra
+    (:func:`lcf_window`), or absolute energies with ``absolute`` (default False); weights
+    >= 0, summing to 1 unless ``sum_to_one`` is False (default True). ``standards``:
+    name → (energy eV, normalised μ)."""
+    grid = curves[0][0]
+    Y = common_grid([e for e, _ in curves], [y for _, y in curves], grid)
+    assert Y is not None
+    e0 = np.array([find_e0(e, y) for e, y in curves])
+    lo, hi = fit_range_eV if absolute else lcf_window(e0, fit_range_eV)
+    return SpectraFit(lcf=lcf(grid, Y, standards, emin=lo, emax=hi, sum_to_one=sum_to_one),
+                      e0=e0)
