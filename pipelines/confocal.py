@@ -40,7 +40,7 @@ from pipelines.stream import (
 )
 from pipelines.xrd import IntegratorSetup, describe_integrator, integrate_chunk, xrd_product_inputs
 
-__all__ = ["ConfocalPlan", "build_confocal", "confocal_plan", "soc_calibration"]
+__all__ = ["ConfocalPlan", "build_confocal", "confocal_plan"]
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class ConfocalPlan:
     integration: IntegrationSection | None
 
 
-def soc_calibration(sec: ConfocalSection) -> SocCalibration:
+def _soc_calibration(sec: ConfocalSection) -> SocCalibration:
     """The :class:`SocCalibration` of ``confocal.soc`` (a table file is read here); a
     linear calibration's ends default to 0 and 1 (a phase fraction's)."""
     s = sec.soc
@@ -79,7 +79,7 @@ def confocal_plan(sec: ConfocalSection, peaks: PeaksSection | None = None) -> Co
         raise ValueError("confocal.peaks: expected a peaks section (confocal.peaks or the "
                          "top-level peaks), found none")
     s = sec.soc
-    soc = SocOptions(calibration=soc_calibration(sec), quantity=s.quantity, phase=s.phase,
+    soc = SocOptions(calibration=_soc_calibration(sec), quantity=s.quantity, phase=s.phase,
                      peak=s.peak, x_li_discharged=s.x_li_discharged,
                      x_li_charged=s.x_li_charged)
     if sec.mode == "energy" and sec.nominal_wavelength_A is None and (

@@ -218,20 +218,20 @@ def test_soc_from_a_table_calibration(small_run, tmp_path: Path, angle) -> None:
     """A tabulated (quantity, SOC) curve measured on a slow cycle, read from a CSV file with
     a header: here the phase fraction mapped through SOC = f² (deliberately non-linear)."""
     from operando.confocal.soc import soc_from_quantity
-    from pipelines.confocal import soc_calibration
+    from pipelines.confocal import confocal_plan
 
     _, _, ds = angle
     f = np.linspace(0.0, 1.2, 57)
     table = tmp_path / "soc_table.csv"
     table.write_text("phase_fraction,soc\n" + "\n".join(f"{a:.6f},{a * a:.8f}" for a in f))
-    sec = load_config(small_run.run_config_path).confocal
-    sec = sec.model_copy(update={"soc": sec.soc.model_copy(
+    cfg = load_config(small_run.run_config_path)
+    sec = cfg.confocal.model_copy(update={"soc": cfg.confocal.soc.model_copy(
         update={"calibration": "table", "table_file": table})})
-    cal = soc_calibration(sec)
+    cal = confocal_plan(sec, cfg.peaks).options.soc.calibration
     q = ds["soc_quantity"].values
     soc, _, outside = soc_from_quantity(q, cal)
     np.testing.assert_allclose(soc, np.clip(q, 0, None) ** 2, atol=2e-4, equal_nan=True)
     assert not outside[np.isfinite(q) & (q >= 0)].any()
     table.write_text("d,soc\n1.0,0.0\n")
     with pytest.raises(ValueError, match=r"soc_table\.csv"):
-        soc_calibration(sec)
+        confocal_plan(sec, cfg.peaks)
