@@ -32,9 +32,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from operando.config import IntegrationSection
+from operando.config import IntegrationSection, XrdSection
 from operando.io.products import file_sha256
-from operando.io.xrd.frames import FrameMetadata, FrameSource, check_image_shape, read_image
+from operando.io.xrd.frames import (
+    FrameMetadata,
+    FrameSource,
+    check_image_shape,
+    open_frames,
+    read_image,
+)
 from operando.io.xrd.geometry import read_poni, read_poni_text
 from operando.io.xrd.images import split_hdf5_url
 from operando.xrd.integrate import BatchIntegrator, IntegrationError, IntegrationOptions
@@ -56,6 +62,7 @@ __all__ = [
     "describe_integrator",
     "integrate_chunk",
     "integrate_frames",
+    "open_xrd_frames",
     "sub_batch_frames",
     "xrd_product_inputs",
 ]
@@ -405,3 +412,13 @@ def build_xrd_product(source: FrameSource, meta: FrameMetadata, setup: Integrato
                          attrs=_xrd_product_attrs(source, meta, setup, info,
                                                   normalized=normalized),
                          inputs=xrd_product_inputs(source, setup))
+
+
+def open_xrd_frames(section: XrdSection) -> FrameSource:
+    """The frame files of an ``xrd`` config section, opened lazily: the frame stack
+    (``dataset``; found when None), the per-frame timestamps, count times and monitor
+    (their HDF5 paths; absent when None), read while being written with ``swmr``."""
+    return open_frames([str(p) for p in section.files], dataset=section.dataset,
+                       timestamp_path=section.timestamp_path,
+                       count_time_path=section.count_time_path,
+                       monitor_path=section.monitor_path, swmr=section.swmr)
