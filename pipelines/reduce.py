@@ -56,7 +56,7 @@ from operando.config import (
 from operando.echem.sync import ClockModel
 from operando.io.figures import save_figure
 from operando.io.products import product_path, read_product, write_product
-from operando.io.xrd.frames import FrameMetadata, FrameSource, open_frames
+from operando.io.xrd.frames import FrameMetadata, FrameSource
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
 from pipelines.echem import read_echem_section
@@ -75,6 +75,7 @@ from pipelines.xrd import (
     build_xrd_product,
     describe_integrator,
     integrate_chunk,
+    open_xrd_frames,
 )
 
 #: Streams this version reduces, in the order they run.
@@ -96,7 +97,13 @@ class ReduceResult:
 @dataclass(frozen=True)
 class OutputOptions:
     """Where and how a run's products go (its ``output`` section, for this run) and the
-    provenance every product carries: the run config as YAML text."""
+    provenance every product carries.
+
+    ``product_dir``: ``<output.directory>/<run.name>/``; ``format``: ``netcdf`` or ``zarr``;
+    ``overwrite``: replace existing products; ``report``: write the figures under
+    ``report/``; ``run_name``: titles the figures; ``config_yaml``: the resolved run config
+    as YAML text, stored in every product.
+    """
 
     product_dir: Path
     format: str
@@ -107,6 +114,7 @@ class OutputOptions:
 
     @classmethod
     def of(cls, cfg: RunConfig) -> OutputOptions:
+        """The options of a run config (its ``output`` and ``run`` sections)."""
         o = cfg.output
         return cls(product_dir=cfg.product_dir, format=o.format, overwrite=o.overwrite,
                    report=o.report, run_name=cfg.run.name, config_yaml=cfg.to_yaml())
@@ -116,6 +124,7 @@ class OutputOptions:
         return product_path(self.product_dir, product, self.format)
 
     def figure_path(self, name: str) -> Path:
+        """Where a report figure goes (``sync.png`` → ``<product_dir>/report/sync.png``)."""
         return self.product_dir / "report" / name
 
     def write(self, product: str, ds: xr.Dataset, inputs: Sequence[Path],
@@ -184,10 +193,8 @@ def read_echem_task(section: EchemSection) -> xr.Dataset:
 
 @task(name="open xrd frames", cache_policy=NO_CACHE)
 def open_xrd_task(section: XrdSection) -> FrameSource:
-    return open_frames([str(p) for p in section.files], dataset=section.dataset,
-                       timestamp_path=section.timestamp_path,
-                       count_time_path=section.count_time_path,
-                       monitor_path=section.monitor_path, swmr=section.swmr)
+    """The xrd section's frame files, opened lazily (nothing integrated yet)."""
+    return open_xrd_frames(section)
 
 
 @task(name="fit clock", cache_policy=NO_CACHE)

@@ -56,7 +56,8 @@ def sync_clock(section: SyncSection, echem: xr.Dataset, sent_epoch_s: np.ndarray
     if section.method == "timestamps":
         return clock_from_timestamps(reference_epoch_s=reference,
                                      fixed_offset_s=section.fixed_offset_s), None
-    assert section.trigger_file is not None  # the section's validator requires it
+    if section.trigger_file is None:  # the section's validator asks for one already
+        raise ValueError("sync.trigger_file: method 'triggers' expects one, found none")
     if sent_epoch_s is None:
         raise ValueError(f"sync.reference_stream {section.reference_stream!r}: its frames "
                          "carry no timestamps to match the trigger record against; name them "
