@@ -1,8 +1,6 @@
 """The confocal step, wiring only: scans → read (frames integrated in chunk work units, or
 energy-dispersive spectra put on q) → peaks fitted in blocks of points → ``confocal.nc``
-built by :mod:`operando.confocal.product`, and its figure. The ``confocal`` config section
-reaches the code through one adapter, :func:`confocal_plan`.
-"""
+(:mod:`operando.confocal.product`) and its figure; one adapter: :func:`confocal_plan`."""
 
 from __future__ import annotations
 
@@ -29,6 +27,7 @@ from operando.io.xrd.confocal import open_confocal_frames, read_confocal_spectra
 from operando.io.xrd.geometry import read_poni_text
 from operando.report.confocal import confocal_figure
 from operando.xrd.peaks_product import PeakSetup
+from operando.xrd.units import RADIAL_AXES
 from pipelines.peaks import fit_blocks, setup_from_config
 from pipelines.stream import (
     ProgressCallback,
@@ -158,7 +157,8 @@ def _energy_patterns(plan: ConfocalPlan) -> tuple[ConfocalPatterns, list[Path]]:
     q, intensity, sigma, attrs = energy_dispersive_patterns(
         counts[points.frame_index], calibration_keV, two_theta, normalization=norm,
         nominal_wavelength_A=plan.options.nominal_wavelength_A)
-    return (ConfocalPatterns(intensity, sigma, q, "q", "1/angstrom",
+    q_axis = RADIAL_AXES["q_A^-1"]
+    return (ConfocalPatterns(intensity, sigma, q, q_axis.dim, q_axis.cf_units,
                              attrs["nominal_wavelength_A"], points, attrs), list(points.files))
 
 

@@ -36,6 +36,7 @@ from pydantic import (
 from operando.io.echem.csv_table import CsvColumnMap
 from operando.io.paths import natural_key
 from operando.io.timestamps import zoneinfo_or_raise
+from operando.xrd.units import RadialUnit
 
 SCHEMA_VERSION = 1
 
@@ -241,7 +242,7 @@ class IntegrationSection(_Section):
     mask: InputPath | None = Field(None, description="Mask image (1 = masked), read with fabio.")
     dark: InputPath | None = None
     flat: InputPath | None = None
-    unit: Literal["q_A^-1", "2th_deg", "d_A"] = "q_A^-1"
+    unit: RadialUnit = "q_A^-1"
     npt: int = Field(2000, gt=0, description="Number of radial bins.")
     radial_range: tuple[float, float] | None = Field(None, description="(min, max) in `unit`.")
     azimuth_range_deg: tuple[float, float] | None = None
