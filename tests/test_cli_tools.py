@@ -76,7 +76,7 @@ def test_echem_command_bad_timezone(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_lcf_takes_several_standards_after_one_option(shared_data: Path) -> None:
-    """`operando lcf SPEC... --standards STD1 STD2` (the issue's syntax): both are standards,
+    """`operando lcf SPEC... --standards STD1 STD2` (the documented syntax): both are standards,
     not one standard and an extra spectrum."""
     import json as _json
 

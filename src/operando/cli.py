@@ -650,7 +650,7 @@ def expand_multi_value_options(argv: list[str],
     """``lcf A B --standards S1 S2 --json`` → ``... --standards S1 --standards S2 --json``
     (and ``reduce CONFIG --only xrd peaks`` likewise).
 
-    Typer (click) options take one value each; the issue's syntax, and what a user types,
+    Typer (click) options take one value each; the documented syntax, what a user types,
     lists several after one ``--standards``. Without this the extra standards would be
     taken as spectra, silently. Values run until the next token starting with ``--``.
     """
