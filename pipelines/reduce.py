@@ -29,8 +29,6 @@ Dependencies: echem → sync → xrd → peaks; sync → xanes, confocal; kineti
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +57,7 @@ from operando.io.products import product_path, read_product, write_product
 from operando.io.xrd.frames import FrameMetadata, FrameSource
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
+from pipelines.cluster import _CLIENTS, dask_client
 from pipelines.echem import read_echem_section
 from pipelines.stream import (
     ProgressCallback,
@@ -133,53 +132,6 @@ class OutputOptions:
         return write_product(ds, self.path(product), product=product,
                              config_yaml=self.config_yaml, inputs=list(inputs),
                              extra_attrs=attrs, overwrite=self.overwrite, fmt=self.format)
-
-
-# --------------------------------------------------------------------------- Dask
-
-
-_CLIENTS: dict[str, Any] = {}
-
-
-@contextlib.contextmanager
-def dask_client(scheduler: str | None,
-                n_workers: int | None = None) -> Iterator[tuple[str | None, int]]:
-    """A Dask client for the chunk work, registered under a key the tasks look up.
-
-    ``scheduler``: ``None``/``"none"`` runs chunks in this process (small runs, tests);
-    ``"local"`` starts a LocalCluster of worker processes (one thread each; one worker per
-    core, at most 4, unless ``n_workers``); anything else is the address of an existing
-    scheduler (``tcp://host:8786``, e.g. a facility cluster through dask-jobqueue).
-    Yields ``(key, workers)``: the key is None in-process; ``workers`` is how many chunks
-    may run at once (1 in-process), which bounds the chunk tasks in flight.
-    """
-    if scheduler in (None, "none", "sync"):
-        yield None, 1
-        return
-    from distributed import Client, LocalCluster
-
-    cluster = None
-    client = None
-    key = None
-    try:
-        if scheduler == "local":
-            workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-        else:
-            client = Client(scheduler)
-        key = f"{scheduler}:{id(client)}"
-        _CLIENTS[key] = client
-        n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-        yield key, max(1, n)
-    finally:
-        if key is not None:
-            _CLIENTS.pop(key, None)
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
 
 
 # --------------------------------------------------------------------------- tasks
