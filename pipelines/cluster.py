@@ -3,7 +3,9 @@ Prefect tasks look up (a client is not picklable into task parameters).
 
 :func:`dask_client` gives the flow its client: none (in this process), a LocalCluster of
 worker processes, an existing scheduler's address, or a facility cluster through
-dask-jobqueue.
+dask-jobqueue (:class:`ClusterSpec`, read from a cluster file by :func:`load_cluster_spec`,
+built by :func:`jobqueue_cluster`). Every client's workers get
+:class:`WorkerMemoryTuning`.
 """
 
 from __future__ import annotations
@@ -12,12 +14,33 @@ import contextlib
 import ctypes
 import ctypes.util
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-__all__ = ["WorkerMemoryTuning", "dask_client", "tune_malloc"]
+from operando.io.cluster import read_cluster_file
+
+__all__ = [
+    "JOBQUEUE_SYSTEMS",
+    "ClusterSpec",
+    "WorkerMemoryTuning",
+    "cluster_spec",
+    "dask_client",
+    "jobqueue_cluster",
+    "load_cluster_spec",
+    "tune_malloc",
+]
+
+#: batch systems of dask-jobqueue: section name → cluster class in ``dask_jobqueue``
+JOBQUEUE_SYSTEMS = {
+    "slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+    "oar": "OARCluster", "moab": "MoabCluster", "htcondor": "HTCondorCluster",
+}
+#: dask-jobqueue configuration keys whose keyword argument has another name
+_RENAMED_KEYS = {"name": "job_name"}
 
 #: glibc ``mallopt`` parameters (``malloc.h``)
 _M_TRIM_THRESHOLD = -1
@@ -68,19 +91,138 @@ class WorkerMemoryTuning(WorkerPlugin):
         tune_malloc()
 
 
+@dataclass(frozen=True)
+class ClusterSpec:
+    """A facility cluster in dask-jobqueue's terms.
+
+    ``system``: a key of :data:`JOBQUEUE_SYSTEMS` (``slurm``, ``pbs``, ...); ``options``:
+    the keyword arguments of its cluster class (``cores``, ``memory``, ``queue``,
+    ``walltime``, ``job_extra_directives``, ...; dask-jobqueue's configuration keys with
+    ``-`` become ``_``, ``name`` becomes ``job_name``); ``jobs`` / ``workers``: how many
+    batch jobs / worker processes to ask for, or ``adapt`` (``minimum_jobs``,
+    ``maximum_jobs``) to let Dask scale between bounds; ``source`` names where it came
+    from, for error messages.
+    """
+
+    system: str
+    options: dict[str, Any] = field(default_factory=dict)
+    jobs: int | None = None
+    workers: int | None = None
+    adapt: dict[str, int] | None = None
+    source: str = "cluster spec"
+
+    @property
+    def threads(self) -> int:
+        """Chunks that may run at once when the cluster is at full size (≥ 1): threads per
+        job (``cores``) × jobs, or per worker process × workers."""
+        cores = int(self.options.get("cores") or 1)
+        processes = int(self.options.get("processes") or 1)
+        if self.workers is not None:
+            return max(1, self.workers * max(1, cores // processes))
+        jobs = self.jobs if self.jobs is not None else (self.adapt or {}).get("maximum_jobs", 1)
+        return max(1, int(jobs) * cores)
+
+
+def _count(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{where}: expected a positive integer, found {value!r}")
+    return value
+
+
+def _scale(data: Any, where: str) -> dict[str, Any]:
+    """``jobs`` / ``workers`` / ``adapt`` of a ``scale`` section (default ``jobs: 1``)."""
+    if data is None:
+        return {"jobs": 1}
+    if not isinstance(data, Mapping) or len(data) != 1 or \
+            next(iter(data)) not in ("jobs", "workers", "adapt"):
+        raise ValueError(f"{where}: expected one of 'jobs: N', 'workers: N' or 'adapt: "
+                         f"{{minimum_jobs: N, maximum_jobs: M}}', found {data!r}")
+    (key, value), = data.items()
+    if key != "adapt":
+        return {key: _count(value, f"{where}.{key}")}
+    if not isinstance(value, Mapping) or not value or \
+            set(value) - {"minimum_jobs", "maximum_jobs"}:
+        raise ValueError(f"{where}.adapt: expected minimum_jobs and/or maximum_jobs, found "
+                         f"{value!r}")
+    bounds = {k: _count(v, f"{where}.adapt.{k}") for k, v in value.items()}
+    if bounds.get("minimum_jobs", 0) > bounds.get("maximum_jobs", bounds.get("minimum_jobs")):
+        raise ValueError(f"{where}.adapt: minimum_jobs > maximum_jobs ({bounds})")
+    return {"adapt": bounds}
+
+
+def cluster_spec(data: Mapping[str, Any], source: str = "cluster spec") -> ClusterSpec:
+    """A :class:`ClusterSpec` from a cluster file's mapping (see
+    :mod:`operando.io.cluster`): dask-jobqueue's configuration layout
+    (``jobqueue: {slurm: {...}}``) or one batch-system section (``slurm: {...}``), and an
+    optional ``scale`` section. ``source`` (the file) starts every error message."""
+    body = dict(data)
+    scale = _scale(body.pop("scale", None), f"{source}: scale")
+    if set(body) == {"jobqueue"}:
+        body = body["jobqueue"]
+        where = f"{source}: jobqueue"
+        if not isinstance(body, Mapping):
+            raise ValueError(f"{where}: expected a mapping of batch systems, found {body!r}")
+    else:
+        where = source
+    systems = [k for k in body if k in JOBQUEUE_SYSTEMS]
+    other = sorted(set(body) - set(systems))
+    if len(systems) != 1 or other:
+        raise ValueError(
+            f"{where}: expected exactly one batch-system section (one of "
+            f"{', '.join(JOBQUEUE_SYSTEMS)}) and 'scale', found "
+            f"{', '.join(map(str, body)) or 'none'}")
+    system = systems[0]
+    section = body[system] or {}
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{where}.{system}: expected a mapping of dask-jobqueue options, "
+                         f"found {section!r}")
+    options = {_RENAMED_KEYS.get(str(k), str(k).replace("-", "_")): v
+               for k, v in section.items()}
+    return ClusterSpec(system=system, options=options, source=source, **scale)
+
+
+def load_cluster_spec(path: str | Path) -> ClusterSpec:
+    """The :class:`ClusterSpec` of a cluster file (YAML, read by
+    :func:`operando.io.cluster.read_cluster_file`)."""
+    return cluster_spec(read_cluster_file(path), source=str(path))
+
+
+def jobqueue_cluster(spec: ClusterSpec) -> Any:
+    """The dask-jobqueue cluster of ``spec``, with no job submitted yet (its
+    ``job_script()`` shows what would be). The scheduler runs in this process; no
+    dashboard unless ``scheduler_options`` asks for one. A missing dask-jobqueue or an
+    option its cluster class does not take is a ``ValueError`` naming ``spec.source``."""
+    try:
+        import dask_jobqueue
+    except ImportError as err:
+        raise ValueError(f"{spec.source}: a {spec.system} cluster needs dask-jobqueue "
+                         "(pip install 'operando[cluster]')") from err
+    cls = getattr(dask_jobqueue, JOBQUEUE_SYSTEMS[spec.system])
+    options = dict(spec.options)
+    options["scheduler_options"] = {"dashboard_address": None,
+                                    **(options.get("scheduler_options") or {})}
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{spec.source}: {spec.system}: dask-jobqueue's "
+                         f"{cls.__name__} rejects these options ({err})") from err
+
+
 @contextlib.contextmanager
-def dask_client(scheduler: str | None,
+def dask_client(scheduler: str | ClusterSpec | None,
                 n_workers: int | None = None) -> Iterator[tuple[str | None, int]]:
     """A Dask client for the chunk work, registered under a key the tasks look up.
 
     ``scheduler``: ``None``/``"none"`` runs chunks in this process (small runs, tests);
     ``"local"`` starts a LocalCluster of worker processes (one thread each; one worker per
-    core, at most 4, unless ``n_workers``); anything else is the address of an existing
-    scheduler (``tcp://host:8786``, e.g. a facility cluster through dask-jobqueue).
+    core, at most 4, unless ``n_workers``); a :class:`ClusterSpec` submits batch jobs
+    through dask-jobqueue (scaled as the spec says, stopped at the end); anything else is
+    the address of an existing scheduler (``tcp://host:8786``).
     Yields ``(key, workers)``: the key is None in-process; ``workers`` is how many chunks
     may run at once (1 in-process), which bounds the chunk tasks in flight.
     """
-    if scheduler in (None, "none", "sync"):
+    if scheduler is None or (isinstance(scheduler, str)
+                             and scheduler in ("none", "sync")):
         yield None, 1
         return
     from distributed import Client, LocalCluster
@@ -88,19 +230,33 @@ def dask_client(scheduler: str | None,
     cluster = None
     client = None
     key = None
+    expected = 0
     try:
-        if scheduler == "local":
+        if isinstance(scheduler, ClusterSpec):
+            cluster = jobqueue_cluster(scheduler)
+            if scheduler.adapt is not None:
+                cluster.adapt(**scheduler.adapt)
+            elif scheduler.workers is not None:
+                cluster.scale(n=scheduler.workers)
+            else:
+                cluster.scale(jobs=scheduler.jobs or 1)
+            expected = scheduler.threads
+            client = Client(cluster)
+            name = f"{scheduler.system}:{scheduler.source}"
+        elif scheduler == "local":
             workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
+            name = scheduler
         else:
             client = Client(scheduler)
+            name = scheduler
         client.register_plugin(WorkerMemoryTuning())
-        key = f"{scheduler}:{id(client)}"
+        key = f"{name}:{id(client)}"
         _CLIENTS[key] = client
         n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-        yield key, max(1, n)
+        yield key, max(1, n, expected)
     finally:
         if key is not None:
             _CLIENTS.pop(key, None)
