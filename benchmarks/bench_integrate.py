@@ -1,32 +1,41 @@
-"""End-to-end speed and memory of the batch azimuthal integration against a per-frame loop.
+"""The flow's XRD stage against pyFAI, on one machine, one file, in one run.
 
 For an Eiger2 4M-size (2162 × 2068) and an Eiger 1M-size (1065 × 1030) detector, writes N
 uint32 frames of powder rings with Poisson noise (``operando.simulate.diffraction``:
 LiFePO4/FePO4 rings, module gaps reading 2**32-1, dead and hot pixels) as NeXus,
-bitshuffle-LZ4, one frame per HDF5 chunk (as detectors write), in a temporary folder.
-Then, in this one process and on the same files:
+bitshuffle-LZ4, one frame per HDF5 chunk (as detectors write), in a temporary folder, and
+reads it back from the OS page cache (written just before; a fast parallel file system
+behaves alike). Then, in this one process and on that same file:
 
 floor
-    reading and decompressing the frames alone, on the same Dask cluster (2 worker
-    processes, one chunk of frames per task, the same sub-batches as the operando path):
-    the best any integration can do.
+    read + decompress only, the tuned way: ``read_direct_chunk`` (h5py, serialised) and
+    bitshuffle-LZ4 decompression (hdf5plugin's own ``bshuf_decompress_lz4`` through ctypes,
+    which releases the GIL) into a reused buffer, on ``--threads`` threads (default: one
+    per core). No integration can be faster.
 per-frame loop
-    what pyFAI-integrate and the ESRF workflows do: for each frame, ``h5py`` read +
-    ``ai.integrate1d`` (CSR, cython, OpenMP on both cores) with the same mask, corrections
-    (solid angle, polarisation 0.99), Poisson error model, unit, bins and range; patterns
-    written with xarray ``to_netcdf(engine="h5netcdf")``.
-operando
-    ``pipelines.xrd.integrate_frames`` on ``LocalCluster(n_workers=2, threads_per_worker=1,
-    processes=True)`` (created once) + the same netCDF write. "cold" includes building the
-    integrator in each worker (once per geometry per process; the imports are done at
-    worker start, as in the loop's process); "warm" reuses it.
+    what pyFAI-integrate and most scripts do: for each frame, ``h5py`` read +
+    ``ai.integrate1d`` (pyFAI's default CSR engine, OpenMP on every core) with the same
+    mask, corrections (solid angle, polarisation 0.99), Poisson error model, unit, bins and
+    range.
+tuned pyFAI
+    pyFAI's direct-chunk-read tutorial (Parallelization/Direct_chunk_read): the same
+    threaded direct chunk read + decompression feeding ``ai.integrate1d`` with the CSC
+    engine (``("bbox", "csc", "cython")``, serial per call, thread-friendly) and Poisson σ,
+    one frame per task on ``--threads`` threads, so threads decompress while others
+    integrate.
+operando, 1 process
+    ``pipelines.xrd.integrate_frames`` without a client: the chunks in this process, one
+    after another (``operando reduce --scheduler none``).
+operando, cluster
+    the same on ``pipelines.cluster.dask_client("local", n_workers=2)`` (2 worker processes,
+    one thread each, with the worker memory tuning), what ``operando reduce --scheduler
+    local`` runs. "cold" includes building the integrator in each worker (once per geometry
+    per process); "warm" reuses it.
 
-Reported: frames/s, ratios, peak worker RSS (sampled with psutil, else ``ru_maxrss``)
-during warm runs of N and 4N frames (4N: the same file hard-linked four times), and the
-largest relative difference operando vs loop over bins with counts.
-
-The frames are read back from the OS page cache (written just before): the floor is
-decompression-bound, as on a fast parallel file system.
+Every path writes its patterns with xarray ``to_netcdf(engine="h5netcdf")``. Reported:
+frames/s (best of ``--repeats``), CPU ms per frame (user + sys of every process involved:
+insensitive to what else runs on the machine), the ratios, and the largest relative
+difference of the operando patterns from the per-frame loop over bins with counts.
 
 Usage: python benchmarks/bench_integrate.py [--frames 300] [--quick] [--cases 4M 1M]
 """
@@ -34,14 +43,19 @@ Usage: python benchmarks/bench_integrate.py [--frames 300] [--quick] [--cases 4M
 from __future__ import annotations
 
 import argparse
+import ctypes
 import logging
 import os
 import resource
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +65,9 @@ CASES = {  # name: (pyFAI detector, sample-detector distance m)
 }
 WAVELENGTH_A = 0.2066
 N_DISTINCT = 6  # distinct noisy frames, cycled (rendering is not what is measured)
+BITSHUFFLE_FILTER = 32008  # HDF5 filter id of bitshuffle
+PATHS = ("floor", "loop", "tuned pyFAI", "operando 1 process", "operando cluster cold",
+         "operando cluster")
 
 
 @dataclass
@@ -60,9 +77,8 @@ class CaseResult:
     shape: tuple[int, int]
     mb_per_frame: float = 0.0
     fps: dict[str, float] = field(default_factory=dict)
-    rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_ms: dict[str, float] = field(default_factory=dict)
     max_rel_diff: float = float("nan")
-    build_s: float = float("nan")
 
 
 def make_run(folder: Path, detector: str, distance_m: float, n: int) -> tuple[Path, Path, Path]:
@@ -94,12 +110,263 @@ def make_run(folder: Path, detector: str, distance_m: float, n: int) -> tuple[Pa
     return path, poni, mask
 
 
-def _floor_chunk(source, start: int, stop: int, step: int) -> int:  # type: ignore[no-untyped-def]
-    total = 0
-    for a in range(start, stop, step):
-        x = source.read(a, min(stop, a + step))
-        total += int(x[:, 0, 0].astype(np.int64).sum())
-    return total
+# ------------------------------------------------------------------ direct chunk reading
+
+
+def _bshuf_decompress() -> Callable[..., int]:
+    """hdf5plugin's bitshuffle library: ``bshuf_decompress_lz4(in, out, n_elements,
+    element_size, block_size_elements)`` (what its HDF5 filter runs; ctypes drops the GIL)."""
+    import hdf5plugin
+
+    lib = ctypes.CDLL(os.path.join(os.path.dirname(hdf5plugin.__file__), "plugins",
+                                   "libh5bshuf.so"))
+    fn = lib.bshuf_decompress_lz4
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t,
+                   ctypes.c_size_t]
+    return fn
+
+
+class DirectChunks:
+    """Frames of a one-frame-per-chunk bitshuffle-LZ4 dataset, read with
+    ``read_direct_chunk`` and decompressed by hand into a caller's buffer."""
+
+    def __init__(self, path: Path, dataset: str) -> None:
+        import h5py
+
+        self._file = h5py.File(path, "r")
+        self.dset = self._file[dataset]
+        plist = self.dset.id.get_create_plist()
+        filters = [plist.get_filter(i)[0] for i in range(plist.get_nfilters())]
+        if filters != [BITSHUFFLE_FILTER] or self.dset.chunks[0] != 1:
+            raise ValueError(f"{path}::{dataset}: expected one frame per chunk, bitshuffle "
+                             f"only, found chunks {self.dset.chunks}, filters {filters}")
+        self.itemsize = self.dset.dtype.itemsize
+        self._lock = threading.Lock()  # h5py serialises its calls anyway
+        self._decompress = _bshuf_decompress()
+
+    def read(self, i: int, out: np.ndarray) -> None:
+        with self._lock:
+            _, raw = self.dset.id.read_direct_chunk((i, 0, 0))
+        total = int.from_bytes(raw[:8], "big")  # bitshuffle's header: bytes, block bytes
+        block = int.from_bytes(raw[8:12], "big") // self.itemsize
+        assert total == out.nbytes, (total, out.nbytes)
+        src = ctypes.cast(ctypes.c_char_p(raw), ctypes.c_void_p).value
+        if self._decompress(src + 12, out.ctypes.data, out.size, self.itemsize, block) < 0:
+            raise ValueError(f"frame {i}: bitshuffle-LZ4 decompression failed")
+
+    def close(self) -> None:
+        self._file.close()
+
+
+# ------------------------------------------------------------------ timing helpers
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _pid() -> int:
+    return os.getpid()
+
+
+def _write_nc(path: Path, radial: np.ndarray, intensity: np.ndarray, sigma: np.ndarray) -> None:
+    import xarray as xr
+
+    ds = xr.Dataset(
+        {"intensity": (("time", "q"), intensity, {"units": "1", "long_name": "intensity"}),
+         "intensity_sigma": (("time", "q"), sigma, {"units": "1", "long_name": "sigma"})},
+        coords={"q": ("q", radial, {"units": "1/angstrom", "long_name": "q"})},
+    )
+    ds.to_netcdf(path, engine="h5netcdf")
+
+
+def _per_thread_buffer(local: threading.local, shape: tuple[int, ...],
+                       dtype: np.dtype) -> np.ndarray:
+    buf = getattr(local, "buf", None)
+    if buf is None:
+        buf = local.buf = np.empty(shape, dtype)
+    return buf
+
+
+# ------------------------------------------------------------------ the paths
+
+
+def time_floor(chunks: DirectChunks, n: int, threads: int) -> float:
+    """Read + decompress every frame on ``threads`` threads (reused buffers); frames/s."""
+    local = threading.local()
+    shape, dtype = chunks.dset.shape[1:], chunks.dset.dtype
+
+    def one(i: int) -> int:
+        buf = _per_thread_buffer(local, shape, dtype)
+        chunks.read(i, buf)
+        return int(buf[0, 0])
+
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(one, range(n)))
+    return n / (time.perf_counter() - t0)
+
+
+def _integrate1d_kwargs(mask: np.ndarray, opts: Any) -> dict[str, Any]:
+    return {"unit": opts.unit, "radial_range": opts.radial_range, "mask": mask,
+            "polarization_factor": opts.polarization_factor,
+            "correctSolidAngle": opts.correct_solid_angle, "error_model": opts.error_model}
+
+
+def time_loop(frames_path: Path, ai: Any, mask: np.ndarray, opts: Any, n: int,
+              out: Path) -> tuple[float, np.ndarray, np.ndarray]:
+    """h5py read + ``ai.integrate1d`` (CSR) frame by frame; frames/s, patterns, counts."""
+    import h5py
+
+    from operando.io.xrd.nexus import DETECTOR_DATA_PATH
+
+    kw = _integrate1d_kwargs(mask, opts)
+    intensity = np.empty((n, opts.npt), np.float32)
+    sigma = np.empty((n, opts.npt), np.float32)
+    count = np.empty((n, opts.npt))
+    t0 = time.perf_counter()
+    with h5py.File(frames_path, "r") as f:
+        dset = f[DETECTOR_DATA_PATH]
+        for i in range(n):
+            r = ai.integrate1d(dset[i], opts.npt, method=opts.method, **kw)
+            intensity[i], sigma[i], count[i] = r.intensity, r.sigma, r.count
+    _write_nc(out, r.radial, intensity, sigma)
+    return n / (time.perf_counter() - t0), intensity, count
+
+
+def time_tuned(chunks: DirectChunks, ai: Any, mask: np.ndarray, opts: Any, n: int,
+               threads: int, out: Path) -> float:
+    """pyFAI's direct-chunk-read pipeline: threads read + decompress + integrate (CSC)."""
+    kw = _integrate1d_kwargs(mask, opts)
+    method = ("bbox", "csc", "cython")
+    local = threading.local()
+    shape, dtype = chunks.dset.shape[1:], chunks.dset.dtype
+    intensity = np.empty((n, opts.npt), np.float32)
+    sigma = np.empty((n, opts.npt), np.float32)
+    radial: list[np.ndarray] = []
+
+    def one(i: int) -> None:
+        buf = _per_thread_buffer(local, shape, dtype)
+        chunks.read(i, buf)
+        r = ai.integrate1d(buf, opts.npt, method=method, **kw)
+        intensity[i], sigma[i] = r.intensity, r.sigma
+        if i == 0:
+            radial.append(r.radial)
+
+    one(0)  # builds the CSC engine once (as the tutorial does before its timing)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(one, range(n)))
+    _write_nc(out, radial[0], intensity, sigma)
+    return n / (time.perf_counter() - t0)
+
+
+def time_operando(source: Any, setup: Any, chunk_frames: int, out: Path,
+                  client: Any = None) -> tuple[float, np.ndarray]:
+    """``integrate_frames`` (in this process, or on ``client``) + the netCDF write."""
+    from pipelines.xrd import describe_integrator, integrate_frames
+
+    t0 = time.perf_counter()
+    res = integrate_frames(source, setup, client=client, chunk_frames=chunk_frames)
+    info = (describe_integrator(setup) if client is None else
+            client.submit(describe_integrator, setup, pure=False).result())
+    intensity = np.concatenate([r.intensity for r in res])
+    sigma = np.concatenate([r.sigma for r in res])
+    _write_nc(out, info.radial, intensity, sigma)
+    return source.n_frames / (time.perf_counter() - t0), intensity
+
+
+def _timed(label: str, res: CaseResult, n: int, fn: Callable[[], float],
+           cpu: Callable[[], float] = _cpu_s) -> None:
+    """Run ``fn`` (returns frames/s); keep the best frames/s and its CPU ms per frame."""
+    c0 = cpu()
+    fps = fn()
+    ms = 1e3 * (cpu() - c0) / n
+    if fps > res.fps.get(label, 0.0):
+        res.fps[label], res.cpu_ms[label] = fps, ms
+
+
+def run_case(name: str, n: int, folder: Path, log: Callable[[str], None], repeats: int,
+             threads: int) -> CaseResult:
+    import pipelines.xrd as px
+    from operando.io.xrd.frames import open_frames
+    from operando.io.xrd.geometry import read_mask, read_poni
+    from operando.io.xrd.nexus import DETECTOR_DATA_PATH
+    from operando.xrd.integrate import IntegrationOptions
+    from pipelines.cluster import _CLIENTS, dask_client
+
+    detector, distance = CASES[name]
+    folder.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    frames_path, poni, mask_path = make_run(folder, detector, distance, n)
+    log(f"[{name}] wrote {n} frames in {time.perf_counter() - t0:.1f} s")
+    source = open_frames(frames_path)
+    opts = IntegrationOptions(unit="q_A^-1", npt=2000, radial_range=(0.3, 4.4),
+                              error_model="poisson", polarization_factor=0.99)
+    setup = px.IntegratorSetup(poni=poni, mask=mask_path, dark=None, flat=None,
+                               frame_shape=source.frame_shape,
+                               saturation_value=source.saturation_value, options=opts)
+    res = CaseResult(name=name, n=n, shape=tuple(source.frame_shape))
+    res.mb_per_frame = frames_path.stat().st_size / n / 1e6
+    # chunks of whole sub-batches, at least 2 per worker so both workers stay busy
+    chunk = max(1, min(px.sub_batch_frames(source), -(-n // 4)))
+    with open(frames_path, "rb") as fh:  # into the page cache, for every measurement alike
+        while fh.read(1 << 24):
+            pass
+    ai = read_poni(poni)
+    mask = read_mask(mask_path).astype(bool) | (ai.detector.mask != 0)
+    chunks = DirectChunks(frames_path, DETECTOR_DATA_PATH)
+    try:
+        for _ in range(repeats):
+            _timed("floor", res, n, lambda: time_floor(chunks, n, threads))
+            _timed("tuned pyFAI", res, n, lambda: time_tuned(
+                chunks, ai, mask, opts, n, threads, folder / "tuned.nc"))
+    finally:
+        chunks.close()
+    log(f"[{name}] floor {res.fps['floor']:.1f}, tuned pyFAI {res.fps['tuned pyFAI']:.1f} fr/s")
+    loop: list[Any] = []
+
+    def loop_run() -> float:
+        fps, i, c = time_loop(frames_path, ai, mask, opts, n, folder / "loop.nc")
+        loop[:] = [i, c]
+        return fps
+
+    _timed("loop", res, n, loop_run)
+    log(f"[{name}] per-frame loop {res.fps['loop']:.1f} fr/s")
+    out: list[np.ndarray] = []
+
+    def single() -> float:
+        fps, i = time_operando(source, setup, chunk, folder / "operando.nc")
+        out[:] = [i]
+        return fps
+
+    for _ in range(repeats + 1):  # the first builds the integrator in this process
+        _timed("operando 1 process", res, n, single)
+    px.clear_integrator_cache()
+    log(f"[{name}] operando 1 process {res.fps['operando 1 process']:.1f} fr/s")
+
+    with dask_client("local", n_workers=2) as (key, _):
+        client = _CLIENTS[key]
+        client.run(_import_all)  # process start-up, not per geometry (as in this process)
+
+        def cluster_cpu() -> float:
+            return _cpu_s() + sum(client.run(_cpu_s).values())
+
+        _timed("operando cluster cold", res, n, lambda: time_operando(
+            source, setup, chunk, folder / "cluster.nc", client)[0], cluster_cpu)
+        for _ in range(repeats):
+            _timed("operando cluster", res, n, lambda: time_operando(
+                source, setup, chunk, folder / "cluster.nc", client)[0], cluster_cpu)
+    log(f"[{name}] operando cluster cold {res.fps['operando cluster cold']:.1f}, warm "
+        f"{res.fps['operando cluster']:.1f} fr/s")
+    loop_i, loop_count = loop
+    has = (loop_count > 0) & np.isfinite(out[0])
+    res.max_rel_diff = float(np.max(np.abs(out[0][has] - loop_i[has]) / np.abs(loop_i[has])))
+    for p in folder.iterdir():
+        p.unlink()
+    return res
 
 
 def _import_all() -> None:
@@ -107,229 +374,53 @@ def _import_all() -> None:
     import pipelines.xrd  # noqa: F401  (pyFAI, scipy.sparse, the ingest)
 
 
-def _pid() -> int:
-    return os.getpid()
-
-
-def _max_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-class RssSampler:
-    """Peak resident memory (MB) of the worker processes while a block runs.
-
-    psutil samples every 20 ms when installed; otherwise the workers' ``ru_maxrss``
-    (their lifetime peak) is read at the end.
-    """
-
-    def __init__(self, client) -> None:  # type: ignore[no-untyped-def]
-        self.client = client
-        self.peak = 0.0
-        self._stop = False
-
-    def __enter__(self) -> RssSampler:
-        import threading
-
-        try:
-            import psutil
-        except ImportError:
-            self._thread = None
-            return self
-        procs = [psutil.Process(pid) for pid in self.client.run(_pid).values()]
-
-        def sample() -> None:
-            while not self._stop:
-                rss = 0.0
-                for p in procs:
-                    rss = max(rss, p.memory_info().rss / 2**20)
-                self.peak = max(self.peak, rss)
-                time.sleep(0.02)
-
-        self._thread = threading.Thread(target=sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop = True
-        if self._thread is None:
-            self.peak = max(self.client.run(_max_rss_mb).values())
-        else:
-            self._thread.join()
-
-
-def _write_nc(path: Path, radial: np.ndarray, intensity: np.ndarray, sigma: np.ndarray) -> None:
-    import xarray as xr
-
-    ds = xr.Dataset(
-        {"intensity": (("time", "q"), intensity), "intensity_sigma": (("time", "q"), sigma)},
-        coords={"q": ("q", radial, {"units": "1/angstrom"})},
-    )
-    ds.to_netcdf(path, engine="h5netcdf")
-
-
-def time_floor(client, source, chunk_frames: int) -> float:  # type: ignore[no-untyped-def]
-    from pipelines.xrd import sub_batch_frames
-
-    step = sub_batch_frames(source)
-    t0 = time.perf_counter()
-    futs = [client.submit(_floor_chunk, source, a, b, step, pure=False)
-            for a, b in source.chunks(chunk_frames)]
-    client.gather(futs)
-    return source.n_frames / (time.perf_counter() - t0)
-
-
-def time_operando(client, source, setup, chunk_frames: int,  # type: ignore[no-untyped-def]
-                  out: Path) -> tuple[float, np.ndarray]:
-    from pipelines.xrd import describe_integrator, integrate_frames
-
-    t0 = time.perf_counter()
-    res = integrate_frames(source, setup, client=client, chunk_frames=chunk_frames)
-    radial = client.submit(describe_integrator, setup, pure=False).result().radial
-    intensity = np.concatenate([r.intensity for r in res])
-    sigma = np.concatenate([r.sigma for r in res])
-    _write_nc(out, radial, intensity, sigma)
-    return source.n_frames / (time.perf_counter() - t0), intensity
-
-
-def time_loop(frames_path: Path, poni: Path, mask_path: Path, opts, n: int,  # type: ignore[no-untyped-def]
-              out: Path) -> tuple[float, np.ndarray, np.ndarray]:
-    import h5py
-    import hdf5plugin  # noqa: F401
-
-    from operando.io.xrd.geometry import read_mask, read_poni
-    from operando.io.xrd.nexus import DETECTOR_DATA_PATH
-
-    t0 = time.perf_counter()
-    ai = read_poni(poni)
-    mask = read_mask(mask_path).astype(bool) | (ai.detector.mask != 0)
-    intensity = np.empty((n, opts.npt), np.float32)
-    sigma = np.empty((n, opts.npt), np.float32)
-    count = np.empty((n, opts.npt))
-    with h5py.File(frames_path, "r") as f:
-        dset = f[DETECTOR_DATA_PATH]
-        for i in range(n):
-            r = ai.integrate1d(dset[i], opts.npt, unit=opts.unit, radial_range=opts.radial_range,
-                               mask=mask, polarization_factor=opts.polarization_factor,
-                               correctSolidAngle=opts.correct_solid_angle,
-                               error_model=opts.error_model, method=opts.method)
-            intensity[i], sigma[i], count[i] = r.intensity, r.sigma, r.count
-    _write_nc(out, r.radial, intensity, sigma)
-    return n / (time.perf_counter() - t0), intensity, count
-
-
-def run_case(name: str, n: int, client, folder: Path, log,  # type: ignore[no-untyped-def]
-             repeats: int = 2) -> CaseResult:
-    import pipelines.xrd as px
-    from operando.io.xrd.frames import open_frames
-    from operando.xrd.integrate import IntegrationOptions
-
-    detector, distance = CASES[name]
-    folder.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    frames_path, poni, mask = make_run(folder, detector, distance, n)
-    links = [frames_path]
-    for k in range(1, 4):  # 4N frames without 4x the disk: hard links to the same file
-        link = folder / f"frames_{k}.h5"
-        os.link(frames_path, link)
-        links.append(link)
-    log(f"[{name}] wrote {n} frames in {time.perf_counter() - t0:.1f} s")
-    source = open_frames(frames_path)
-    source4 = open_frames(links)
-    assert source4.n_frames == 4 * n
-    opts = IntegrationOptions(unit="q_A^-1", npt=2000, radial_range=(0.3, 4.4),
-                              error_model="poisson", polarization_factor=0.99)
-    setup = px.IntegratorSetup(poni=poni, mask=mask, dark=None, flat=None,
-                               frame_shape=source.frame_shape,
-                               saturation_value=source.saturation_value, options=opts)
-    res = CaseResult(name=name, n=n, shape=tuple(source.frame_shape))
-    res.mb_per_frame = frames_path.stat().st_size / n / 1e6
-    # chunks of whole sub-batches, at least 4 chunks so both workers stay busy
-    chunk = max(1, min(2 * px.sub_batch_frames(source), -(-n // 4)))
-
-    with open(frames_path, "rb") as fh:  # into the page cache, for every measurement alike
-        while fh.read(1 << 24):
-            pass
-    floor = [time_floor(client, source, chunk) for _ in range(repeats + 1)]
-    log(f"[{name}] floor {floor} frames/s")
-
-    fps_loop, loop_i, loop_count = time_loop(frames_path, poni, mask, opts, n,
-                                             folder / "loop.nc")
-    res.fps["loop"] = fps_loop
-    log(f"[{name}] per-frame loop {fps_loop:.1f} frames/s")
-
-    # cold: the first run in these workers builds the integrator (once per geometry)
-    fps_cold, op_i = time_operando(client, source, setup, chunk, folder / "operando.nc")
-    warm = []
-    with RssSampler(client) as mem:
-        for _ in range(repeats):
-            warm.append(time_operando(client, source, setup, chunk, folder / "operando.nc")[0])
-    res.rss_mb["N"] = mem.peak
-    res.fps["operando cold"] = fps_cold
-    res.fps["operando warm"] = max(warm)
-    res.build_s = n / fps_cold - n / max(warm)
-    log(f"[{name}] operando cold {fps_cold:.1f}, warm {warm} frames/s")
-
-    again = [time_floor(client, source, chunk) for _ in range(repeats)]
-    res.fps["floor"] = max(floor + again)
-    log(f"[{name}] floor again: {again} frames/s")
-
-    has = (loop_count > 0) & np.isfinite(op_i)
-    res.max_rel_diff = float(np.max(np.abs(op_i[has] - loop_i[has]) / np.abs(loop_i[has])))
-
-    with RssSampler(client) as mem:
-        time_operando(client, source4, setup, chunk, folder / "operando4.nc")
-    res.rss_mb["4N"] = mem.peak
-    log(f"[{name}] worker peak RSS N {res.rss_mb['N']:.0f} MB, 4N {res.rss_mb['4N']:.0f} MB")
-    client.run(px.clear_integrator_cache)
-    for p in folder.iterdir():
-        p.unlink()
-    return res
-
-
-def print_table(results: list[CaseResult]) -> None:
+def print_table(results: list[CaseResult], threads: int) -> None:
     print()
-    print("| detector | frames | MB/frame (LZ4) | floor fr/s | per-frame loop fr/s | operando "
-          "cold fr/s | operando warm fr/s | warm / loop | floor / warm | cold / loop | "
-          "floor / cold | cold - warm s (builds) | worker RSS N / 4N (MB) | max rel diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| detector | path | frames/s | CPU ms/frame | vs tuned pyFAI | vs 1 process |")
+    print("|---|---|---|---|---|---|")
     for r in results:
         f = r.fps
-        print(f"| {r.name} {r.shape[0]}x{r.shape[1]} | {r.n} | {r.mb_per_frame:.2f} | "
-              f"{f['floor']:.1f} | {f['loop']:.1f} | {f['operando cold']:.1f} | "
-              f"{f['operando warm']:.1f} | {f['operando warm'] / f['loop']:.1f}x | "
-              f"{f['floor'] / f['operando warm']:.2f}x | {f['operando cold'] / f['loop']:.1f}x | "
-              f"{f['floor'] / f['operando cold']:.2f}x | {r.build_s:.1f} | "
-              f"{r.rss_mb['N']:.0f} / {r.rss_mb['4N']:.0f} | {r.max_rel_diff:.1e} |")
+        for p in PATHS:
+            print(f"| {r.name} {r.shape[0]}x{r.shape[1]}, {r.n} frames, "
+                  f"{r.mb_per_frame:.2f} MB/frame | {p} | {f[p]:.1f} | {r.cpu_ms[p]:.0f} | "
+                  f"{f[p] / f['tuned pyFAI']:.2f}x | {f[p] / f['operando 1 process']:.2f}x |")
     print()
-    print("Targets (4M): operando >= 3x the per-frame loop, floor / operando <= 4; "
-          "peak memory for 4N about that for N.")
+    for r in results:
+        f = r.fps
+        c = f["operando cluster"]
+        print(f"{r.name}: cluster / 1 process {c / f['operando 1 process']:.2f}x "
+              f"(target >= 1.6), cluster / tuned pyFAI {c / f['tuned pyFAI']:.2f}x "
+              f"(target >= 2), floor / cluster {f['floor'] / c:.2f}x, "
+              f"cluster / loop {c / f['loop']:.1f}x; max rel diff "
+              f"operando vs loop {r.max_rel_diff:.1e}; {threads} threads, "
+              f"{os.cpu_count()} cores")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\\n\\n")[0])
     ap.add_argument("--frames", type=int, default=None,
                     help="frames per run (default 300; 24 with --quick)")
-    ap.add_argument("--quick", action="store_true", help="few frames: a smoke run (< 1 min)")
+    ap.add_argument("--quick", action="store_true", help="few frames: a smoke run")
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--repeats", type=int, default=None,
+                    help="timed runs per path, best kept (default 2; 1 with --quick)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="threads of the floor and the tuned pyFAI pipeline (default: cores)")
     args = ap.parse_args(argv)
     n = args.frames or (24 if args.quick else 300)
+    repeats = args.repeats or (1 if args.quick else 2)
 
     logging.getLogger("pyFAI").setLevel(logging.ERROR)
-    from distributed import Client, LocalCluster
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
     results = []
     t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench_integrate_") as tmp, \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                         dashboard_address=None) as cluster, Client(cluster) as client:
-        client.run(_import_all)  # the loop's process has imported pyFAI too
+    with tempfile.TemporaryDirectory(prefix="bench_integrate_") as tmp:
         for name in args.cases:
-            results.append(run_case(name, n, client, Path(tmp) / name, log,
-                                    repeats=1 if args.quick else 2))
-    print_table(results)
+            results.append(run_case(name, n, Path(tmp) / name, log, repeats, args.threads))
+    print_table(results, args.threads)
     print(f"total benchmark time {time.perf_counter() - t0:.0f} s")
     return 0
 
