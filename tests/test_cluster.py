@@ -201,3 +201,27 @@ def test_bad_option_and_bad_yaml_name_the_file(tmp_path: Path) -> None:
 def test_tune_malloc() -> None:
     """glibc accepts the thresholds (the worker plugin calls this in every worker)."""
     assert tune_malloc() is True
+
+
+def test_reduce_cluster_option_errors(small_run, tmp_path: Path) -> None:
+    """`operando reduce --cluster FILE`: a bad file, or --cluster with --scheduler, stops
+    with one message (exit code 2) before anything runs."""
+    from typer.testing import CliRunner
+
+    from operando.cli import app
+    from operando.config import load_config
+
+    cfg = load_config(small_run.run_config_path)
+    cfg = cfg.model_copy(update={"output": cfg.output.model_copy(
+        update={"directory": tmp_path / "out"})})
+    config = tmp_path / "run.yaml"
+    config.write_text(cfg.to_yaml(), encoding="utf-8")
+    bad = tmp_path / "cluster.yaml"
+    bad.write_text("slurm: {cores: 2}\npbs: {cores: 2}\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["reduce", str(config), "--cluster", str(bad)])
+    assert res.exit_code == 2 and "exactly one batch-system section" in res.output
+    assert str(bad) in res.output.replace("\n", "")
+    res = CliRunner().invoke(app, ["reduce", str(config), "--cluster", str(bad),
+                                   "--scheduler", "none"])
+    assert res.exit_code == 2 and "not both" in res.output
+    assert not cfg.product_dir.exists()

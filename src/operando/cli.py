@@ -247,6 +247,10 @@ def reduce(
     scheduler: Annotated[str, typer.Option(
         help="Where chunks run: 'local' (a Dask LocalCluster of worker processes), 'none' "
         "(in this process), or a Dask scheduler address (tcp://host:8786).")] = "local",
+    cluster: Annotated[Path | None, typer.Option(
+        help="Run the chunks on a facility cluster through dask-jobqueue: a YAML file in its "
+        "own terms ('slurm: {cores: 8, memory: 32GB, queue: ..., walltime: ...}' or "
+        "'jobqueue: {slurm: {...}}', plus 'scale: {jobs: 4}'); replaces --scheduler.")] = None,
     overwrite: Annotated[bool | None, typer.Option(
         "--overwrite/--keep", help="Replace / keep existing products (default: the config's "
         "output.overwrite).", show_default=False)] = None,
@@ -260,10 +264,22 @@ def reduce(
     except ConfigError as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None
+    where: object = scheduler  # an address, or a dask-jobqueue ClusterSpec
+    if cluster is not None:
+        from pipelines.cluster import load_cluster_spec
+
+        if scheduler != "local":
+            err_console.print("reduce: give --cluster or --scheduler, not both", markup=False)
+            raise typer.Exit(code=2)
+        try:
+            where = load_cluster_spec(cluster)
+        except ValueError as exc:
+            err_console.print(f"reduce: {exc}", markup=False)
+            raise typer.Exit(code=2) from None
     with _progress_bar() as bar:
         progress = _stream_progress(bar)
         try:
-            res = reduce_run(cfg, only=only, scheduler=scheduler, overwrite=overwrite,
+            res = reduce_run(cfg, only=only, scheduler=where, overwrite=overwrite,
                              progress=progress)
         except (ValueError, OSError) as exc:
             err_console.print(f"reduce failed: {exc}", markup=False)
