@@ -1,0 +1,240 @@
+"""Identity, freshness and the plan of a reduce run: what is fresh, what must be recomputed.
+
+A **product** records what it was made from in its ``operando_identity`` attribute (JSON):
+the code version (:func:`code_version`), the config sections it depends on (as resolved
+values, :data:`STREAM_SECTIONS`) and every input file it read with its size and mtime. A
+product is
+
+- ``fresh`` when all three still match (no reduction work);
+- ``stale`` when one does not (the reason names the file or the config key that changed,
+  e.g. ``echem.active_mass_mg: 5.0 → 6.0``);
+- ``missing`` when there is no file; ``incomplete`` when only a partial write exists
+  (``.<name>.nc.*.part``), or the product says ``complete = false`` (a live run).
+
+The dependency graph is explicit: echem → sync → xrd → peaks; sync → xanes, confocal;
+kinetics alone. Through the sections (xrd's identity holds the ``echem`` and ``sync``
+sections: they give its x_li, voltage and time) and through files (peaks.nc records the
+xrd.nc it was fitted on) a change reaches exactly the products downstream of it.
+:func:`plan_run` turns the states into what to recompute, without Prefect or Dask: the
+CLI and :func:`pipelines.reduce.reduce_run` call it before entering the flow, and nothing
+is started when every product is fresh.
+
+A **work unit**'s identity (:func:`pipelines.runner.unit_key`) hashes its function, its
+arguments (a frame source by its files' path, size and mtime, a frame range, an integrator
+setup by the content of its PONI and mask, arrays by content) and the code version; its
+result is cached in ``<product_dir>/.cache/units/`` (:mod:`operando.io.cache`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import operando
+from operando import __version__
+from operando.config import RunConfig, expand_inputs
+from operando.io.cache import IDENTITY_ATTR, file_stamp, read_identity, remove_tree, source_digest
+from operando.io.products import product_path
+from operando.io.xrd.images import split_hdf5_url
+
+__all__ = ["DEPENDENTS", "IDENTITY_ATTR", "REDUCED_STREAMS", "STREAM_SECTIONS", "Plan",
+           "ProductState", "cache_dir", "clean_run", "code_version", "identity_json",
+           "plan_run", "product_state", "run_status"]
+
+#: Streams this version reduces, in the order they run.
+REDUCED_STREAMS = ("echem", "xrd", "peaks", "confocal", "xanes", "kinetics")
+
+#: Config sections each product depends on (its own first). ``confocal`` uses the
+#: top-level ``peaks`` only when it has no ``confocal.peaks``.
+STREAM_SECTIONS: dict[str, tuple[str, ...]] = {
+    "echem": ("echem", "sync"),
+    "xrd": ("xrd", "echem", "sync"),
+    "peaks": ("peaks", "xrd", "echem", "sync"),
+    "confocal": ("confocal", "peaks", "echem", "sync"),
+    "xanes": ("xanes", "echem", "sync"),
+    "kinetics": ("kinetics",),
+}
+
+#: Products made from another product's file: recomputing the key recomputes these.
+DEPENDENTS: dict[str, tuple[str, ...]] = {"xrd": ("peaks",)}
+
+Status = Literal["fresh", "stale", "missing", "incomplete"]
+
+
+@functools.cache
+def code_version() -> str:
+    """``<operando version>+<sha256[:16] of the operando and pipelines sources>``: a code
+    change makes every cached unit and product stale."""
+    roots = [Path(operando.__file__).parent, Path(__file__).parent]
+    return f"{__version__}+{source_digest(roots)[:16]}"
+
+
+def cache_dir(product_dir: Path) -> Path:
+    """``<product_dir>/.cache``: the work-unit results of the run."""
+    return Path(product_dir) / ".cache"
+
+
+def _sections(cfg: RunConfig, stream: str) -> dict[str, Any]:
+    """The resolved config sections ``stream`` depends on (absent ones as None); a section
+    with ``files`` also records the files its globs match now."""
+    names = list(STREAM_SECTIONS[stream])
+    if stream == "confocal" and cfg.confocal is not None and cfg.confocal.peaks is not None:
+        names.remove("peaks")
+    out: dict[str, Any] = {}
+    for name in names:
+        sec = getattr(cfg, name)
+        if sec is None:
+            out[name] = None
+            continue
+        dump = sec.model_dump(mode="json")
+        files = getattr(sec, "files", None)
+        if files:
+            dump["files_matched"] = [str(p) for p in expand_inputs(list(files))]
+        out[name] = dump
+    return out
+
+
+def identity_json(cfg: RunConfig, stream: str, inputs: Sequence[str | Path]) -> str:
+    """The ``operando_identity`` attribute of a product of ``stream`` made from ``inputs``
+    (HDF5 URLs count as their file): code version, sections, input file stamps."""
+    files = dict.fromkeys(str(Path(split_hdf5_url(str(p))[0]).absolute()) for p in inputs)
+    return json.dumps({"code": code_version(), "sections": _sections(cfg, stream),
+                       "files": [list(file_stamp(f)) for f in files]}, sort_keys=True)
+
+
+def _diff(old: Any, new: Any, key: str, out: list[str]) -> None:
+    """Dotted keys where two JSON values differ (``a.b: old → new``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for k in sorted(set(old) | set(new)):
+            _diff(old.get(k), new.get(k), f"{key}.{k}", out)
+    elif old != new:
+        def short(v: Any) -> str:
+            s = json.dumps(v)
+            return s if len(s) <= 40 else s[:37] + "..."
+        out.append(f"{key}: {short(old)} → {short(new)}")
+
+
+@dataclass
+class ProductState:
+    """One product's state: ``status`` (fresh / stale / missing / incomplete) and the
+    ``reasons`` (which file, key or code changed)."""
+
+    stream: str
+    path: Path
+    status: Status
+    reasons: list[str] = field(default_factory=list)
+
+
+def product_state(cfg: RunConfig, stream: str) -> ProductState:
+    """The state of ``stream``'s product of the run (reads only its attributes and stats
+    its recorded inputs)."""
+    path = product_path(cfg.product_dir, stream, cfg.output.format)
+    if not path.exists():
+        partial = list(path.parent.glob(f".{path.name}.*.part"))
+        if partial:
+            return ProductState(stream, path, "incomplete",
+                                [f"only a partial write ({partial[0].name})"])
+        return ProductState(stream, path, "missing", ["no product yet"])
+    ident = read_identity(path)
+    if ident is None:
+        return ProductState(stream, path, "stale",
+                            [f"{path.name} records no identity (written by an earlier "
+                             "version, or unreadable)"])
+    if ident.get("complete") is False:
+        return ProductState(stream, path, "incomplete", ["complete = false (a live run)"])
+    reasons: list[str] = []
+    if ident.get("code") != code_version():
+        reasons.append(f"code version {ident.get('code')} → {code_version()}")
+    _diff(ident.get("sections", {}), _sections(cfg, stream), "", reasons)
+    reasons = [r.lstrip(".") for r in reasons]
+    for f, size, mtime in ident.get("files", []):
+        now = file_stamp(f)
+        if now[1] < 0:
+            reasons.append(f"input {f} is gone")
+        elif (now[1], now[2]) != (size, mtime):
+            reasons.append(f"input {f} changed (size {size} → {now[1]} bytes"
+                           f"{', mtime' if now[2] != mtime else ''})")
+    return ProductState(stream, path, "stale" if reasons else "fresh", reasons)
+
+
+def run_status(cfg: RunConfig, only: Sequence[str] | None = None) -> list[ProductState]:
+    """Every configured product's state (``only``: those streams)."""
+    return [product_state(cfg, s) for s in _wanted(cfg, only)]
+
+
+def _wanted(cfg: RunConfig, only: Sequence[str] | None) -> list[str]:
+    wanted = set(only) if only else {s for s in REDUCED_STREAMS if getattr(cfg, s) is not None}
+    unknown = wanted - set(REDUCED_STREAMS)
+    if unknown:
+        raise ValueError(f"--only: expected some of {', '.join(REDUCED_STREAMS)}, found "
+                         f"{', '.join(sorted(unknown))}")
+    for s in sorted(wanted):
+        if getattr(cfg, s) is None:
+            raise ValueError(f"{s}: asked for, but the config has no '{s}' section")
+    return [s for s in REDUCED_STREAMS if s in wanted]
+
+
+@dataclass
+class Plan:
+    """What a reduce run does: ``compute`` (streams to write, in order, with why), ``fresh``
+    (kept: up to date), ``kept`` (stale but kept by ``--keep``; the reason), and every
+    state looked at."""
+
+    compute: dict[str, str] = field(default_factory=dict)
+    fresh: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    states: dict[str, ProductState] = field(default_factory=dict)
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.compute
+
+
+def plan_run(cfg: RunConfig, only: Sequence[str] | None = None,
+             mode: Literal["stale", "keep", "overwrite"] = "stale") -> Plan:
+    """Decide per product: ``overwrite`` recomputes all; ``stale`` (default) recomputes
+    missing, incomplete and stale ones; ``keep`` recomputes only missing and incomplete
+    ones and keeps stale ones (with their reason, for a warning). A recomputed xrd.nc
+    recomputes peaks.nc; peaks without an xrd.nc reduces the XRD first."""
+    plan = Plan()
+    wanted = _wanted(cfg, only)
+    for s in wanted:
+        st = product_state(cfg, s)
+        plan.states[s] = st
+        why = "; ".join(st.reasons)
+        if mode == "overwrite":
+            plan.compute[s] = "--overwrite"
+        elif st.status in ("missing", "incomplete"):
+            plan.compute[s] = f"{st.status}: {why}"
+        elif st.status == "stale" and mode == "stale":
+            plan.compute[s] = f"stale: {why}"
+        elif st.status == "stale":
+            plan.kept[s] = why
+        else:
+            plan.fresh[s] = "fresh"
+    for up, downs in DEPENDENTS.items():
+        for d in downs:
+            if up in plan.compute and d in wanted and d not in plan.compute:
+                plan.fresh.pop(d, None)
+                plan.kept.pop(d, None)
+                plan.compute[d] = f"{up} is recomputed"
+    xrd_file = product_path(cfg.product_dir, "xrd", cfg.output.format)
+    if "peaks" in plan.compute and "xrd" not in plan.compute and not xrd_file.exists():
+        plan.compute["xrd"] = "peaks needs it: no xrd product yet"
+    plan.compute = {s: plan.compute[s] for s in REDUCED_STREAMS if s in plan.compute}
+    return plan
+
+
+def clean_run(product_dir: Path, *, products: bool = False) -> list[Path]:
+    """Remove the run's work-unit cache (``.cache/``) and, with ``products``, the products,
+    figures and log too (the folder itself). Returns what was removed."""
+    removed = []
+    targets = [Path(product_dir)] if products else [cache_dir(product_dir)]
+    for t in targets:
+        if remove_tree(t):
+            removed.append(t)
+    return removed

@@ -1,0 +1,214 @@
+"""The one runner of work units: every chunk of frames, block of patterns, XANES series and
+kinetics set goes through :class:`Runner`.
+
+For each unit the runner
+
+1. computes its identity (:func:`unit_key`: the function, its arguments tokenised by
+   :func:`dask.base.tokenize` — a :class:`~operando.io.xrd.frames.FrameSource` by its files'
+   path, size and mtime, an :class:`~pipelines.xrd.IntegratorSetup` by the content hash of
+   its PONI, mask, dark and flat, arrays by content — and the code version);
+2. returns the cached result from ``<product_dir>/.cache/units/<stream>/`` when there is
+   one (a killed run resumes here);
+3. otherwise runs it — on the Dask client when the flow has one, else in this process —
+   retrying a transient ``OSError`` (:data:`RETRIED`) up to ``retries`` times, with at most
+   ``in_flight`` units submitted at once (the workers' threads: memory stays bounded by the
+   chunks in flight), and writes the result to the cache atomically as it arrives;
+4. logs one line per unit with its identity (the flow's Prefect log), and counts what it
+   computed and what it took from the cache (:attr:`Runner.counts`).
+
+:meth:`Runner.mapper` gives a :data:`pipelines.stream.UnitMapper`, what the stream builders
+(:func:`pipelines.peaks.build_peaks`, :func:`pipelines.confocal.build_confocal`) take.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import dask
+import numpy as np
+from dask.base import normalize_token, tokenize
+
+from operando.io.cache import read_unit, write_unit
+from pipelines.cluster import _CLIENTS
+from pipelines.stream import UnitMapper
+from pipelines.xrd import IntegratorSetup
+
+__all__ = ["RETRIED", "Runner", "call_with_retries", "unit_key"]
+
+log = logging.getLogger("operando.reduce")
+
+#: errors retried (transient I/O: a network file system, a file being written); a missing
+#: file or a refused permission is not transient
+RETRIED = (OSError,)
+NOT_RETRIED = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+@normalize_token.register(IntegratorSetup)
+def _normalize_setup(setup: IntegratorSetup) -> str:
+    return setup.key()  # the content of the PONI, mask, dark and flat, not their names
+
+
+def unit_key(fn: Callable[..., Any], args: tuple[Any, ...], code: str) -> str | None:
+    """The identity of ``fn(*args)`` under code version ``code`` (hex); None when an
+    argument cannot be tokenised deterministically (such a unit is not cached)."""
+    try:
+        with dask.config.set({"tokenize.ensure-deterministic": True}):
+            return tokenize(f"{fn.__module__}.{fn.__qualname__}", args, code)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+
+
+def call_with_retries(fn: Callable[..., Any], args: tuple[Any, ...], retries: int = 2,
+                      delay_s: float = 0.5) -> Any:
+    """``fn(*args)``, retried up to ``retries`` times (after ``delay_s``, doubling) when it
+    raises a transient ``OSError``; the last error is raised. Module-level: runs on a Dask
+    worker as well as here."""
+    for attempt in range(retries + 1):
+        try:
+            return fn(*args)
+        except NOT_RETRIED:
+            raise
+        except RETRIED as exc:
+            if attempt == retries:
+                raise
+            logging.getLogger("operando.reduce").warning(
+                "%s: %s; retry %d of %d", getattr(fn, "__name__", fn), exc, attempt + 1,
+                retries)
+            time.sleep(delay_s * 2 ** attempt)
+    raise AssertionError("unreachable")
+
+
+def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """``integrate_chunk[200:300]``, ``fit_chunk[100 rows]``: a unit for the log."""
+    ints = [a for a in args if isinstance(a, int | np.integer) and not isinstance(a, bool)]
+    rows = next((len(a) for a in args if isinstance(a, np.ndarray) and a.ndim >= 2), None)
+    where = (f"[{ints[0]}:{ints[1]}]" if len(ints) >= 2 else
+             f"[{rows} rows]" if rows is not None else "")
+    return f"{fn.__name__}{where}"
+
+
+class Runner:
+    """Runs work units (see the module docstring).
+
+    ``cache``: the run's cache folder (None: nothing cached); ``code``: the code version in
+    every key; ``client``: called once, when the first unit that is not cached is to run,
+    it returns ``(client key, workers)`` (:func:`pipelines.cluster.dask_client`; key None:
+    in this process), so a run whose units are all cached starts no cluster; ``workers``
+    bounds the units in flight; ``retries``: per unit, for a transient ``OSError``;
+    ``logger``: where the per-unit lines go.
+    """
+
+    def __init__(self, cache: Path | None, code: str, *,
+                 client: Callable[[], tuple[str | None, int]] | None = None,
+                 retries: int = 2,
+                 logger: Any = None) -> None:
+        self.cache = cache
+        self.code = code
+        self._client_factory = client
+        self._client: Any = None
+        #: True once the Dask client was asked for (a unit was not in the cache)
+        self.client_started = False
+        self.in_flight = 1
+        self.retries = retries
+        self.log = logger or log
+        #: per stream: how many units were ``computed`` and how many came ``cached``
+        self.counts: dict[str, Counter[str]] = {}
+
+    def _get_client(self) -> Any:
+        """The Dask client, started on first use (None: run here)."""
+        if not self.client_started:
+            self.client_started = True
+            if self._client_factory is not None:
+                key, workers = self._client_factory()
+                self._client = _CLIENTS[key] if key is not None else None
+                self.in_flight = max(1, workers)
+        return self._client
+
+    def _path(self, stream: str, fn: Callable[..., Any], key: str | None) -> Path | None:
+        if self.cache is None or key is None:
+            return None
+        return self.cache / "units" / stream.replace(" ", "_") / f"{fn.__name__}-{key}.pkl"
+
+    def _done(self, stream: str, what: str, path: Path | None, value: Any, name: str,
+              t0: float) -> Any:
+        self.counts.setdefault(stream, Counter())[what] += 1
+        if what == "computed" and path is not None:
+            write_unit(path, value)
+        key = path.stem.rsplit("-", 1)[-1][:12] if path is not None else "uncached"
+        self.log.info("%s: unit %s %s %s (%.2f s)", stream, name, key, what,
+                      time.perf_counter() - t0)
+        return value
+
+    def map(self, fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]], *,
+            stream: str, cache: bool = True, local: bool = False) -> Iterator[Any]:
+        """``fn(*args)`` for every ``args``, results yielded in order. ``cache`` (default
+        True): take / store results in the cache; ``local`` (default False): run here even
+        with a Dask client (results that do not travel, e.g. figures)."""
+        queue: deque[tuple[str, Any, Path | None, str, float]] = deque()
+        running = 0
+        try:
+            for args in arg_list:
+                t0 = time.perf_counter()
+                key = unit_key(fn, args, self.code) if cache else None
+                path = self._path(stream, fn, key)
+                name = _describe(fn, args)
+                hit, value = read_unit(path) if path is not None else (False, None)
+                client = None if hit or local else self._get_client()
+                if hit:
+                    queue.append(("value", value, path, name, t0))
+                elif client is None:
+                    value = call_with_retries(fn, args, self.retries)
+                    yield from self._drain(queue, stream, 0)
+                    yield self._done(stream, "computed", path, value, name, t0)
+                    continue
+                else:
+                    queue.append(("future", client.submit(call_with_retries, fn, args,
+                                                          self.retries, pure=False),
+                                  path, name, t0))
+                    running += 1
+                while queue and (queue[0][0] == "value" or running >= self.in_flight):
+                    kind, item, p, n, t = queue.popleft()
+                    running -= kind == "future"
+                    yield self._finish(stream, kind, item, p, n, t)
+            while queue:
+                kind, item, p, n, t = queue.popleft()
+                yield self._finish(stream, kind, item, p, n, t)
+        finally:
+            futures = [item for kind, item, *_ in queue if kind == "future"]
+            if futures and self._client is not None:
+                self._client.cancel(futures)
+
+    def _finish(self, stream: str, kind: str, item: Any, path: Path | None, name: str,
+                t0: float) -> Any:
+        if kind == "value":
+            return self._done(stream, "cached", path, item, name, t0)
+        value = item.result()
+        item.release()
+        return self._done(stream, "computed", path, value, name, t0)
+
+    def _drain(self, queue: deque[tuple[str, Any, Path | None, str, float]], stream: str,
+               keep: int) -> Iterator[Any]:
+        while len(queue) > keep:
+            kind, item, p, n, t = queue.popleft()
+            yield self._finish(stream, kind, item, p, n, t)
+
+    def run(self, fn: Callable[..., Any], *args: Any, stream: str, cache: bool = True,
+            local: bool = False) -> Any:
+        """One unit: ``fn(*args)`` through :meth:`map`."""
+        return next(iter(self.map(fn, [args], stream=stream, cache=cache, local=local)))
+
+    def mapper(self, stream: str) -> UnitMapper:
+        """A :data:`~pipelines.stream.UnitMapper` of this runner for ``stream``'s units."""
+        def map_units(fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]]
+                      ) -> Iterator[Any]:
+            return self.map(fn, arg_list, stream=stream)
+        return map_units
+
+    def computed(self, stream: str) -> int:
+        """Units of ``stream`` run (not taken from the cache) so far."""
+        return self.counts.get(stream, Counter())["computed"]
