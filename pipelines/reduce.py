@@ -8,68 +8,72 @@ config section into reader arguments and options, this module only wires them:
 2. sync (:mod:`pipelines.sync`): the trigger record against the reference X-ray stream's
    frame timestamps → a clock model (offset, drift, residuals) stored in the attributes of
    every product;
-3. XRD (:mod:`pipelines.xrd`): detector frames → azimuthal integration in chunk-sized tasks
-   (the chunks run on a Dask cluster: a LocalCluster of worker processes by default, or an
-   existing scheduler) → ``xrd.nc`` with the electrochemistry averaged over each exposure;
-4. peaks (:mod:`pipelines.peaks`): ``xrd.nc`` → peak fits in chunk-sized tasks on the same
-   cluster, lattice parameters, Li content and phase fractions → ``peaks.nc``;
+3. XRD (:mod:`pipelines.xrd`): detector frames → azimuthal integration in chunk-sized work
+   units → ``xrd.nc`` with the electrochemistry averaged over each exposure;
+4. peaks (:mod:`pipelines.peaks`): ``xrd.nc`` → peak fits in blocks of frames, lattice
+   parameters, Li content and phase fractions → ``peaks.nc``;
 5. confocal (:mod:`pipelines.confocal`): depth-resolved scans (frames integrated in
-   chunk-sized tasks, or energy-dispersive spectra) → per-(pass, depth) peak fits, local
-   state of charge, front arrival, local rates, through-depth spread and relaxation →
-   ``confocal.nc``;
+   chunk-sized units, or energy-dispersive spectra) → per-(pass, depth) peak fits, local
+   state of charge, front arrival, spread and relaxation → ``confocal.nc``;
 6. XANES (:mod:`pipelines.xanes`): scans → normalisation, energy alignment, batched
-   linear-combination fits → ``xanes.nc`` with each scan's electrochemistry and the
-   fraction-vs-Faraday lag;
+   linear-combination fits → ``xanes.nc``;
 7. kinetics (:mod:`pipelines.kinetics`): CVs at several scan rates (cell files and/or an
    SECCM map) → Randles–Sevcik diffusion coefficients → ``kinetics.nc``.
 
 Dependencies: echem → sync → xrd → peaks; sync → xanes, confocal; kinetics alone.
-``operando reduce CONFIG [--only ...]`` calls :func:`reduce_run`; so does a deployment.
+
+:func:`reduce_run` (``operando reduce``, the demo, a deployment) first decides per product
+what is fresh, stale or missing (:func:`pipelines.cache.plan_run`: no Prefect, no Dask);
+only when something is to be done does it enter the Prefect flow :func:`reduce_flow`. Every
+work unit runs through one :class:`pipelines.runner.Runner` (cached in
+``<product_dir>/.cache/``, retried on transient I/O errors, on the Dask client when there
+is one — started only when a unit is not in the cache). A stream that fails is recorded
+with its reason (traceback in ``<product_dir>/reduce.log``) and the streams that do not
+depend on it go on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+import contextlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect import flow, get_run_logger
 
 from operando.config import (
     ConfocalSection,
-    EchemSection,
     KineticsSection,
     PeaksSection,
     RunConfig,
-    SyncSection,
     XanesSection,
     XrdSection,
     load_config,
 )
+from operando.echem.attach import exposure_average
 from operando.echem.sync import ClockModel
+from operando.io.cache import IDENTITY_ATTR, log_file_handler
 from operando.io.figures import save_figure
 from operando.io.products import product_path, read_product, write_product
 from operando.io.xrd.frames import FrameMetadata, FrameSource
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
-from pipelines.cluster import _CLIENTS, dask_client
+from pipelines.cache import REDUCED_STREAMS, cache_dir, code_version, identity_json, plan_run
+from pipelines.cluster import dask_client
 from pipelines.echem import read_echem_section
+from pipelines.runner import Runner
 from pipelines.stream import (
     ProgressCallback,
     StreamProduct,
-    UnitMapper,
     exposure_count_time,
-    map_here,
     monitor_normalization,
 )
 from pipelines.sync import clock_summary, sent_triggers, sync_clock, sync_inputs, uses_xrd_frames
 from pipelines.xrd import (
-    ChunkResult,
     IntegratorSetup,
     build_xrd_product,
     describe_integrator,
@@ -77,13 +81,22 @@ from pipelines.xrd import (
     open_xrd_frames,
 )
 
-#: Streams this version reduces, in the order they run.
-REDUCED_STREAMS = ("echem", "xrd", "peaks", "confocal", "xanes", "kinetics")
+__all__ = ["REDUCED_STREAMS", "OutputOptions", "ReduceFailed", "ReduceResult", "reduce_flow",
+           "reduce_run"]
+
+#: the run's log file (decisions, per-unit lines, tracebacks of failed streams)
+LOG_NAME = "reduce.log"
+_log = logging.getLogger("operando.reduce")
+_log.propagate = False  # to the run's log file; the console shows Prefect's lines (-v)
 
 
 @dataclass
 class ReduceResult:
-    """What a reduce run wrote: product paths by stream, figures, the clock, skipped streams."""
+    """What a reduce run did, per product: ``products`` written (paths), ``fresh`` (up to
+    date, not touched), ``kept`` (stale, kept by ``--keep``: why), ``failed`` (the reason),
+    ``skipped`` (not run: why, e.g. what it depends on failed); the figures, the clock, the
+    echem Dataset, the work units per stream (``units[stream]["computed"|"cached"]``),
+    whether the Prefect flow ran, and the log file."""
 
     product_dir: Path
     products: dict[str, Path] = field(default_factory=dict)
@@ -91,6 +104,35 @@ class ReduceResult:
     clock: ClockModel | None = None
     skipped: dict[str, str] = field(default_factory=dict)
     echem: xr.Dataset | None = None
+    fresh: dict[str, str] = field(default_factory=dict)
+    kept: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    units: dict[str, dict[str, int]] = field(default_factory=dict)
+    flow_ran: bool = False
+    dask_started: bool = False
+    log_file: Path | None = None
+
+    def status(self) -> dict[str, tuple[str, str]]:
+        """stream → (failed / written / fresh / kept (stale) / skipped, detail), in stream
+        order (``sync`` when it failed or was skipped: it is no product of its own)."""
+        rows: dict[str, tuple[str, str]] = {}
+        for s in ("echem", "sync", *REDUCED_STREAMS[1:]):
+            for label, table in (("failed", self.failed), ("written", self.products),
+                                 ("fresh", self.fresh), ("kept (stale)", self.kept),
+                                 ("skipped", self.skipped)):
+                if s in table:
+                    rows[s] = (label, str(table[s]))
+                    break
+        return rows
+
+
+class ReduceFailed(RuntimeError):
+    """One or more streams failed; ``result`` holds what was written and every reason."""
+
+    def __init__(self, result: ReduceResult) -> None:
+        self.result = result
+        where = f" (traceback in {result.log_file})" if result.log_file else ""
+        super().__init__("; ".join(f"{s}: {why}" for s, why in result.failed.items()) + where)
 
 
 @dataclass(frozen=True)
@@ -118,6 +160,10 @@ class OutputOptions:
         return cls(product_dir=cfg.product_dir, format=o.format, overwrite=o.overwrite,
                    report=o.report, run_name=cfg.run.name, config_yaml=cfg.to_yaml())
 
+    def with_overwrite(self) -> OutputOptions:
+        """The same options replacing existing products (the plan decided to rewrite)."""
+        return replace(self, overwrite=True)
+
     def path(self, product: str) -> Path:
         """The file of a product (``xrd`` → ``<product_dir>/xrd.nc``)."""
         return product_path(self.product_dir, product, self.format)
@@ -134,87 +180,146 @@ class OutputOptions:
                              extra_attrs=attrs, overwrite=self.overwrite, fmt=self.format)
 
 
-# --------------------------------------------------------------------------- tasks
+class _Log:
+    """Log lines to the flow's Prefect logger and to the run's log file."""
+
+    def __init__(self) -> None:
+        self.prefect = get_run_logger()
+
+    def info(self, msg: str, *args: Any) -> None:
+        self.prefect.info(msg, *args)
+        _log.info(msg, *args)
+
+    def warning(self, msg: str, *args: Any) -> None:
+        self.prefect.warning(msg, *args)
+        _log.warning(msg, *args)
 
 
-@task(name="read electrochemistry", cache_policy=NO_CACHE)
-def read_echem_task(section: EchemSection) -> xr.Dataset:
-    """Cycler files → normalised Dataset with x_li and the Faraday-expected fraction."""
-    return read_echem_section(section)
+@dataclass
+class _Run:
+    """The state a flow run passes between its stages."""
+
+    cfg: RunConfig
+    out: OutputOptions
+    compute: dict[str, str]
+    result: ReduceResult
+    runner: Runner
+    log: _Log
+    progress: ProgressCallback | None
+    echem: xr.Dataset | None = None
+    source: FrameSource | None = None
+    meta: FrameMetadata | None = None
+    clock: ClockModel | None = None
+    clock_inputs: list[Path] = field(default_factory=list)
+    xrd_ds: xr.Dataset | None = None
+    #: what did not complete: streams, and "echem-data" / "frames" / "clock"
+    broken: set[str] = field(default_factory=set)
+
+    def write(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
+              attrs: dict[str, Any] | None) -> Path:
+        """Write a product with its identity (code, sections, input stamps)."""
+        a = dict(attrs or {})
+        a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
+        path = self.out.write(stream, ds, inputs, a)
+        self.result.products[stream] = path
+        self.log.info("%s: wrote %s", stream, path)
+        return path
+
+    def figures(self, figures: dict[str, Any]) -> None:
+        """Save figures under ``report/`` (when ``output.report``)."""
+        if self.out.report:
+            for fname, fig in figures.items():
+                self.result.figures.append(save_figure(fig, self.out.figure_path(fname)))
+
+    def stage(self, stream: str, fn: Callable[[], None], *, needs: Sequence[str] = (),
+              marks: str | None = None) -> None:
+        """Run one stream's stage; a failure is recorded under ``stream`` (reason; the
+        traceback to the log file) and marks ``marks`` (default: ``stream``) as broken
+        without stopping the others; the stage is skipped when one of ``needs`` is broken
+        (``echem-data``: the cycler data, ``frames``: the xrd frames, ``clock``: the sync,
+        or a stream)."""
+        mark = marks or stream
+        blocked = [n for n in needs if n in self.broken]
+        if blocked or stream in self.result.failed:
+            self.broken.add(mark)
+            if stream not in self.result.failed:
+                what = _MARKS.get(blocked[0], blocked[0])
+                self.result.skipped[stream] = f"{what} did not complete"
+                self.log.warning("%s: skipped, %s did not complete", stream, what)
+            return
+        try:
+            fn()
+        except Exception as exc:  # isolated per stream, reported
+            reason = str(exc) or type(exc).__name__
+            self.result.failed[stream] = reason
+            self.broken.add(mark)
+            _log.error("%s failed: %s", stream, reason, exc_info=exc)
+            self.log.prefect.error("%s failed: %s", stream, reason)
 
 
-@task(name="open xrd frames", cache_policy=NO_CACHE)
-def open_xrd_task(section: XrdSection) -> FrameSource:
-    """The xrd section's frame files, opened lazily (nothing integrated yet)."""
-    return open_xrd_frames(section)
+#: what a broken mark is, for the "skipped" reasons
+_MARKS = {"echem-data": "echem", "frames": "xrd", "clock": "sync"}
 
 
-@task(name="fit clock", cache_policy=NO_CACHE)
-def sync_task(section: SyncSection, echem: xr.Dataset, sent_epoch_s: np.ndarray | None
-              ) -> tuple[ClockModel, np.ndarray | None]:
-    """The clock model: trigger fit (sync.method triggers) or absolute timestamps."""
-    clock, recorded = sync_clock(section, echem, sent_epoch_s)
+# --------------------------------------------------------------------------- stages
+
+
+def _echem_and_clock(run: _Run) -> None:
+    """The electrochemistry, the xrd frames the clock needs, the clock; echem.nc."""
+    cfg, want = run.cfg, run.compute
+    sync = cfg.sync if want.keys() & {"echem", "xrd", "xanes", "confocal"} else None
+    needs_echem = "echem" in want or (sync is not None and bool(
+        want.keys() & {"xrd", "xanes", "confocal"}))
+    if needs_echem and cfg.echem is not None:
+        run.stage("echem", lambda: setattr(run, "echem", read_echem_section(cfg.echem)),
+                  marks="echem-data")
+        run.result.echem = run.echem
+    if cfg.xrd is not None and ("xrd" in want or (sync is not None and uses_xrd_frames(sync))):
+        def open_frames() -> None:
+            run.source = open_xrd_frames(cfg.xrd)
+            run.meta = run.source.metadata()
+        run.stage("xrd", open_frames, marks="frames")
+    if sync is not None:
+        run.stage("sync", lambda: _clock(run, sync), marks="clock",
+                  needs=("echem-data", "frames") if uses_xrd_frames(sync) else ("echem-data",))
+    if "echem" in want and run.echem is not None:
+        def write_echem() -> None:
+            clock = run.clock
+            run.write("echem", run.echem, sync_inputs(sync, run.echem, clock),
+                      clock.to_attrs() if clock else None)
+            run.figures({"echem.png": echem_figure(
+                run.echem, title=f"{run.out.run_name}: electrochemistry")})
+        run.stage("echem", write_echem, needs=("clock",) if sync is not None else ())
+
+
+def _clock(run: _Run, sync: Any) -> None:
+    sent = sent_triggers(sync, run.meta)
+    clock, recorded = sync_clock(sync, run.echem, sent)
+    run.clock = run.result.clock = clock
     if recorded is not None:
-        get_run_logger().info("%s", clock_summary(clock))
-    return clock, recorded
+        run.log.info("%s", clock_summary(clock))
+        if sent is not None:
+            run.figures({"sync.png": sync_figure(
+                clock, sent, recorded, title=f"{run.out.run_name}: trigger clock sync")})
+    run.clock_inputs = sync_inputs(sync, run.echem, clock)
 
 
-@task(name="write echem.nc", cache_policy=NO_CACHE)
-def write_echem_task(out: OutputOptions, echem: xr.Dataset, clock: ClockModel | None,
-                     inputs: Sequence[Path]) -> Path:
-    return out.write("echem", echem, inputs, clock.to_attrs() if clock else None)
+def reduce_xrd(run: _Run, section: XrdSection) -> None:
+    """Detector frames → ``xrd.nc``: chunk-sized integration units through the runner, then
+    one product.
 
-
-@task(name="integrate xrd chunk", cache_policy=NO_CACHE)
-def integrate_chunk_task(source: FrameSource, start: int, stop: int, setup: IntegratorSetup,
-                         client_key: str | None,
-                         normalization: np.ndarray | None = None) -> ChunkResult:
-    """One work unit: frames [start, stop) read, integrated, returned (on Dask if a client)."""
-    if client_key is None:
-        return integrate_chunk(source, start, stop, setup, normalization)
-    client = _CLIENTS[client_key]
-    return client.submit(integrate_chunk, source, start, stop, setup, normalization,
-                         pure=False).result()
-
-
-@task(name="write figure", cache_policy=NO_CACHE)
-def figure_task(fig: Any, path: Path) -> Path:
-    return save_figure(fig, path)
-
-
-# --------------------------------------------------------------------------- xrd
-
-
-@flow(name="reduce-xrd", validate_parameters=False)
-def reduce_xrd(section: XrdSection, out: OutputOptions, source: FrameSource | None = None,
-               meta: FrameMetadata | None = None,
-               echem: xr.Dataset | None = None, clock: ClockModel | None = None,
-               clock_inputs: Sequence[Path] = (), client_key: str | None = None,
-               in_flight: int = 1, progress: ProgressCallback | None = None
-               ) -> tuple[Path, xr.Dataset]:
-    """Detector frames → ``xrd.nc``: chunk-sized integration tasks, then one product.
-
-    The integrator is built once per geometry (per worker process); chunks follow the
-    HDF5 chunking and ``xrd.integration.chunk_frames``; at most ``in_flight`` chunk tasks
-    run at once (the Dask workers' threads), so the flow holds only the integrated
-    patterns, filled into the product's arrays as chunks finish. With ``clock`` and
-    ``echem`` the exposure intervals are put on the potentiostat clock and the
-    electrochemistry is averaged over each (``time``, ``time_start``, ``voltage_V``, …);
-    ``clock_inputs`` (the files the clock and the electrochemistry come from) join the
-    product's inputs.
+    The integrator is built once per geometry (per worker process); chunks follow the HDF5
+    chunking and ``xrd.integration.chunk_frames``. With a clock and the electrochemistry
+    the exposure intervals are put on the potentiostat clock and the electrochemistry is
+    averaged over each (``time``, ``time_start``, ``voltage_V``, …); the files of the
+    clock and the electrochemistry join the product's inputs.
     """
-    from operando.echem.attach import exposure_average
-
-    log = get_run_logger()
-    if source is None:
-        source = open_xrd_task(section)
-    if meta is None:
-        meta = source.metadata()
+    source, meta, clock, echem = run.source, run.meta, run.clock, run.echem
+    if source is None or meta is None:
+        raise ValueError("xrd: the frames were not opened")
     setup = IntegratorSetup.from_section(section.integration, source)
-    # built once per worker (cached there); asking for it first fails early on a bad
-    # geometry or mask, before any chunk is read
-    integ = (describe_integrator(setup) if client_key is None else
-             _CLIENTS[client_key].submit(describe_integrator, setup, pure=False).result())
+    # asking for it first fails early on a bad geometry or mask, before any chunk is read
+    integ = run.runner.run(describe_integrator, setup, stream="xrd")
     norm = monitor_normalization(meta.monitor, stream="xrd", per="frame",
                                  source=meta.monitor_source) \
         if section.normalize_by_monitor else None
@@ -222,10 +327,9 @@ def reduce_xrd(section: XrdSection, out: OutputOptions, source: FrameSource | No
         raise ValueError(f"sync: the xrd frames of {source.files[0]} carry no timestamps to "
                          "put on the potentiostat clock; name them with xrd.timestamp_path")
     chunks = source.chunks(section.integration.chunk_frames)
-    described = source.describe()
-    log.info("xrd: %d frames of %s in %d chunks (%s)%s", source.n_frames, source.frame_shape,
-             len(chunks), described.get("layout", "?"),
-             f"; {source.n_pending} frames pending" if source.n_pending else "")
+    run.log.info("xrd: %d frames of %s in %d chunks (%s)%s", source.n_frames,
+                 source.frame_shape, len(chunks), source.describe().get("layout", "?"),
+                 f"; {source.n_pending} frames pending" if source.n_pending else "")
     n, npt = source.n_frames, len(integ.radial)
     intensity = np.full((n, npt), np.nan, dtype=np.float32)
     sigma = np.full((n, npt), np.nan, dtype=np.float32)
@@ -234,15 +338,9 @@ def reduce_xrd(section: XrdSection, out: OutputOptions, source: FrameSource | No
     if integ.azimuthal is not None:
         cake = np.full((n, len(integ.azimuthal), npt), np.nan, dtype=np.float32)
         cake_sigma = np.full_like(cake, np.nan)
-    pending = list(chunks)
-    running: list[Any] = []
+    units = ((source, a, b, setup, None if norm is None else norm[a:b]) for a, b in chunks)
     done = 0
-    while pending or running:
-        while pending and len(running) < max(1, in_flight):
-            a, b = pending.pop(0)
-            running.append(integrate_chunk_task.submit(
-                source, a, b, setup, client_key, None if norm is None else norm[a:b]))
-        res: ChunkResult = running.pop(0).result()  # in order; later chunks keep running
+    for res in run.runner.map(integrate_chunk, units, stream="xrd"):
         sl = slice(res.start, res.stop)
         intensity[sl], sigma[sl], n_invalid[sl] = res.intensity, res.sigma, res.n_invalid
         if cake is not None and cake_sigma is not None and res.cake is not None:
@@ -250,18 +348,14 @@ def reduce_xrd(section: XrdSection, out: OutputOptions, source: FrameSource | No
             if res.cake_sigma is not None:
                 cake_sigma[sl] = res.cake_sigma
         done += res.stop - res.start
-        del res
-        if progress:
-            progress("xrd", done, n)
-        log.info("xrd: %d/%d frames integrated", done, n)
-
-    t_start = t_end = None
-    points = None
+        if run.progress:
+            run.progress("xrd", done, n)
+    t_start = t_end = points = None
     if clock is not None and meta.epoch_s is not None:
         count, note = exposure_count_time(meta.count_time_s, stream="xrd", items="frames",
                                           source=meta.count_time_source)
         if note:
-            log.warning("%s", note)
+            run.log.warning("%s", note)
         t_start = clock.to_potentiostat(meta.epoch_s)
         t_end = clock.to_potentiostat(meta.epoch_s + count)
         if echem is not None:
@@ -273,83 +367,59 @@ def reduce_xrd(section: XrdSection, out: OutputOptions, source: FrameSource | No
     ds, attrs, inputs = prod.dataset, prod.attrs, prod.inputs
     if clock is not None:
         attrs.update(clock.to_attrs())
-        inputs += list(clock_inputs)
+        inputs += list(run.clock_inputs)
     ds.attrs.update(attrs)  # the in-memory product carries them too (peaks reads the PONI)
-    path = out.write("xrd", ds, inputs, attrs)
-    log.info("xrd: wrote %s", path)
-    return path, ds
+    run.write("xrd", ds, inputs, attrs)
+    run.xrd_ds = ds
+    run.figures({"xrd.png": xrd_figure(ds, title=f"{run.out.run_name}: integrated XRD")})
 
 
-# --------------------------------------------------------------------------- streams
-
-
-@task(name="write product", cache_policy=NO_CACHE)
-def write_stream_task(out: OutputOptions, product: StreamProduct,
-                      extra_inputs: Sequence[Path] = ()) -> Path:
-    """Write a stream's product (atomic, provenance-stamped) and log its notes."""
-    log = get_run_logger()
+def _write_stream(run: _Run, product: StreamProduct, extra_inputs: Sequence[Path] = ()
+                  ) -> None:
     for note in product.notes:
-        log.info("%s", note)
-    path = out.write(product.name, product.dataset, [*product.inputs, *extra_inputs],
-                     product.attrs)
-    log.info("%s: wrote %s", product.name, path)
-    return path
+        run.log.info("%s", note)
+    run.write(product.name, product.dataset, [*product.inputs, *extra_inputs],
+              product.attrs)
+    run.figures(product.figures)
 
 
-def _dask_runner(client_key: str | None) -> UnitMapper:
-    """A :data:`pipelines.stream.UnitMapper` that runs work units on the registered Dask
-    client (at most one in flight per worker thread), or in this process without one."""
-    if client_key is None:
-        return map_here
-    client = _CLIENTS[client_key]
-
-    def run(fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
-        n = max(1, sum(w.get("nthreads", 1)
-                       for w in client.scheduler_info()["workers"].values()))
-        pending = iter(arg_list)  # drawn lazily: only the units in flight are built
-        running: list[Any] = []
-        for args in pending:
-            running.append(client.submit(fn, *args, pure=False))
-            if len(running) >= n:
-                yield running.pop(0).result()
-        while running:
-            yield running.pop(0).result()
-
-    return run
-
-
-@task(name="fit peaks", cache_policy=NO_CACHE)
-def peaks_task(section: PeaksSection, xrd: xr.Dataset, echem: xr.Dataset | None,
-               run_name: str, client_key: str | None,
-               progress: ProgressCallback | None) -> StreamProduct:
+def _peaks(run: _Run, section: PeaksSection) -> None:
     from pipelines.peaks import build_peaks
 
-    return build_peaks(section, xrd, echem=echem, run_name=run_name,
-                       map_units=_dask_runner(client_key), progress=progress)
+    xrd_ds = run.xrd_ds
+    if xrd_ds is None:
+        run.log.info("peaks: reading %s", run.out.path("xrd"))
+        xrd_ds = read_product(run.out.path("xrd"))
+    fits = build_peaks(section, xrd_ds, echem=run.echem, run_name=run.out.run_name,
+                       map_units=run.runner.mapper("peaks"), progress=run.progress)
+    # the clock that put xrd.nc on the potentiostat time base
+    fits.attrs.update({k: v for k, v in xrd_ds.attrs.items()
+                       if k.startswith("clock_") and k not in fits.attrs})
+    _write_stream(run, fits, [run.out.path("xrd")])
 
 
-@task(name="reduce xanes", cache_policy=NO_CACHE)
-def xanes_task(section: XanesSection, echem: xr.Dataset | None, clock: ClockModel | None,
-               run_name: str, progress: ProgressCallback | None) -> StreamProduct:
+def _confocal(run: _Run, section: ConfocalSection) -> None:
+    from pipelines.confocal import build_confocal
+
+    # its own peaks section, else the top-level one
+    depth = build_confocal(section, peaks=run.cfg.peaks, run_name=run.out.run_name,
+                           echem=run.echem, clock=run.clock,
+                           map_units=run.runner.mapper("confocal"), progress=run.progress)
+    _write_stream(run, depth, run.clock_inputs)
+
+
+def _xanes_unit(section: XanesSection, echem: xr.Dataset | None, clock: ClockModel | None,
+                run_name: str, progress: ProgressCallback | None) -> StreamProduct:
+    """The XANES work unit: the whole series (one batched LCF)."""
     from pipelines.xanes import build_xanes
 
     return build_xanes(section, echem=echem, clock=clock, run_name=run_name,
                        progress=progress)
 
 
-@task(name="reduce confocal", cache_policy=NO_CACHE)
-def confocal_task(section: ConfocalSection, peaks: PeaksSection | None,
-                  echem: xr.Dataset | None, clock: ClockModel | None, run_name: str,
-                  client_key: str | None, progress: ProgressCallback | None) -> StreamProduct:
-    from pipelines.confocal import build_confocal
-
-    return build_confocal(section, peaks=peaks, run_name=run_name, echem=echem, clock=clock,
-                          map_units=_dask_runner(client_key), progress=progress)
-
-
-@task(name="reduce kinetics", cache_policy=NO_CACHE)
-def kinetics_task(section: KineticsSection, progress: ProgressCallback | None
-                  ) -> StreamProduct:
+def _kinetics_unit(section: KineticsSection, progress: ProgressCallback | None
+                   ) -> StreamProduct:
+    """The kinetics work unit: the cell CVs and the map."""
     from pipelines.kinetics import build_kinetics
 
     return build_kinetics(section, progress=progress)
@@ -358,120 +428,85 @@ def kinetics_task(section: KineticsSection, progress: ProgressCallback | None
 # --------------------------------------------------------------------------- run
 
 
-def _figures(out: OutputOptions, result: ReduceResult, figures: dict[str, Any]) -> None:
-    """Save a product's figures under ``report/`` (when ``output.report``)."""
-    if not out.report:
-        return
-    for fname, fig in figures.items():
-        result.figures.append(figure_task(fig, out.figure_path(fname)))
-
-
-def _plan(cfg: RunConfig, out: OutputOptions, only: Sequence[str] | None,
-          result: ReduceResult) -> set[str]:
-    """The products to write: ``only`` (default: every stream with a section), without the
-    ones that exist when ``output.overwrite`` is false (recorded in ``result.skipped``),
-    with ``xrd`` when ``peaks`` needs an ``xrd.nc`` that does not exist yet."""
-    log = get_run_logger()
-    wanted = set(only) if only else {s for s in REDUCED_STREAMS if getattr(cfg, s) is not None}
-    unknown = wanted - set(REDUCED_STREAMS)
-    if unknown:
-        raise ValueError(f"--only: expected some of {', '.join(REDUCED_STREAMS)}, found "
-                         f"{', '.join(sorted(unknown))}")
-    for s in sorted(wanted):
-        if getattr(cfg, s) is None:
-            raise ValueError(f"{s}: asked for, but the config has no '{s}' section")
-    for s in sorted(wanted):
-        if out.path(s).exists() and not out.overwrite:
-            wanted.discard(s)
-            result.skipped[s] = f"{out.path(s)} exists and output.overwrite is false (kept)"
-    if "peaks" in wanted and "xrd" not in wanted and not out.path("xrd").exists():
-        log.info("peaks: no %s yet; reducing the XRD first", out.path("xrd"))
-        wanted.add("xrd")
-    for s, why in result.skipped.items():
-        log.info("%s: skipped, %s", s, why)
-    return wanted
-
-
 @flow(name="operando-reduce", validate_parameters=False)
+def reduce_flow(cfg: RunConfig, compute: dict[str, str], scheduler: Any = "local",
+                progress: ProgressCallback | None = None,
+                result: ReduceResult | None = None) -> ReduceResult:
+    """Write the products of ``compute`` (stream → why, from
+    :func:`pipelines.cache.plan_run`), in the order of the dependency graph; the
+    electrochemistry and the clock are computed when a product needs them. ``scheduler``:
+    see :func:`pipelines.cluster.dask_client` (started only when a work unit is not in the
+    cache). Fills and returns ``result``."""
+    result = result or ReduceResult(product_dir=cfg.product_dir)
+    result.flow_ran = True
+    log = _Log()
+    for s, why in compute.items():
+        log.info("%s: reducing (%s)", s, why)
+    with contextlib.ExitStack() as stack:
+        runner = Runner(cache_dir(cfg.product_dir), code_version(), logger=log,
+                        client=lambda: stack.enter_context(dask_client(scheduler)))
+        run = _Run(cfg, OutputOptions.of(cfg).with_overwrite(), compute, result, runner, log,
+                   progress)
+        _echem_and_clock(run)
+        clocked = ("echem-data", "clock") if cfg.sync is not None else ()
+        if "xrd" in compute and cfg.xrd is not None:
+            run.stage("xrd", lambda: reduce_xrd(run, cfg.xrd), needs=("frames", *clocked))
+        if "peaks" in compute and cfg.peaks is not None:
+            run.stage("peaks", lambda: _peaks(run, cfg.peaks), needs=("xrd",))
+        if "confocal" in compute and cfg.confocal is not None:
+            run.stage("confocal", lambda: _confocal(run, cfg.confocal), needs=clocked)
+        if "xanes" in compute and cfg.xanes is not None:
+            run.stage("xanes", lambda: _write_stream(run, runner.run(
+                _xanes_unit, cfg.xanes, run.echem, run.clock, run.out.run_name, progress,
+                stream="xanes", cache=False, local=True), run.clock_inputs), needs=clocked)
+        if "kinetics" in compute and cfg.kinetics is not None:
+            run.stage("kinetics", lambda: _write_stream(run, runner.run(
+                _kinetics_unit, cfg.kinetics, progress, stream="kinetics", cache=False,
+                local=True)))
+        result.units = {s: dict(c) for s, c in runner.counts.items()}
+        result.dask_started = runner.client_started and scheduler not in (None, "none", "sync")
+    return result
+
+
 def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None,
-               scheduler: str | None = "local", overwrite: bool | None = None,
-               progress: ProgressCallback | None = None) -> ReduceResult:
-    """Reduce one run. ``only`` limits the products written (``echem``, ``xrd``, ``peaks``,
-    ``confocal``, ``xanes``, ``kinetics``); the electrochemistry and the clock are still
-    computed when a chosen product needs them, and ``peaks`` reads an existing ``xrd.nc``
-    or reduces the XRD first. ``scheduler``: see :func:`dask_client`. ``overwrite`` overrides
-    ``output.overwrite``.
+               scheduler: Any = "local", overwrite: bool | None = None,
+               progress: ProgressCallback | None = None, *,
+               raise_on_failure: bool = True) -> ReduceResult:
+    """Reduce one run: what is stale or missing is recomputed, what is fresh is left alone.
+
+    ``only`` limits the products (``echem``, ``xrd``, ``peaks``, ``confocal``, ``xanes``,
+    ``kinetics``); ``overwrite``: True recomputes every product (``--overwrite``), False
+    keeps stale ones with a warning (``--keep``), None (default) follows
+    ``output.overwrite`` (true: recompute all) and else recomputes stale ones.
+    ``scheduler``: see :func:`pipelines.cluster.dask_client`. The decision is made before
+    the Prefect flow; with nothing to do neither Prefect nor Dask is started.
+    A stream that fails does not stop the others; ``ReduceFailed`` (with the result) is
+    raised at the end when one did, unless ``raise_on_failure`` is False.
     """
-    log = get_run_logger()
     cfg = config if isinstance(config, RunConfig) else load_config(config)
-    if overwrite is not None:
-        cfg = cfg.model_copy(update={"output": cfg.output.model_copy(
-            update={"overwrite": overwrite})})
-    out = OutputOptions.of(cfg)
-    result = ReduceResult(product_dir=cfg.product_dir)
-    wanted = _plan(cfg, out, only, result)
-    xrd, peaks, confocal, xanes, kinetics = (
-        getattr(cfg, s) if s in wanted else None
-        for s in ("xrd", "peaks", "confocal", "xanes", "kinetics"))
-
-    # echem → sync: the clock every X-ray stream is put on
-    sync = cfg.sync if wanted & {"echem", "xrd", "xanes", "confocal"} else None
-    needs_echem = "echem" in wanted or (sync is not None and bool(
-        wanted & {"xrd", "xanes", "confocal"}))
-    echem = read_echem_task(cfg.echem) if needs_echem and cfg.echem is not None else None
-    result.echem = echem
-    source = open_xrd_task(cfg.xrd) if cfg.xrd is not None and (
-        "xrd" in wanted or (sync is not None and uses_xrd_frames(sync))) else None
-    meta = source.metadata() if source is not None else None
-    clock = None
-    if sync is not None and echem is not None:
-        sent = sent_triggers(sync, meta)
-        clock, recorded = sync_task(sync, echem, sent)
-        result.clock = clock
-        if recorded is not None and sent is not None:
-            _figures(out, result, {"sync.png": sync_figure(
-                clock, sent, recorded, title=f"{out.run_name}: trigger clock sync")})
-    clock_inputs = sync_inputs(sync, echem, clock) if clock is not None else []
-
-    if "echem" in wanted and echem is not None:
-        result.products["echem"] = write_echem_task(out, echem, clock,
-                                                    sync_inputs(sync, echem, clock))
-        _figures(out, result, {"echem.png": echem_figure(
-            echem, title=f"{out.run_name}: electrochemistry")})
-    # xrd → peaks, and confocal, on one Dask cluster
-    if xrd is not None or peaks is not None or confocal is not None:
-        with dask_client(scheduler) as (key, workers):
-            xrd_ds = None
-            if xrd is not None:
-                runner = reduce_xrd.with_options(
-                    task_runner=ThreadPoolTaskRunner(max_workers=workers))
-                path, xrd_ds = runner(xrd, out, source=source, meta=meta, echem=echem,
-                                      clock=clock, clock_inputs=clock_inputs, client_key=key,
-                                      in_flight=workers, progress=progress)
-                result.products["xrd"] = path
-                _figures(out, result, {"xrd.png": xrd_figure(
-                    xrd_ds, title=f"{out.run_name}: integrated XRD")})
-            if peaks is not None:
-                if xrd_ds is None:
-                    log.info("peaks: reading %s", out.path("xrd"))
-                    xrd_ds = read_product(out.path("xrd"))
-                fits = peaks_task(peaks, xrd_ds, echem, out.run_name, key, progress)
-                # the clock that put xrd.nc on the potentiostat time base
-                fits.attrs.update({k: v for k, v in xrd_ds.attrs.items()
-                                   if k.startswith("clock_") and k not in fits.attrs})
-                result.products["peaks"] = write_stream_task(out, fits, [out.path("xrd")])
-                _figures(out, result, fits.figures)
-            if confocal is not None:  # its own peaks section, else the top-level one
-                depth = confocal_task(confocal, cfg.peaks, echem, clock, out.run_name, key,
-                                      progress)
-                result.products["confocal"] = write_stream_task(out, depth, clock_inputs)
-                _figures(out, result, depth.figures)
-    if xanes is not None:
-        spectra = xanes_task(xanes, echem, clock, out.run_name, progress)
-        result.products["xanes"] = write_stream_task(out, spectra, clock_inputs)
-        _figures(out, result, spectra.figures)
-    if kinetics is not None:
-        kin = kinetics_task(kinetics, progress)
-        result.products["kinetics"] = write_stream_task(out, kin)
-        _figures(out, result, kin.figures)
+    mode = ("overwrite" if overwrite or (overwrite is None and cfg.output.overwrite)
+            else "keep" if overwrite is False else "stale")
+    plan = plan_run(cfg, only, mode)
+    result = ReduceResult(product_dir=cfg.product_dir, fresh=dict(plan.fresh),
+                          kept=dict(plan.kept), log_file=cfg.product_dir / LOG_NAME)
+    handler = log_file_handler(result.log_file)
+    _log.addHandler(handler)
+    level = _log.level
+    _log.setLevel(logging.INFO)
+    try:
+        _log.info("reduce %s (%s): %s", cfg.run.name, mode, "; ".join(
+            f"{s}: {why}" for s, why in plan.compute.items()) or "nothing to do")
+        for s, why in plan.kept.items():
+            _log.warning("%s: stale, kept (--keep): %s", s, why)
+        if not plan.nothing_to_do:
+            reduce_flow(cfg, plan.compute, scheduler=scheduler, progress=progress,
+                        result=result)
+        for s, (label, why) in result.status().items():
+            _log.info("%s: %s %s", s, label, why)
+    finally:
+        _log.removeHandler(handler)
+        _log.setLevel(level)
+        handler.close()
+    if result.failed and raise_on_failure:
+        raise ReduceFailed(result)
     return result

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -22,7 +23,7 @@ from rich.progress import (
 from rich.table import Table
 
 from operando import __version__
-from operando.config import ConfigError, json_schema, load_config
+from operando.config import ConfigError, RunConfig, json_schema, load_config
 from operando.simulate.presets import PRESETS
 
 if TYPE_CHECKING:
@@ -171,8 +172,11 @@ def demo(
     scheduler: Annotated[str, typer.Option(
         help="Where XRD chunks run: 'local' (Dask LocalCluster), 'none' (this process) or a "
         "scheduler address.")] = "local",
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Show Prefect's and Dask's INFO lines.")] = False,
 ) -> None:
     """Simulate a beamtime and reduce it end to end (Prefect embedded; no server to start)."""
+    _quiet(verbose)
     if preset not in PRESET_NAMES:
         err_console.print(f"--preset: expected one of {', '.join(PRESET_NAMES)}, found {preset!r}")
         raise typer.Exit(code=2)
@@ -238,6 +242,28 @@ def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
     return progress
 
 
+def _quiet(verbose: bool) -> None:
+    """Dask's and Prefect's INFO lines off unless ``verbose`` (set before either is
+    imported; an explicit environment setting wins)."""
+    import os
+    import warnings
+
+    level = "INFO" if verbose else "WARNING"
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", level)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", level.lower())
+    logging.getLogger("distributed").setLevel(level)
+    if not verbose:  # e.g. "Port 8787 is already in use": the dashboard is not used
+        warnings.filterwarnings("ignore", category=UserWarning, module="distributed")
+
+
+def _load(config: Path) -> RunConfig:
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        err_console.print(str(exc), markup=False)
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def reduce(
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
@@ -252,18 +278,19 @@ def reduce(
         "own terms ('slurm: {cores: 8, memory: 32GB, queue: ..., walltime: ...}' or "
         "'jobqueue: {slurm: {...}}', plus 'scale: {jobs: 4}'); replaces --scheduler.")] = None,
     overwrite: Annotated[bool | None, typer.Option(
-        "--overwrite/--keep", help="Replace / keep existing products (default: the config's "
-        "output.overwrite).", show_default=False)] = None,
+        "--overwrite/--keep", help="Recompute every product / keep stale products with a "
+        "warning (default: recompute what is stale or missing, every product when the "
+        "config's output.overwrite is true).", show_default=False)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Show Prefect's and Dask's INFO lines.")] = False,
 ) -> None:
     """Reduce a run: echem.nc, sync, xrd.nc, peaks.nc, confocal.nc, xanes.nc, kinetics.nc
-    (+ report figures) in <output.directory>/<run>/."""
-    from pipelines.reduce import reduce_run
+    (+ report figures) in <output.directory>/<run>/. Products already up to date are left
+    alone (see `operando status`); finished work units are reused from <run>/.cache/."""
+    _quiet(verbose)
+    from pipelines.cache import plan_run
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        err_console.print(str(exc), markup=False)
-        raise typer.Exit(code=1) from None
+    cfg = _load(config)
     where: object = scheduler  # an address, or a dask-jobqueue ClusterSpec
     if cluster is not None:
         from pipelines.cluster import load_cluster_spec
@@ -276,26 +303,57 @@ def reduce(
         except ValueError as exc:
             err_console.print(f"reduce: {exc}", markup=False)
             raise typer.Exit(code=2) from None
+    mode = ("overwrite" if overwrite or (overwrite is None and cfg.output.overwrite)
+            else "keep" if overwrite is False else "stale")
+    try:
+        plan = plan_run(cfg, only, mode)
+    except ValueError as exc:
+        err_console.print(f"reduce: {exc}", markup=False)
+        raise typer.Exit(code=2) from None
+    if plan.nothing_to_do:  # decided here: neither Prefect nor Dask is imported or started
+        table = Table(title=f"products in {cfg.product_dir}: nothing to do")
+        table.add_column("product")
+        table.add_column("status")
+        for name, why in plan.kept.items():
+            table.add_row(name, f"[yellow]kept (stale): {why}[/]")
+        for name in plan.fresh:
+            table.add_row(name, "fresh")
+        console.print(table)
+        return
+    from pipelines.reduce import reduce_run
+
     with _progress_bar() as bar:
         progress = _stream_progress(bar)
         try:
             res = reduce_run(cfg, only=only, scheduler=where, overwrite=overwrite,
-                             progress=progress)
+                             progress=progress, raise_on_failure=False)
         except (ValueError, OSError) as exc:
             err_console.print(f"reduce failed: {exc}", markup=False)
             raise typer.Exit(code=1) from None
     _print_reduce_result(res)
+    if res.failed:
+        for stream, why in res.failed.items():
+            err_console.print(f"{stream} failed: {why}", markup=False)
+        err_console.print(f"traceback(s) in {res.log_file}", markup=False)
+        raise typer.Exit(code=1)
+
+
+_STATUS_STYLE = {"written": "green", "fresh": "green", "kept (stale)": "yellow",
+                 "failed": "red", "skipped": "dim"}
 
 
 def _print_reduce_result(res: ReduceResult) -> None:
     table = Table(title=f"products in {res.product_dir}")
     table.add_column("product")
-    table.add_column("file")
+    table.add_column("status")
+    table.add_column("file / reason")
     table.add_column("size", justify="right")
-    for name, path in res.products.items():
-        table.add_row(name, str(path), f"{path.stat().st_size / 1e6:.2f} MB")
-    for name, why in res.skipped.items():
-        table.add_row(name, f"[dim]skipped: {why}[/]", "")
+    for name, (label, why) in res.status().items():
+        style = _STATUS_STYLE.get(label, "")
+        path = res.products.get(name)
+        size = f"{path.stat().st_size / 1e6:.2f} MB" if path is not None and path.is_file() \
+            else ""
+        table.add_row(name, f"[{style}]{label}[/]", escape(str(path) if path else why), size)
     console.print(table)
     if res.clock is not None:
         c = res.clock
@@ -307,6 +365,58 @@ def _print_reduce_result(res: ReduceResult) -> None:
             f"{len(c.unmatched_recorded)} spurious")
     for f in res.figures:
         console.print(f"figure: {f}")
+    if res.units:
+        console.print("work units: " + ", ".join(
+            f"{s} {u.get('computed', 0)} computed / {u.get('cached', 0)} cached"
+            for s, u in res.units.items()))
+
+
+@app.command()
+def status(
+    config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
+    only: Annotated[list[str] | None, typer.Option(
+        help="Only these products (repeatable).")] = None,
+) -> None:
+    """Every product of a run as fresh / stale / missing / incomplete, with the reason
+    (which input file or config key changed). Starts nothing; reads only attributes."""
+    from pipelines.cache import run_status
+
+    cfg = _load(config)
+    try:
+        states = run_status(cfg, only)
+    except ValueError as exc:
+        err_console.print(f"status: {exc}", markup=False)
+        raise typer.Exit(code=2) from None
+    style = {"fresh": "green", "stale": "yellow", "missing": "red", "incomplete": "red"}
+    table = Table(title=f"products in {cfg.product_dir}")
+    table.add_column("product")
+    table.add_column("status")
+    table.add_column("reason")
+    for st in states:
+        table.add_row(st.stream, f"[{style[st.status]}]{st.status}[/]",
+                      escape("\n".join(st.reasons[:8]) + (
+                          f"\n… {len(st.reasons) - 8} more" if len(st.reasons) > 8 else "")))
+    console.print(table)
+
+
+@app.command()
+def clean(
+    target: Annotated[Path, typer.Argument(help="A run config (YAML) or a run's product "
+                                                "folder (<output.directory>/<run>).")],
+    all_: Annotated[bool, typer.Option("--all", help="Remove the products, figures and log "
+                                                     "too (the whole folder).")] = False,
+) -> None:
+    """Remove a run's work-unit cache (<run>/.cache/); the products stay unless --all."""
+    from pipelines.cache import clean_run
+
+    product_dir = _load(target).product_dir if target.is_file() else target
+    if not product_dir.is_dir():
+        err_console.print(f"clean: {product_dir}: expected a run's product folder, found none",
+                          markup=False)
+        raise typer.Exit(code=2)
+    removed = clean_run(product_dir, products=all_)
+    console.print("removed " + (", ".join(str(p) for p in removed) if removed else
+                                f"nothing (no cache in {product_dir})"), markup=False)
 
 
 # --------------------------------------------------------------------------- integrate
