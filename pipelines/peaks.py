@@ -128,9 +128,10 @@ def build_peaks(section: PeaksSection, xrd: xr.Dataset, *, echem: xr.Dataset | N
     rad, unit = xrd_axis(xrd)
     wl = product_wavelength_A(xrd.attrs)
     radial = np.asarray(xrd[rad].values, float)
-    n = xrd.sizes["time"]
+    fd = next(str(d) for d in xrd["intensity"].dims if d != rad)  # "frame"
+    n = xrd.sizes[fd]
     if n == 0:
-        raise ValueError("peaks: xrd.nc has no frames (dimension 'time' is empty)")
+        raise ValueError(f"peaks: xrd.nc has no frames (dimension {fd!r} is empty)")
     notes: list[str] = []
     lo_x, hi_x = float(np.nanmin(radial)), float(np.nanmax(radial))
     for w in setup.windows:
@@ -138,9 +139,9 @@ def build_peaks(section: PeaksSection, xrd: xr.Dataset, *, echem: xr.Dataset | N
         if x[1] < lo_x or x[0] > hi_x:
             notes.append(f"peaks: window {w.name!r} ({x[0]:.4g}–{x[1]:.4g} {unit}) is outside "
                          f"the data ({lo_x:.4g}–{hi_x:.4g} {unit}); recorded as failed")
-    # (time, radial) whatever the order on disk; each block read on its own (lazy files)
-    inten = xrd["intensity"].transpose("time", rad)
-    sig = xrd["intensity_sigma"].transpose("time", rad)
+    # (frame, radial) whatever the order on disk; each block read on its own (lazy files)
+    inten = xrd["intensity"].transpose(fd, rad)
+    sig = xrd["intensity_sigma"].transpose(fd, rad)
     fit_without, fit_with, n_units = fit_blocks(
         inten, sig, radial, unit, wl, setup, map_units=map_units, progress=progress,
         stream="peaks")

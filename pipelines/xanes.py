@@ -212,7 +212,8 @@ def build_xanes(
     ds = xanes_dataset(series, time_start_s=t0, time_end_s=t1,
                        scan_names=scans.names,
                        echem_coords=echem_coords, isosbestic=iso, faraday=faraday,
-                       faraday_component=comp, time_is_potentiostat=clock is not None)
+                       faraday_component=comp, time_is_potentiostat=clock is not None,
+                       epoch_start_s=scans.start_epoch_s, epoch_end_s=scans.end_epoch_s)
     attrs["xanes_qc_skipped"] = int((~good).sum())
     fig = xanes_figure(ds, title=f"{run_name}: XANES" if run_name else "XANES")
     say(STREAM, len(files) + 2, len(files) + 2)

@@ -41,8 +41,11 @@ def test_integrate_nexus_stack_to_netcdf(small_run, tmp_path: Path) -> None:
                 "--mask", str(raw / "mask.edf"), "--npt", "500", "-o", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     with xr.open_dataset(out, engine="h5netcdf") as ds:
-        assert ds["intensity"].dims == ("time", "q") and ds.sizes["q"] == 500
-        assert ds.sizes["time"] == 147 and "trigger_time_utc" in ds.coords
+        assert ds["intensity"].dims == ("frame", "q") and ds.sizes["q"] == 500
+        assert ds.sizes["frame"] == 147 and "trigger_time_utc" in ds.coords
+        # no clock model: time on the beamline clock from the first exposure, and time_utc
+        assert ds["time"].attrs["clock"] == "beamline" and ds["time"].values[0] >= 0
+        assert ds["time_utc"].dtype.kind == "M" and not np.isnat(ds["time_utc"].values).any()
         assert ds.attrs["product"] == "xrd" and ds.attrs["mask_checksum"]
 
 

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from operando.config import RunConfig, load_config, validate_config
+from operando.echem.sync import ClockModel
 from operando.io.products import missing_cf_attrs, read_product
 from operando.simulate.beamtime import confocal_ed_section, load_truth
 from pipelines.reduce import reduce_run
@@ -65,6 +66,7 @@ def test_product_layout_and_own_times(angle, truth) -> None:
     assert np.all(np.diff(ds["q"].values) > 0)
     assert ds["trigger_time_utc"].dtype.kind == "M"
     assert ds["time"].dims == ("pass", "depth") and ds["time"].attrs["units"] == "s"
+    assert ds["time_utc"].dims == ("pass", "depth") and ds["time_utc"].dtype.kind == "M"
     assert ds.sizes["pass"] == truth["n_passes"] and ds.sizes["depth"] == truth["n_depths"]
     np.testing.assert_allclose(ds["depth"].values, truth["depth_um"], atol=1e-6)
     assert ds["depth"].attrs["origin"] == "separator"
@@ -76,6 +78,12 @@ def test_product_layout_and_own_times(angle, truth) -> None:
         err = ds[name].values[acq] - _f(truth[key])[acq]
         assert np.max(np.abs(err)) < 5e-3, name
     assert np.all(np.isnan(ds["time"].values[~acq]))
+    assert np.isnat(ds["time_utc"].values[~acq]).all()
+    # time_utc: each point's exposure midpoint on the beamline clock, where the fitted clock
+    # maps its potentiostat time
+    clock = ClockModel.from_attrs(ds.attrs)
+    utc = ds["time_utc"].values[acq].astype("datetime64[ns]").astype(np.int64) * 1e-9
+    np.testing.assert_allclose(utc, clock.to_beamline(ds["time"].values[acq]), atol=1e-5)
     # not one shared time per pass: the depths of a pass are a point time apart
     np.testing.assert_allclose(np.nanmedian(np.diff(ds["time"].values, axis=1)),
                                truth["point_time_s"], atol=0.01)

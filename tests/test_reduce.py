@@ -29,6 +29,10 @@ def _config(small_run, out: Path, **xrd_updates) -> RunConfig:
     return cfg.model_copy(update=update)
 
 
+#: the dimension of each X-ray product's acquisitions (none of them is `time`)
+XRAY_DIMS = {"xrd": "frame", "peaks": "frame", "xanes": "scan", "confocal": "pass"}
+
+
 @pytest.fixture(scope="module")
 def reduced(small_reduced):
     return small_reduced
@@ -62,6 +66,13 @@ def test_products_and_provenance(reduced, small_run) -> None:
             assert {"confocal.h5", "pilatus_0000.h5", "geometry.poni"} <= names, names
         for var in {**ds.coords, **ds.data_vars}.values():
             assert "long_name" in var.attrs or var.dtype.kind == "M", var.name
+        if name in XRAY_DIMS:  # one dimension name per stream; time and time_utc on each
+            assert XRAY_DIMS[name] in ds.dims and "time" not in ds.dims, (name, ds.dims)
+            assert ds["time"].attrs["units"] == "s" and ds["time"].attrs["clock"] == \
+                "potentiostat", name
+            assert ds["time_utc"].dims == ds["time"].dims, name
+            assert ds["time_utc"].dtype == np.dtype("datetime64[ns]"), name
+            assert not np.isnat(ds["time_utc"].values[np.isfinite(ds["time"].values)]).any()
         ds.close()
     assert not list(cfg.product_dir.glob(".*.part"))
     for fig in ("echem.png", "sync.png", "xrd.png", "peaks.png", "confocal.png", "xanes.png",
@@ -83,8 +94,14 @@ def test_xrd_product_carries_exposure_averaged_echem(reduced, small_run) -> None
     cfg, res = reduced
     truth = load_truth(small_run.truth_path)["xrd"]
     ds = xr.open_dataset(res.products["xrd"], engine="h5netcdf")
-    assert ds["intensity"].dims == ("time", "q")
-    assert ds.sizes["time"] == truth["n_frames"] and ds.sizes["q"] == cfg.xrd.integration.npt
+    assert ds["intensity"].dims == ("frame", "q")
+    assert ds.sizes["frame"] == truth["n_frames"] and ds.sizes["q"] == cfg.xrd.integration.npt
+    # time (s, potentiostat clock) and time_utc (UTC, beamline clock) on every frame: the
+    # fitted clock maps one onto the other (midpoints of the exposures)
+    assert ds["time"].dims == ("frame",) and ds["time"].attrs["clock"] == "potentiostat"
+    assert ds["time_utc"].dtype == np.dtype("datetime64[ns]")
+    utc_s = ds["time_utc"].values.astype("datetime64[ns]").astype(np.int64) * 1e-9
+    np.testing.assert_allclose(utc_s, res.clock.to_beamline(ds["time"].values), atol=1e-5)
     assert ds["q"].attrs["units"] == "1/angstrom"
     np.testing.assert_allclose(ds["time_start"], truth["time_start_s"], atol=0.01)
     np.testing.assert_allclose(ds["time_end"], truth["time_end_s"], atol=0.01)
@@ -147,6 +164,10 @@ def test_peaks_product_recovers_phase_fractions(reduced, small_run) -> None:
         assert rms < 0.035, rms
         assert not ds["intermediate_flag"].values.any()
         np.testing.assert_allclose(ds["time_start"], truth["time_start_s"], atol=0.01)
+        assert ds["phase_fraction"].dims == ("frame", "phase")
+        assert ds["center"].dims == ("frame", "peak")
+        with xr.open_dataset(res.products["xrd"], engine="h5netcdf") as x:
+            np.testing.assert_array_equal(ds["time_utc"].values, x["time_utc"].values)
 
 
 def test_peaks_alone_reads_the_existing_xrd_product(reduced, tmp_path: Path) -> None:

@@ -94,8 +94,16 @@ def test_small_run_product_contract(small_product, tmp_path):
 
     run, sp = small_product
     ds = sp.dataset
-    assert ds["mu_norm"].dims == ("time", "energy")
-    assert ds["fraction"].dims == ("time", "component")
+    assert ds["mu_norm"].dims == ("scan", "energy")
+    assert ds["fraction"].dims == ("scan", "component")
+    assert ds["time"].dims == ("scan",) and ds["time"].attrs["clock"] == "potentiostat"
+    assert ds["time_utc"].dims == ("scan",) and ds["time_utc"].dtype.kind == "M"
+    # time_utc is the scan midpoint on the beamline clock, onto which the clock maps time
+    from operando.echem.sync import ClockModel
+
+    clock = ClockModel.from_attrs(sp.attrs)
+    utc_s = ds["time_utc"].values.astype("datetime64[ns]").astype(np.int64) * 1e-9
+    np.testing.assert_allclose(utc_s, clock.to_beamline(ds["time"].values), atol=1e-5)
     for name in ("time_start", "time_end", "voltage_V", "current_A", "charge_C", "x_li",
                  "faraday_fraction", "segment", "cycle", "e0", "energy_shift", "r_factor",
                  "redchi", "qc_flag", "qc_reason", "isosbestic_energy"):

@@ -64,15 +64,19 @@ def test_two_column_series_recovers_the_edge_shift(tmp_path: Path) -> None:
             f"#Time at start=2024-03-14 10:{2 * k:02d}:00.000\n#energy mu\n{body}\n")
     ds = _reduce(_config(tmp_path, {"files": [str(tmp_path / "scan_*.txt")], "format": "text",
                                     "timezone": "Europe/Paris", "scan_end": "next_start"}))
-    assert ds.sizes["time"] == len(SHIFTS)
+    assert ds.sizes["scan"] == len(SHIFTS)
     assert (ds.qc_flag.values == 0).all()
     np.testing.assert_allclose(ds.e0.values - ds.e0.values[0], SHIFTS, atol=0.11)
     np.testing.assert_allclose(ds.edge_step.values, 0.8, atol=0.05)
     # naive Paris wall time (CET, UTC+1): 10:00 local = 09:00 UTC; each scan ends at the next
     t0 = np.datetime64("2024-03-14T09:00:00").astype("datetime64[s]").astype(float)
-    np.testing.assert_allclose(ds.time_start.values, t0 + 120.0 * np.arange(len(SHIFTS)))
+    # no clock: time on the beamline clock from the first scan start; time_utc absolute
+    assert ds["time"].attrs["clock"] == "beamline"
+    np.testing.assert_allclose(ds.time_start.values, 120.0 * np.arange(len(SHIFTS)))
     np.testing.assert_allclose(ds.time_end.values - ds.time_start.values, 120.0)
-    assert list(ds.scan.values[:2]) == ["scan_001.txt", "scan_002.txt"]
+    utc = ds.time_utc.values.astype("datetime64[ns]").astype(np.int64) * 1e-9
+    np.testing.assert_allclose(utc, t0 + 60.0 + 120.0 * np.arange(len(SHIFTS)))
+    assert list(ds.scan_name.values[:2]) == ["scan_001.txt", "scan_002.txt"]
     assert "fraction" not in ds and missing_cf_attrs(ds) == []
 
 
@@ -149,7 +153,7 @@ def test_real_linio2_rock_series_on_the_cycler_clock(shared_data: Path, tmp_path
     res = reduce_run(path, only=["echem", "xanes"], scheduler="none", overwrite=True)
     with xr.open_dataset(res.products["xanes"]) as x, xr.open_dataset(res.products["echem"]) as ec:
         ds, echem = x.load(), ec.load()
-    assert ds.sizes["time"] == 58 and (ds.qc_flag.values == 0).all()
+    assert ds.sizes["scan"] == 58 and (ds.qc_flag.values == 0).all()
     e0, seg = ds.e0.values, ds.segment.values
     charging = seg == "charge"
     assert charging[:55].all() and list(seg[55:]) == ["discharge"] * 3

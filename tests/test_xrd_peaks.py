@@ -140,10 +140,10 @@ def _xrd_dataset(inten: np.ndarray, sig: np.ndarray, q: np.ndarray, time: np.nda
     import xarray as xr
 
     return xr.Dataset(
-        {"intensity": (("time", "q"), inten, {"units": "1", "long_name": "I"}),
-         "intensity_sigma": (("time", "q"), sig, {"units": "1", "long_name": "σ"})},
+        {"intensity": (("frame", "q"), inten, {"units": "1", "long_name": "I"}),
+         "intensity_sigma": (("frame", "q"), sig, {"units": "1", "long_name": "σ"})},
         coords={"q": ("q", q, {"units": "1/angstrom", "long_name": "q"}),
-                "time": ("time", time, {"units": "s", "long_name": "time"})},
+                "time": ("frame", time, {"units": "s", "long_name": "time"})},
         attrs={"wavelength_A": WL})
 
 

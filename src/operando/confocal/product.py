@@ -10,7 +10,8 @@ and, when the points are on the potentiostat clock, the electrochemistry:
 2. :func:`confocal_dataset` — the fits (``peaks.nc`` variables per point), the local SOC
    and Li content (:mod:`operando.confocal.soc`), the electrochemistry averaged over each
    point's own exposure (:func:`operando.echem.attach.exposure_average`), all put on
-   (pass, depth) with a 2-D ``time(pass, depth)`` coordinate, then the heterogeneity
+   (pass, depth) with 2-D ``time(pass, depth)`` (s) and ``time_utc(pass, depth)``
+   (datetime64[ns], UTC, beamline clock) coordinates, then the heterogeneity
    metrics (:func:`operando.confocal.metrics.heterogeneity_dataset`) against the
    protocol's segments and their electrode-average rates
    (:func:`operando.echem.faraday.reaction_rates_per_h`), and SOC interpolated onto a
@@ -38,7 +39,7 @@ from operando.echem.sync import ClockModel
 from operando.xrd.energy_dispersive import channel_energy_keV, ed_patterns
 from operando.xrd.peakfit import PatternFit
 from operando.xrd.peaks_product import PeakSetup, peaks_dataset
-from operando.xrd.product import epoch_to_datetime64
+from operando.xrd.product import epoch_to_datetime64, time_utc_variable
 from operando.xrd.units import axis_of_dim
 
 __all__ = [
@@ -148,13 +149,16 @@ class ConfocalPatterns:
 class PointTimes:
     """Each point's exposure ``start_s`` and ``end_s`` (s) on the clock ``description``
     says: the potentiostat's when ``on_potentiostat``, else the beamline's (s since the
-    first point); ``note`` (default None) says what the times lack."""
+    first point); ``note`` (default None) says what the times lack; ``mid_epoch_s``
+    (default None: unknown) the exposure midpoint, UTC epoch s on the beamline clock
+    (``time_utc``)."""
 
     start_s: np.ndarray
     end_s: np.ndarray
     description: str
     on_potentiostat: bool
     note: str | None = None
+    mid_epoch_s: np.ndarray | None = None
 
     @property
     def mid_s(self) -> np.ndarray:
@@ -213,15 +217,18 @@ def point_times(epoch_s: np.ndarray, exposure_s: np.ndarray, clock: ClockModel |
     ``epoch_s`` (UTC epoch s, beamline clock): through ``clock`` (beamline → potentiostat)
     onto the potentiostat clock, or without a clock (default None) in s since the first
     point on the beamline clock, with a note saying so."""
+    mid_epoch = np.asarray(epoch_s, dtype=float) + 0.5 * np.asarray(exposure_s, dtype=float)
     if clock is not None:
         return PointTimes(clock.to_potentiostat(epoch_s),
                           clock.to_potentiostat(epoch_s + exposure_s),
-                          "potentiostat clock (s since its acquisition start)", True)
+                          "potentiostat clock (s since its acquisition start)", True,
+                          mid_epoch_s=mid_epoch)
     ref = float(np.nanmin(epoch_s))
     return PointTimes(epoch_s - ref, epoch_s + exposure_s - ref,
                       "beamline clock, s since the first confocal point (no sync)", False,
                       note="confocal: no clock model (no sync section): times are on the "
-                           "beamline clock and the protocol-dependent metrics are skipped")
+                           "beamline clock and the protocol-dependent metrics are skipped",
+                      mid_epoch_s=mid_epoch)
 
 
 def _point_variables(p: ConfocalPatterns, times: PointTimes, options: ConfocalOptions,
@@ -256,6 +263,10 @@ def _point_variables(p: ConfocalPatterns, times: PointTimes, options: ConfocalOp
                        {"long_name": "exposure start (trigger), beamline clock, UTC"})
     trig.encoding.update({"units": "nanoseconds since 1970-01-01T00:00:00Z", "dtype": "int64"})
     out["trigger_time_utc"] = trig
+    mid = times.mid_epoch_s
+    if mid is None:  # unknown exposure: the midpoint from the start and the exposure length
+        mid = np.asarray(pts.epoch_s, float) + 0.5 * (times.end_s - times.start_s)
+    out["time_utc"] = time_utc_variable("time", mid)
     return out
 
 
@@ -285,7 +296,8 @@ def _grid_coords(ds: xr.Dataset, p: ConfocalPatterns, grid: DepthGrid, times: Po
     status = grid.status.astype(np.int8)
     ds = ds.assign_coords(
         time=(("pass", "depth"), time_mid, {**cf_attrs(
-            "s", f"exposure midpoint, {times.description}"), "axis": "T"}),
+            "s", f"exposure midpoint, {times.description}"), "axis": "T",
+            "clock": "potentiostat" if times.on_potentiostat else "beamline"}),
         depth=("depth", grid.depth_um, {
             **cf_attrs("um", f"depth from the {o.depth_origin.replace('_', ' ')}"),
             "origin": o.depth_origin,
@@ -306,7 +318,7 @@ def _grid_coords(ds: xr.Dataset, p: ConfocalPatterns, grid: DepthGrid, times: Po
             "flag_values": np.array(sorted(POINT_STATUS), dtype=np.int8),
             "flag_meanings": " ".join(POINT_STATUS[k] for k in sorted(POINT_STATUS))}),
         depth_measured_um=ds["depth_measured"].variable,
-    ).drop_vars("depth_measured")
+    ).drop_vars("depth_measured").set_coords("time_utc")
     ds[p.radial_name].attrs.update(cf_attrs(p.radial_units,
                                             axis_of_dim(p.radial_name).long_name))
     return ds

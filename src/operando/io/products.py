@@ -41,6 +41,8 @@ __all__ = [
 ]
 
 PRODUCT_SUFFIX = {"netcdf": ".nc", "zarr": ".zarr"}
+#: ``output.format: zarr`` writes every product of a run as one group of this store
+RUN_STORE = "run.zarr"
 
 
 class ProductContractError(ValueError):
@@ -49,7 +51,10 @@ class ProductContractError(ValueError):
 
 def product_path(product_dir: str | Path, name: str,
                  fmt: Literal["netcdf", "zarr"] = "netcdf") -> Path:
-    """``<product_dir>/<name>.nc`` (or ``.zarr``)."""
+    """``<product_dir>/<name>.nc``, or for Zarr the group ``<product_dir>/run.zarr/<name>``
+    (one store per run, a group per product: the layout :func:`operando.open_run` reads)."""
+    if fmt == "zarr":
+        return Path(product_dir) / RUN_STORE / name
     return Path(product_dir) / f"{name}{PRODUCT_SUFFIX[fmt]}"
 
 
@@ -58,33 +63,56 @@ _SHA_CACHE: dict[tuple[str, int, int], str] = {}
 
 def read_product(path: str | Path) -> xr.Dataset:
     """A product written by :func:`write_product`, loaded into memory (NetCDF4 through
-    h5netcdf, or a ``.zarr`` folder); a missing or unreadable file names the path."""
+    h5netcdf, a group ``run.zarr/<name>`` of a run's Zarr store, or a ``.zarr`` folder); a
+    missing or unreadable file names the path."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: expected an operando product, found no such file")
-    engine = "zarr" if path.suffix == ".zarr" else "h5netcdf"
+    in_store = path.parent.suffix == ".zarr"
+    engine = "zarr" if in_store or path.suffix == ".zarr" else "h5netcdf"
+    kw: dict[str, Any] = ({"group": path.name, "consolidated": False} if in_store
+                          else {"consolidated": False} if engine == "zarr" else {})
     try:
-        with xr.open_dataset(path, engine=engine) as ds:
+        with xr.open_dataset(path.parent if in_store else path, engine=engine, **kw) as ds:
             return ds.load()
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: expected an operando product ({engine}), could not read "
                          f"it: {exc}") from exc
 
 
+def _zarr_group_files(path: Path) -> list[Path]:
+    """The files of a Zarr group folder (``run.zarr/<product>``), in a fixed order."""
+    return sorted(f for f in path.rglob("*") if f.is_file())
+
+
+def _input_size(path: Path) -> int:
+    """Bytes of a file, or of all files of a Zarr group folder."""
+    if path.is_dir():
+        return sum(f.stat().st_size for f in _zarr_group_files(path))
+    return path.stat().st_size
+
+
 def file_sha256(path: str | Path, *, block_bytes: int = 1 << 22) -> str:
-    """SHA-256 hex digest of a file, streamed in 4 MiB blocks.
+    """SHA-256 hex digest of a file, streamed in 4 MiB blocks; of a Zarr group folder (a
+    product of ``run.zarr`` read by another product), over each file's relative path and
+    contents in sorted order.
 
     Cached on (path, size, mtime) for the life of the process, so several products of one
     run hash a large frame file once.
     """
     p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    files = _zarr_group_files(p) if p.is_dir() else [p]
+    stats = [f.stat() for f in files]
+    key = (str(p.resolve()), sum(st.st_size for st in stats),
+           max((st.st_mtime_ns for st in stats), default=0))
     if key not in _SHA_CACHE:
         h = hashlib.sha256()
-        with open(p, "rb") as fh:
-            while block := fh.read(block_bytes):
-                h.update(block)
+        for f in files:
+            if p.is_dir():
+                h.update(f.relative_to(p).as_posix().encode() + b"\0")
+            with open(f, "rb") as fh:
+                while block := fh.read(block_bytes):
+                    h.update(block)
         _SHA_CACHE[key] = h.hexdigest()
     return _SHA_CACHE[key]
 
@@ -92,16 +120,18 @@ def file_sha256(path: str | Path, *, block_bytes: int = 1 << 22) -> str:
 def input_file_attrs(paths: Iterable[str | Path]) -> dict[str, Any]:
     """``input_files``, ``input_sizes_bytes``, ``input_sha256`` for the product attributes.
 
-    HDF5 URLs (``file.h5::/path``) count as their file; each file once.
+    HDF5 URLs (``file.h5::/path``) count as their file; each file once. A product of a
+    run's Zarr store (``run.zarr/xrd``, the input of ``peaks``) counts as its group folder.
     """
     files = [Path(split_hdf5_url(str(p))[0]) for p in paths]
     files = [Path(p) for p in dict.fromkeys(str(p) for p in files)]
-    missing = [str(p) for p in files if not p.is_file()]
+    missing = [str(p) for p in files
+               if not (p.is_file() or (p.is_dir() and (p / "zarr.json").is_file()))]
     if missing:
         raise FileNotFoundError(f"input files of the product not found: {', '.join(missing)}")
     return {
         "input_files": [str(p) for p in files],
-        "input_sizes_bytes": np.asarray([p.stat().st_size for p in files], dtype=np.int64),
+        "input_sizes_bytes": np.asarray([_input_size(p) for p in files], dtype=np.int64),
         "input_sha256": [file_sha256(p) for p in files],
     }
 
@@ -193,20 +223,33 @@ def write_product(
     raise ValueError(f"output.format: expected 'netcdf' or 'zarr', found {fmt!r}")
 
 
+def _zarr_strings(ds: xr.Dataset) -> xr.Dataset:
+    """Fixed-width unicode variables as variable-length strings: Zarr v3 has a specified
+    ``string`` data type, while numpy's ``<U`` has none (zarr warns it may change)."""
+    strs = {k: v.astype(object) for k, v in ds.variables.items() if v.dtype.kind == "U"}
+    out = ds.assign_coords({k: v for k, v in strs.items() if k in ds.coords})
+    return out.assign({k: v for k, v in strs.items() if k not in ds.coords})
+
+
 def _write_zarr_atomic(ds: xr.Dataset, path: Path, *, overwrite: bool) -> Path:
-    try:
-        import zarr  # noqa: F401
-    except ImportError:
-        raise ValueError(
-            "output.format is 'zarr' but the zarr package is not installed; "
-            "pip install zarr, or use output.format: netcdf"
-        ) from None
+    """Write ``ds`` as the Zarr v3 group ``path``: when ``path`` lies in a ``*.zarr`` store
+    (``run.zarr/<product>``) the store's root group is created if missing; the group is
+    written as a whole store under a temporary name beside the run store, then renamed
+    into it (a group of a local store is a folder), so a reader never sees half a group."""
+    import zarr
+
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path}: exists and overwrite is off; nothing was written")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
+    in_store = path.parent.suffix == ".zarr"
+    if in_store:
+        path.parent.parent.mkdir(parents=True, exist_ok=True)
+        zarr.open_group(path.parent, mode="a", zarr_format=3)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = path.parent.parent if in_store else path.parent
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=tmp_dir))
     try:
-        ds.to_zarr(tmp, mode="w")
+        _zarr_strings(ds).to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,13 +13,14 @@ def peaks_figure(peaks: xr.Dataset, *, faraday: tuple[np.ndarray, np.ndarray] | 
     """Three panels over time (h): phase fractions (+ the Faraday-expected fraction of the
     ``delithiated`` phase, and intermediate flags), lattice parameter a per phase, and the
     d-spacing of each phase's main peaks where they are detected."""
-    on_clock = peaks["time"].attrs.get("units") == "s"  # else frame numbers (no clock model)
+    on_clock = peaks["time"].attrs.get("units") == "s"  # else frame numbers (no timestamps)
+    clock = str(peaks["time"].attrs.get("clock", "potentiostat"))
     t = np.asarray(peaks["time"].values, float) / (3600.0 if on_clock else 1.0)
     fig = Figure(figsize=(8.0, 8.0), layout="constrained")
     ax_f, ax_a, ax_d = fig.subplots(3, 1, sharex=True)
     for i, ph in enumerate(peaks["phase"].values):
         ax_f.plot(t, peaks["phase_fraction"].values[:, i], ".", ms=3, label=str(ph))
-    if faraday is not None and on_clock:
+    if faraday is not None and on_clock and clock == "potentiostat":
         tf, ff = faraday
         ax_f.plot(np.asarray(tf) / 3600.0, ff, "k-", lw=1.0,
                   label=f"Faraday expectation ({delithiated or 'delithiated'})")
@@ -45,7 +46,7 @@ def peaks_figure(peaks: xr.Dataset, *, faraday: tuple[np.ndarray, np.ndarray] | 
         ax_d.plot(t, d[:, j], ".", ms=2,
                   label=str(peaks["peak"].values[j]))
     ax_d.set_ylabel("d (Å), main peaks")
-    ax_d.set_xlabel("time on the potentiostat clock (h)" if on_clock else "frame")
+    ax_d.set_xlabel(f"time on the {clock} clock (h)" if on_clock else "frame")
     ax_d.legend(fontsize=6, frameon=False, ncol=4)
     if title:
         ax_f.set_title(title)

@@ -11,17 +11,21 @@ from operando.echem.sync import ClockModel
 
 
 def xrd_figure(xrd: xr.Dataset, title: str = "") -> Figure:
-    """Heat map of log10 intensity (radial × time) with the exposure-averaged voltage beside
-    it when the product carries electrochemistry (``voltage_V`` coordinate)."""
-    rad = next(d for d in xrd["intensity"].dims if d != "time")
-    inten = np.asarray(xrd["intensity"].values, dtype=float)
-    has_v = "voltage_V" in xrd.coords and "time" in xrd.coords
+    """Heat map of log10 intensity (radial × time, frames on ``frame``) with the
+    exposure-averaged voltage beside it when the product carries electrochemistry
+    (``voltage_V`` coordinate). Time in h on the clock the ``time`` coordinate's ``clock``
+    attribute names; frame numbers without one."""
+    frame_dim, rad = xrd["intensity"].dims[0], xrd["intensity"].dims[-1]
+    inten = np.asarray(xrd["intensity"].transpose(frame_dim, rad).values, dtype=float)
+    on = str(xrd["time"].attrs.get("clock", "")) if "time" in xrd.coords else "none"
+    timed = on in ("potentiostat", "beamline")
+    has_v = "voltage_V" in xrd.coords and timed
     fig = Figure(figsize=(9.0, 5.0), layout="constrained")
     if has_v:
         ax, ax_v = fig.subplots(1, 2, sharey=True, width_ratios=[4, 1])
     else:
         ax, ax_v = fig.subplots(1, 1), None
-    y = (np.asarray(xrd["time"].values, dtype=float) / 3600.0 if "time" in xrd.coords
+    y = (np.asarray(xrd["time"].values, dtype=float) / 3600.0 if timed
          else np.asarray(xrd["frame_index"].values, dtype=float))
     x = np.asarray(xrd[rad].values, dtype=float)
     positive = inten[np.isfinite(inten) & (inten > 0)]
@@ -30,8 +34,7 @@ def xrd_figure(xrd: xr.Dataset, title: str = "") -> Figure:
     mesh = ax.pcolormesh(x, y, img, shading="nearest", cmap="viridis", rasterized=True)
     fig.colorbar(mesh, ax=ax, label="log10 intensity", location="bottom", shrink=0.6)
     ax.set_xlabel(f"{xrd[rad].attrs.get('long_name', rad)} ({xrd[rad].attrs.get('units', '')})")
-    ax.set_ylabel("time on the potentiostat clock (h)" if "time" in xrd.coords
-                  else "frame")
+    ax.set_ylabel(f"time on the {on} clock (h)" if timed else "frame")
     if ax_v is not None:
         ax_v.plot(xrd["voltage_V"].values, y, color="k", lw=1.0)
         ax_v.set_xlabel("E (V), exposure mean")

@@ -101,11 +101,11 @@ def xanes_checks(truth: Mapping[str, Any], xanes: xr.Dataset) -> list[Check]:
     t = truth["xanes"]
     rows: list[Check] = []
     errs = [xanes["fraction"].sel(component=c).values.astype(float)
-            - np.asarray(v, float)[: xanes.sizes["time"]]
+            - np.asarray(v, float)[: xanes.sizes["scan"]]
             for c, v in t["fraction"].items() if c in xanes["component"].values]
     if errs:
         rows.append(Check("xanes", "LCF fraction RMS", "per scan",
-                          f"{xanes.sizes['time']} scans", _rms(np.concatenate(errs)), 0.01, ""))
+                          f"{xanes.sizes['scan']} scans", _rms(np.concatenate(errs)), 0.01, ""))
     a = xanes.attrs
     if "monochromator_offset_eV" in a and "energy_offset_eV" in t:
         got = float(a["monochromator_offset_eV"])

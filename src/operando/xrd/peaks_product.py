@@ -5,10 +5,11 @@ variants: without and, when configured, with the intermediate phase);
 :func:`analyse_peaks` turns the fits of all blocks into per-frame results (the model chosen
 by the intermediate test, d-spacings, phase fractions, lattice parameters, Vegard Li
 content, Scherrer sizes) and :func:`peaks_dataset` assembles them into the Dataset —
-(time, peak) ``center``, ``fwhm``, ``area``, ``eta`` (+ ``_stderr``), ``d_spacing``;
-(time, window) fit status and reason; (time, phase) ``phase_fraction``, ``lattice_a/b/c``
-(+ ``_stderr``), ``x_li``, ``fwhm_phase``; the intermediate-phase test; the
-electrochemistry coordinates of ``xrd.nc``.
+(frame, peak) ``center``, ``fwhm``, ``area``, ``eta`` (+ ``_stderr``), ``d_spacing``;
+(frame, window) fit status and reason; (frame, phase) ``phase_fraction``,
+``lattice_a/b/c`` (+ ``_stderr``), ``x_li``, ``fwhm_phase``; the intermediate-phase test;
+the per-frame coordinates of ``xrd.nc`` (``time``, ``time_utc``, the electrochemistry).
+The frame dimension is the one of ``xrd.nc``'s ``intensity`` (``frame``).
 """
 
 from __future__ import annotations
@@ -409,11 +410,11 @@ def analyse_peaks(fit_without_intermediate: PatternFit,
 # --------------------------------------------------------------------------- assembly
 
 
-def _peak_variables(res: PeakAnalysis, rad: str, runit: str, iunit: str
+def _peak_variables(res: PeakAnalysis, rad: str, runit: str, iunit: str, fd: str
                     ) -> dict[str, xr.Variable]:
-    """The (time, peak) and (time, window) variables; ``runit``/``iunit`` the CF units of
-    the radial axis and of the intensity."""
-    tp, tw = ("time", "peak"), ("time", "window")
+    """The (frame, peak) and (frame, window) variables (``fd`` the frame dimension);
+    ``runit``/``iunit`` the CF units of the radial axis and of the intensity."""
+    tp, tw = (fd, "peak"), (fd, "window")
     # CF units of intensity × radial unit (xrd.nc intensities are dimensionless, units "1")
     area_units = runit if iunit in ("1", "") else f"{iunit} {runit}"
     area_2th_units = "degree" if iunit in ("1", "") else f"{iunit} degree"
@@ -454,9 +455,9 @@ def _peak_variables(res: PeakAnalysis, rad: str, runit: str, iunit: str
     }
 
 
-def _phase_variables(res: PeakAnalysis, setup: PeakSetup) -> dict[str, xr.Variable]:
-    """The (time, phase) variables and the structural Li content on time."""
-    tph = ("time", "phase")
+def _phase_variables(res: PeakAnalysis, setup: PeakSetup, fd: str) -> dict[str, xr.Variable]:
+    """The (frame, phase) variables and the structural Li content on frame (``fd``)."""
+    tph = (fd, "phase")
     lat, lat_err = res.lattice, res.lattice_stderr
     return {
         "phase_fraction": xr.Variable(tph, res.phase_fraction, cf_attrs(
@@ -476,39 +477,40 @@ def _phase_variables(res: PeakAnalysis, setup: PeakSetup) -> dict[str, xr.Variab
                                                     f"law on the {setup.vegard_quantity}")),
         "fwhm_phase": xr.Variable(tph, res.fwhm_phase, cf_attrs(
             "degree", "mean FWHM (2θ) of the phase's detected main peaks")),
-        "x_li_structural": xr.Variable("time", res.x_li_structural, cf_attrs(
+        "x_li_structural": xr.Variable(fd, res.x_li_structural, cf_attrs(
             "1", "Li content of the probed volume, Σ phase_fraction × x_li")),
     }
 
 
 def _intermediate_variables(test: IntermediateResult, setup: PeakSetup, inter: str,
-                            area_2th_units: str) -> dict[str, xr.Variable]:
-    """The intermediate-phase test on time."""
+                            area_2th_units: str, fd: str) -> dict[str, xr.Variable]:
+    """The intermediate-phase test on the frame dimension ``fd``."""
     crit = setup.intermediate_criterion.upper()
     return {
-        "intermediate_flag": xr.Variable("time", test.flag, {
+        "intermediate_flag": xr.Variable(fd, test.flag, {
             "long_name": f"intermediate phase {inter} detected "
             f"(Δ{crit} < −{setup.intermediate_threshold:g} "
             f"and fraction ≥ {setup.intermediate_min_fraction:g})", "units": "1"}),
-        "intermediate_delta_ic": xr.Variable("time", test.delta_ic, cf_attrs(
+        "intermediate_delta_ic": xr.Variable(fd, test.delta_ic, cf_attrs(
             "1", f"Δ{crit} of the model with the "
             "intermediate phase minus the model without it (χ² scaled by the reduced χ² "
             "of the model without, when > 1)")),
-        "intermediate_d_spacing": xr.Variable("time", test.d_spacing, cf_attrs(
+        "intermediate_d_spacing": xr.Variable(fd, test.d_spacing, cf_attrs(
             "angstrom", f"d-spacing of the strongest fitted {inter} reflection (model with "
             "the intermediate)")),
-        "intermediate_area": xr.Variable("time", test.area_2theta, cf_attrs(
+        "intermediate_area": xr.Variable(fd, test.area_2theta, cf_attrs(
             area_2th_units, f"integrated intensity of that {inter} reflection (intensity × "
             "degree 2θ)")),
-        "intermediate_fraction_if_present": xr.Variable("time", test.fraction_if_present,
+        "intermediate_fraction_if_present": xr.Variable(fd, test.fraction_if_present,
                                                         cf_attrs(
             "1", f"molar fraction of {inter} in the model with the intermediate")),
     }
 
 
-def _coords(setup: PeakSetup, xrd: xr.Dataset, n_f: int) -> dict[str, xr.Variable]:
-    """The peak, window and phase coordinates, and the time coordinates of ``xrd`` (its
-    electrochemistry; ``x_li`` renamed ``x_li_faraday``)."""
+def _coords(setup: PeakSetup, xrd: xr.Dataset, n_f: int, fd: str) -> dict[str, xr.Variable]:
+    """The peak, window and phase coordinates, and the per-frame coordinates of ``xrd`` on
+    its frame dimension ``fd`` (time, time_utc, its electrochemistry; ``x_li`` renamed
+    ``x_li_faraday``)."""
     table_all = _peak_table(setup)
     win_names = [w.name for w in setup.windows]
     peak_names = _unique([p.name for _, p in table_all], [win_names[w] for w, _ in table_all])
@@ -538,9 +540,9 @@ def _coords(setup: PeakSetup, xrd: xr.Dataset, n_f: int) -> dict[str, xr.Variabl
                              {"long_name": "crystalline phase", "units": "1"}),
     }
     for name, var in xrd.coords.items():
-        if var.dims == ("time",):
+        if var.dims == (fd,):
             v = var.variable.copy()
-            if name == "x_li":  # the name is taken by the per-phase Vegard x_li (time, phase)
+            if name == "x_li":  # the name is taken by the per-phase Vegard x_li (frame, phase)
                 name = "x_li_faraday"
                 v.attrs["long_name"] = ("Li content x from the charge passed (Faraday), "
                                         "exposure mean; 'x_li' in xrd.nc")
@@ -550,8 +552,8 @@ def _coords(setup: PeakSetup, xrd: xr.Dataset, n_f: int) -> dict[str, xr.Variabl
                 v.attrs["units"] = "1"
             coords[name] = v
     if "time" not in coords:
-        coords["time"] = xr.Variable("time", np.arange(n_f, dtype=float), cf_attrs(
-            "1", "frame number (no clock model in xrd.nc)"))
+        coords["time"] = xr.Variable(fd, np.arange(n_f, dtype=float), {**cf_attrs(
+            "1", "frame number (no time in xrd.nc)"), "clock": "none"})
     return coords
 
 
@@ -563,24 +565,26 @@ def peaks_dataset(xrd: xr.Dataset, fit_without_intermediate: PatternFit,
     the model with it (else None); λ ``wavelength_A`` in Å (the product's, e.g.
     :func:`operando.io.xrd.geometry.product_wavelength_A`)."""
     rad, unit = xrd_axis(xrd)
+    fd = next(str(d) for d in xrd["intensity"].dims if d != rad)
     res = analyse_peaks(fit_without_intermediate, fit_with_intermediate, setup, unit,
                         wavelength_A)
     inter = setup.intermediate_phase if fit_with_intermediate is not None else None
     runit = str(xrd[rad].attrs.get("units", unit))
     iunit = str(xrd["intensity"].attrs.get("units", "1"))
-    data = {**_peak_variables(res, rad, runit, iunit), **_phase_variables(res, setup)}
+    data = {**_peak_variables(res, rad, runit, iunit, fd), **_phase_variables(res, setup, fd)}
     if inter and res.intermediate is not None:
         area_2th_units = "degree" if iunit in ("1", "") else f"{iunit} degree"
-        data.update(_intermediate_variables(res.intermediate, setup, inter, area_2th_units))
+        data.update(_intermediate_variables(res.intermediate, setup, inter, area_2th_units,
+                                            fd))
     if res.crystallite_size is not None and res.crystallite_size_phase is not None:
-        data["crystallite_size"] = xr.Variable(("time", "peak"), res.crystallite_size, cf_attrs(
+        data["crystallite_size"] = xr.Variable((fd, "peak"), res.crystallite_size, cf_attrs(
             "nm", f"Scherrer crystallite size K λ/(β cos θ), K = {setup.scherrer_k:g}, "
             f"instrumental FWHM {setup.instrument_fwhm_deg:g}° removed in quadrature"))
         data["crystallite_size_phase"] = xr.Variable(
-            ("time", "phase"), res.crystallite_size_phase, cf_attrs(
+            (fd, "phase"), res.crystallite_size_phase, cf_attrs(
                 "nm", "mean Scherrer size of the phase's detected peaks"))
     n_f = fit_without_intermediate.center.shape[0]
-    ds = xr.Dataset(data, coords=_coords(setup, xrd, n_f))
+    ds = xr.Dataset(data, coords=_coords(setup, xrd, n_f, fd))
     ds.attrs.update({
         "radial_unit": unit, "wavelength_A": wavelength_A, "fit_method": setup.method,
         "profile": setup.options.profile, "snr_threshold": setup.options.snr_threshold,
