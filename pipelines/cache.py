@@ -222,9 +222,15 @@ def plan_run(cfg: RunConfig, only: Sequence[str] | None = None,
                 plan.fresh.pop(d, None)
                 plan.kept.pop(d, None)
                 plan.compute[d] = f"{up} is recomputed"
-    xrd_file = product_path(cfg.product_dir, "xrd", cfg.output.format)
-    if "peaks" in plan.compute and "xrd" not in plan.compute and not xrd_file.exists():
-        plan.compute["xrd"] = "peaks needs it: no xrd product yet"
+    if "peaks" in plan.compute and "xrd" not in plan.compute and "xrd" not in plan.kept:
+        # peaks is fitted on xrd.nc: never on a stale one unless --keep says so
+        st = plan.states.get("xrd") or product_state(cfg, "xrd")
+        if st.status in ("missing", "incomplete"):
+            plan.compute["xrd"] = f"peaks needs it: {st.status}"
+        elif st.status == "stale" and mode == "stale":
+            plan.compute["xrd"] = f"peaks needs it: stale: {'; '.join(st.reasons)}"
+        elif st.status == "stale":
+            plan.kept["xrd"] = f"peaks is fitted on it: {'; '.join(st.reasons)}"
     plan.compute = {s: plan.compute[s] for s in REDUCED_STREAMS if s in plan.compute}
     return plan
 

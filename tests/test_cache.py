@@ -191,3 +191,42 @@ def test_kill_9_then_resume_equals_uninterrupted(run, small_run, tmp_path: Path)
             xr.open_dataset(run.product_dir / "xrd.nc", engine="h5netcdf") as b:
         for v in ("intensity", "intensity_sigma", "x_li", "voltage_V", "time_start"):
             np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=v)
+
+
+def test_peaks_alone_refits_on_a_current_xrd(run, tmp_path: Path) -> None:
+    """`--only peaks` after an xrd change: xrd.nc is stale, so it is recomputed first (it
+    used to be kept and peaks.nc fitted on it, stamped with the new config)."""
+    changed = run.model_copy(update={"xrd": run.xrd.model_copy(update={
+        "integration": run.xrd.integration.model_copy(update={"npt": 1400})})})
+    plan = plan_run(changed, ["peaks"])
+    assert list(plan.compute) == ["xrd", "peaks"], plan.compute
+    assert "xrd.integration.npt" in plan.compute["xrd"]
+    kept = plan_run(changed, ["peaks"], mode="keep")
+    assert "xrd" in kept.kept and "xrd" not in kept.compute
+
+
+def test_transient_oserror_is_retried_a_bounded_number_of_times() -> None:
+    from pipelines.runner import call_with_retries
+
+    calls: list[int] = []
+
+    def flaky(n_failures: int) -> str:
+        calls.append(1)
+        if len(calls) <= n_failures:
+            raise OSError("Resource temporarily unavailable")
+        return "ok"
+
+    assert call_with_retries(flaky, (2,), retries=2, delay_s=0.0) == "ok" and len(calls) == 3
+    calls.clear()
+    with pytest.raises(OSError, match="temporarily"):
+        call_with_retries(flaky, (5,), retries=2, delay_s=0.0)
+    assert len(calls) == 3
+    calls.clear()
+
+    def missing() -> None:
+        calls.append(1)
+        raise FileNotFoundError("gone.h5")
+
+    with pytest.raises(FileNotFoundError):
+        call_with_retries(missing, (), retries=2, delay_s=0.0)
+    assert len(calls) == 1  # a missing file is not transient
