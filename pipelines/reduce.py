@@ -254,7 +254,7 @@ class _Run:
             self.result.failed[stream] = reason
             self.broken.add(mark)
             _log.error("%s failed: %s", stream, reason, exc_info=exc)
-            self.log.prefect.error("%s failed: %s", stream, reason)
+            self.log.prefect.info("%s failed: %s", stream, reason)  # console: the CLI's table
 
 
 #: what a broken mark is, for the "skipped" reasons
