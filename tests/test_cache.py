@@ -230,3 +230,21 @@ def test_transient_oserror_is_retried_a_bounded_number_of_times() -> None:
     with pytest.raises(FileNotFoundError):
         call_with_retries(missing, (), retries=2, delay_s=0.0)
     assert len(calls) == 1  # a missing file is not transient
+
+
+def test_incomplete_products(run, tmp_path: Path) -> None:
+    """A partial write (killed run) or a product marked complete = false (a live run) is
+    incomplete, and is recomputed even with --keep."""
+    from operando.io.products import read_product, write_product
+
+    cfg = run.model_copy(update={"output": run.output.model_copy(
+        update={"directory": tmp_path})})
+    cfg.product_dir.mkdir(parents=True)
+    (cfg.product_dir / ".echem.nc.x1y2.part").write_bytes(b"\x89HDF")
+    st = product_state(cfg, "echem")
+    assert st.status == "incomplete" and ".echem.nc.x1y2.part" in st.reasons[0]
+    ds = read_product(run.product_dir / "echem.nc")
+    write_product(ds, cfg.product_dir / "echem.nc", product="echem",
+                  extra_attrs={"complete": False})
+    assert product_state(cfg, "echem").status == "incomplete"
+    assert "echem" in plan_run(cfg, ["echem"], mode="keep").compute

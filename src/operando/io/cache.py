@@ -30,6 +30,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from operando.io.atomic import write_bytes_atomic
 
 __all__ = ["IDENTITY_ATTR", "file_stamp", "log_file_handler", "read_identity", "read_unit",
@@ -113,7 +115,11 @@ def read_identity(path: str | Path) -> dict[str, Any] | None:
     if not isinstance(out, dict):
         return None
     if complete is not None:
-        out["complete"] = str(complete).lower() not in ("0", "false", "no")
+        flag = np.asarray(complete).ravel()
+        value = flag[0] if flag.size else 1
+        if isinstance(value, bytes):
+            value = value.decode()
+        out["complete"] = str(value).strip().lower() not in ("0", "false", "no")
     return out
 
 
