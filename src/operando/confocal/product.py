@@ -289,8 +289,9 @@ def _echem_variables(echem: xr.Dataset, times: PointTimes) -> dict[str, xr.Varia
 
 def _grid_coords(ds: xr.Dataset, p: ConfocalPatterns, grid: DepthGrid, times: PointTimes,
                  options: ConfocalOptions) -> xr.Dataset:
-    """The (pass, depth) coordinates: time, depth (with its origin and motor), pass, scan
-    entry, point status, measured depth; the radial axis's CF attributes."""
+    """The (pass, depth) coordinates: time (s) and time_utc (UTC, beamline clock), depth
+    (with its origin and motor), pass, scan entry, point status, measured depth; the radial
+    axis's CF attributes."""
     o = options
     time_mid = 0.5 * (ds["time_start"].values + ds["time_end"].values)
     status = grid.status.astype(np.int8)
