@@ -126,8 +126,9 @@ class ReduceResult:
         return rows
 
 
-class ReduceFailed(RuntimeError):
-    """One or more streams failed; ``result`` holds what was written and every reason."""
+class ReduceFailed(ValueError):
+    """One or more streams failed (bad input: a ``ValueError``); ``result`` holds what was
+    written and every reason."""
 
     def __init__(self, result: ReduceResult) -> None:
         self.result = result
