@@ -138,7 +138,10 @@ def product_state(cfg: RunConfig, stream: str) -> ProductState:
         if partial:
             return ProductState(stream, path, "incomplete",
                                 [f"only a partial write ({partial[0].name})"])
-        return ProductState(stream, path, "missing", ["no product yet"])
+        units = cache_dir(cfg.product_dir) / "units" / stream
+        n = sum(1 for _ in units.glob("*.pkl")) if units.is_dir() else 0
+        return ProductState(stream, path, "missing", [
+            f"no product yet ({n} finished work units cached)" if n else "no product yet"])
     ident = read_identity(path)
     if ident is None:
         return ProductState(stream, path, "stale",

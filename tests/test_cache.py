@@ -192,6 +192,8 @@ def test_kill_9_then_resume_equals_uninterrupted(run, small_run, tmp_path: Path)
     assert proc.returncode == -signal.SIGKILL, "the run finished before a chunk was cached"
     assert not (cfg.product_dir / "xrd.nc").exists()
     n_cached = len(list(units.glob("integrate_chunk-*.pkl")))
+    st = product_state(cfg, "xrd")
+    assert st.status == "missing" and "finished work units cached" in st.reasons[0]
     code_version.cache_clear()  # a restart is a new process: the code as it is now
     res = reduce_run(cfg, only=["echem", "xrd"], scheduler="none")
     assert res.units["xrd"]["cached"] >= n_cached >= 1

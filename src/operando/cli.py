@@ -310,6 +310,8 @@ def reduce(
     except ValueError as exc:
         err_console.print(f"reduce: {exc}", markup=False)
         raise typer.Exit(code=2) from None
+    for name, why in plan.kept.items():
+        err_console.print(f"warning: {name}: stale, kept (--keep): {why}", markup=False)
     if plan.nothing_to_do:  # decided here: neither Prefect nor Dask is imported or started
         table = Table(title=f"products in {cfg.product_dir}: nothing to do")
         table.add_column("product")
