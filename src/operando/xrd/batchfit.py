@@ -18,6 +18,11 @@ its relative χ² change is below ``ftol``, or its absolute change below ``chi2_
 creep along weakly determined directions otherwise), for an accepted step (or λ grows past
 1e12).
 
+The model and its Jacobian are evaluated for all the peaks of a segment at once ((F, M_s,
+N_s) arrays, no Python loop over peaks): frames that converge slowly iterate with few
+frames active, where per-call overhead, not arithmetic, sets the cost. The sums over
+peaks are taken in peak order, so the numbers are those of adding the peaks one by one.
+
 Standard errors follow lmfit's convention (``scale_covar=True``):
 σ(p_i) = √(C_ii χ²/(M − P)), C = (JᵀWJ)⁻¹ at the solution (pseudo-inverse; parameters that
 the data do not determine — e.g. the centre of a peak of zero area — get NaN).
@@ -48,48 +53,69 @@ class BatchResult:
     covariance: np.ndarray
 
 
+def _segments(cw: CompiledWindow) -> list[tuple[slice, np.ndarray]]:
+    """(data points, peaks modelled on them) per segment; one segment: all points, all
+    peaks (see :meth:`CompiledWindow.peak_slice`)."""
+    if cw.n_segments == 1:
+        return [(slice(None), np.arange(len(cw.peak_names)))]
+    seg = np.asarray(cw.seg)
+    peak_seg = np.asarray(cw.peak_seg)
+    parts = []
+    for g in np.unique(peak_seg):
+        lo, hi = np.searchsorted(seg, g, side="left"), np.searchsorted(seg, g, side="right")
+        parts.append((slice(int(lo), int(hi)), np.flatnonzero(peak_seg == g)))
+    return parts
+
+
 def model_and_jacobian(cw: CompiledWindow, x: np.ndarray, p: np.ndarray,
                        jac: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
-    """f (F, M) and ∂f/∂p (F, M, P) of the window model at parameters p (F, P)."""
+    """f (F, M) and ∂f/∂p (F, M, P) of the window model at parameters p (F, P).
+
+    The profiles and derivatives of all the peaks of a segment are computed at once,
+    (N_s, F, M_s) arrays, on the data points of that segment
+    (:meth:`CompiledWindow.peak_slice`); they are then added peak after peak, in peak
+    order (the rounding of evaluating the peaks one by one)."""
     n_f, n_p = p.shape
-    xx = np.asarray(x, float)[None, :]
+    x = np.asarray(x, float)
     basis = background_basis(cw, x)  # (M, B)
-    f = p[:, cw.bg_idx] @ basis.T
-    J = np.zeros((n_f, xx.shape[1], n_p)) if jac else None
-    if J is not None:
-        J[:, :, cw.bg_idx] = basis[None, :, :]
     vals = peak_values(cw, p)
-    for j in range(len(cw.peak_names)):
-        sl = cw.peak_slice(j)
-        c = vals["center"][:, j:j + 1]
-        a = vals["area"][:, j:j + 1]
-        w = vals["fwhm"][:, j:j + 1]
-        e = vals["eta"][:, j:j + 1]
-        s = vals["asym"][:, j:j + 1]
-        fj, dc, da, dw, de, ds = peak_jacobian(xx[:, sl], c, a, w, e, s)
-        f[:, sl] += fj
+    f = p[:, cw.bg_idx] @ basis.T
+    J = None
+    if jac:
+        J = np.zeros((n_f, x.size, n_p))
+        J[:, :, cw.bg_idx] = basis[None, :, :]
+    for pts, pk in _segments(cw):
+        xs = x[pts][None, None, :]
+        fj, dc, da, dw, de, ds = (
+            np.broadcast_to(q, (pk.size, n_f, xs.shape[2]))
+            for q in peak_jacobian(xs, *(vals[k].T[pk, :, None] for k in
+                                         ("center", "area", "fwhm", "eta", "asym"))))
+        fs = f[:, pts]  # a view
+        for i in range(pk.size):
+            fs += fj[i]
         if J is None:
             continue
-        J[:, sl, cw.ci[j]] += cw.k[j] * dc
-        J[:, sl, cw.ai[j]] += cw.r[j] * da
-        J[:, sl, cw.wi[j]] += cw.kw[j] * dw
-        if cw.ei >= 0:
-            J[:, sl, cw.ei] += de
-        if cw.si >= 0:
-            J[:, sl, cw.si] += ds
+        Js = J[:, pts]  # a view
+        for i, j in enumerate(pk):
+            Js[:, :, cw.ci[j]] += cw.k[j] * dc[i]
+            Js[:, :, cw.ai[j]] += cw.r[j] * da[i]
+            Js[:, :, cw.wi[j]] += cw.kw[j] * dw[i]
+            if cw.ei >= 0:
+                Js[:, :, cw.ei] += de[i]
+            if cw.si >= 0:
+                Js[:, :, cw.si] += ds[i]
     return f, J
-
-
-def _chi2(cw: CompiledWindow, x: np.ndarray, y: np.ndarray, w: np.ndarray,
-          p: np.ndarray) -> np.ndarray:
-    f, _ = model_and_jacobian(cw, x, p, jac=False)
-    return np.einsum("fm,fm->f", w, (y - f) ** 2)
 
 
 def levenberg_marquardt(cw: CompiledWindow, x: np.ndarray, y: np.ndarray, w: np.ndarray,
                         p0: np.ndarray, *, max_iter: int = 200, ftol: float = 1.5e-8,
                         chi2_atol: float = 1e-4) -> BatchResult:
-    """Fit y (F, M) with weights w (F, M) (0 = excluded point) from p0 (F, P)."""
+    """Fit y (F, M) with weights w (F, M) (0 = excluded point) from p0 (F, P).
+
+    ``max_iter`` (default 200) iterations at most; stop tests ``ftol`` (relative Δχ²,
+    default 1.5e-8) and ``chi2_atol`` (absolute Δχ², default 1e-4): see the module
+    docstring.
+    """
     p = np.clip(np.array(p0, float, copy=True), cw.lower, cw.upper)
     n_f, n_p = p.shape
     lam = np.full(n_f, 1e-3)
@@ -124,11 +150,12 @@ def levenberg_marquardt(cw: CompiledWindow, x: np.ndarray, y: np.ndarray, w: np.
         gs = g / sc
         M = As + lam[idx, None, None] * eye[None]
         try:
-            step = np.linalg.solve(M, gs[..., None])[..., 0] / sc
+            step_s = np.linalg.solve(M, gs[..., None])[..., 0]
         except np.linalg.LinAlgError:
-            step = np.einsum("fpq,fq->fp", np.linalg.pinv(M), gs) / sc
-        p_new = np.clip(p[idx] + step, cw.lower, cw.upper)
-        chi2_new = _chi2(cw, x, y[idx], wa, p_new)
+            step_s = np.einsum("fpq,fq->fp", np.linalg.pinv(M), gs)
+        p_new = np.clip(p[idx] + step_s / sc, cw.lower, cw.upper)
+        f_new, _ = model_and_jacobian(cw, x, p_new, jac=False)
+        chi2_new = np.einsum("fm,fm->f", wa, (y[idx] - f_new) ** 2)
         better = np.isfinite(chi2_new) & (chi2_new <= chi2[idx])
         rel = np.abs(chi2[idx] - chi2_new) / np.maximum(chi2[idx], 1e-300)
         acc = idx[better]
