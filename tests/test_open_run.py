@@ -170,6 +170,37 @@ def test_zarr_group_rewrite_is_whole_or_kept(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / RUN_STORE).iterdir()) == ["xanes", "zarr.json"]
 
 
+def test_xrd_time_coordinates_with_and_without_a_clock() -> None:
+    """time / time_utc of xrd_dataset: potentiostat times with a clock (an unknown count
+    time takes the mapped exposure length), beamline time from the first exposure without
+    one, frame numbers and NaT without timestamps."""
+    from operando.xrd.product import xrd_dataset
+
+    n, epoch = 3, 1.7e9 + np.array([0.0, 10.0, 20.0])
+    common = {"radial": np.arange(4.0), "radial_name": "q", "radial_units": "1/angstrom",
+              "frame_index": np.arange(n), "monitor": np.ones(n)}
+
+    def utc(ds: xr.Dataset) -> np.ndarray:
+        return ds["time_utc"].values.astype(np.int64) * 1e-9
+
+    ones = np.ones((n, 4))
+    on = xrd_dataset(ones, ones, epoch_s=epoch, count_time_s=np.array([1.0, np.nan, 1.0]),
+                     time_start_s=np.array([5.0, 15.0, 25.0]),
+                     time_end_s=np.array([6.0, 17.0, 26.0]), **common)
+    assert on["intensity"].dims == ("frame", "q") and on["time"].attrs["clock"] == "potentiostat"
+    np.testing.assert_allclose(on["time"].values, [5.5, 16.0, 25.5])
+    np.testing.assert_allclose(utc(on), epoch + np.array([0.5, 1.0, 0.5]), atol=1e-6)
+    off = xrd_dataset(ones, ones, epoch_s=epoch, count_time_s=np.ones(n), **common)
+    assert off["time"].attrs["clock"] == "beamline"
+    np.testing.assert_allclose(off["time"].values, [0.5, 10.5, 20.5])
+    np.testing.assert_allclose(utc(off), epoch + 0.5, atol=1e-6)
+    none = xrd_dataset(ones, ones, epoch_s=None, count_time_s=np.ones(n), **common)
+    assert none["time"].attrs == {"units": "1", "long_name": "frame number (no timestamps, "
+                                  "no clock model)", "clock": "none"}
+    assert np.isnat(none["time_utc"].values).all() and "unknown" in \
+        none["time_utc"].attrs["long_name"]
+
+
 def test_shared_attrs_keeps_only_what_all_agree_on() -> None:
     got = shared_attrs({"xrd": {"operando_version": "1", "clock_offset_s": 1.7, "poni": "p"},
                         "xanes": {"operando_version": "1", "clock_offset_s": 1.8},

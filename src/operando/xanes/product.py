@@ -19,7 +19,7 @@ import xarray as xr
 
 from operando.xanes.diagnostics import FaradayComparison, IsosbesticPoints
 from operando.xanes.series import XanesSeries
-from operando.xrd.product import xray_time_coords
+from operando.xrd.product import time_utc_variable, xray_time_coords
 
 __all__ = ["SCAN_DIM", "xanes_dataset"]
 
@@ -46,7 +46,7 @@ def xanes_dataset(
     first scan start on the beamline clock); ``epoch_start_s``/``epoch_end_s`` (n,) the
     scans' start/end, UTC epoch s on the beamline clock (default None: taken from
     ``time_start_s``/``time_end_s`` when those are epochs; with potentiostat times and no
-    epochs there is no ``time_utc``); ``echem_coords``: output of
+    epochs ``time_utc`` is NaT); ``echem_coords``: output of
     :func:`operando.echem.attach.exposure_average`, one row per scan."""
     n = series.mu_norm.shape[0]
     sd = SCAN_DIM
@@ -64,6 +64,10 @@ def xanes_dataset(
         "scan_name": xr.Variable(sd, np.asarray(scan_names, dtype=str), {
             "units": "1", "long_name": "scan entry name"}),
     }
+    if "time_utc" not in coords:  # potentiostat times given without the scans' epochs
+        coords["time_utc"] = time_utc_variable(
+            sd, np.full(n, np.nan), long_name="scan midpoint, UTC: unknown (NaT), no beamline "
+            "epochs given")
     if echem_coords is not None:
         for name, var in echem_coords.variables.items():
             if name in ("time", "time_start", "time_end") or var.ndim != 1:

@@ -43,12 +43,13 @@ def epoch_to_datetime64(epoch_s: np.ndarray) -> np.ndarray:
 
 
 def time_utc_variable(dims: str | tuple[str, ...], mid_epoch_s: np.ndarray,
-                      what: str = "exposure") -> xr.Variable:
+                      what: str = "exposure", *, long_name: str | None = None) -> xr.Variable:
     """``time_utc``: the ``what`` midpoint ``mid_epoch_s`` (UTC epoch s, beamline clock;
     NaN → NaT) as datetime64[ns]. With a clock model this equals ``clock.to_beamline(time)``:
-    the beamline clock is the UTC axis the fitted model maps the potentiostat time onto."""
-    attrs = {"long_name": f"{what} midpoint, UTC (beamline clock; the clock model maps the "
-             "potentiostat time onto it)", "standard_name": "time"}
+    the beamline clock is the UTC axis the fitted model maps the potentiostat time onto.
+    ``long_name`` (default None: that description) replaces the CF long name."""
+    attrs = {"long_name": long_name or f"{what} midpoint, UTC (beamline clock; the clock "
+             "model maps the potentiostat time onto it)", "standard_name": "time"}
     var = xr.Variable(dims, epoch_to_datetime64(np.asarray(mid_epoch_s, dtype=float)), attrs)
     var.encoding.update(_UTC_ENCODING)
     return var
@@ -148,13 +149,23 @@ def xrd_dataset(
         trig.encoding.update(_UTC_ENCODING)
         coords["trigger_time_utc"] = trig
         e0 = np.asarray(epoch_s, dtype=float)
-        e1 = e0 + np.nan_to_num(np.asarray(count_time_s, dtype=float))
+        # exposure end: start + count time; where the count time is unknown, the length of
+        # the exposure the flow mapped onto the potentiostat clock (else a zero length)
+        length = np.asarray(count_time_s, dtype=float)
+        if time_start_s is not None and time_end_s is not None:
+            mapped = np.asarray(time_end_s, dtype=float) - np.asarray(time_start_s, dtype=float)
+            length = np.where(np.isfinite(length), length, mapped)
+        e1 = e0 + np.nan_to_num(length)
     times = xray_time_coords(fr, epoch_start_s=e0, epoch_end_s=e1,
                              time_start_s=time_start_s, time_end_s=time_end_s)
     if "time" not in times:  # no timestamps, no clock: the frame number
         times["time"] = xr.Variable(fr, np.asarray(frame_index, dtype=float), {
             "units": "1", "long_name": "frame number (no timestamps, no clock model)",
             "clock": "none"})
+    if "time_utc" not in times:
+        times["time_utc"] = time_utc_variable(
+            fr, np.full(n, np.nan), long_name="exposure midpoint, UTC: unknown (NaT), the "
+            "frames have no timestamps")
     coords.update(times)
     if echem_points is not None:
         for name, var in echem_points.variables.items():
