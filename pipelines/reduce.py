@@ -432,12 +432,13 @@ def _kinetics_unit(section: KineticsSection, progress: ProgressCallback | None
 @flow(name="operando-reduce", validate_parameters=False)
 def reduce_flow(cfg: RunConfig, compute: dict[str, str], scheduler: Any = "local",
                 progress: ProgressCallback | None = None,
-                result: ReduceResult | None = None) -> ReduceResult:
+                result: ReduceResult | None = None, refresh: bool = False) -> ReduceResult:
     """Write the products of ``compute`` (stream → why, from
     :func:`pipelines.cache.plan_run`), in the order of the dependency graph; the
     electrochemistry and the clock are computed when a product needs them. ``scheduler``:
     see :func:`pipelines.cluster.dask_client` (started only when a work unit is not in the
-    cache). Fills and returns ``result``."""
+    cache). ``refresh``: recompute every work unit too (``--overwrite``), else cached
+    units are reused. Fills and returns ``result``."""
     result = result or ReduceResult(product_dir=cfg.product_dir)
     result.flow_ran = True
     log = _Log()
@@ -445,6 +446,7 @@ def reduce_flow(cfg: RunConfig, compute: dict[str, str], scheduler: Any = "local
         log.info("%s: reducing (%s)", s, why)
     with contextlib.ExitStack() as stack:
         runner = Runner(cache_dir(cfg.product_dir), code_version(), logger=log,
+                        refresh=refresh,
                         client=lambda: stack.enter_context(dask_client(scheduler)))
         run = _Run(cfg, OutputOptions.of(cfg).with_overwrite(), compute, result, runner, log,
                    progress)
@@ -476,7 +478,8 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
     """Reduce one run: what is stale or missing is recomputed, what is fresh is left alone.
 
     ``only`` limits the products (``echem``, ``xrd``, ``peaks``, ``confocal``, ``xanes``,
-    ``kinetics``); ``overwrite``: True recomputes every product (``--overwrite``), False
+    ``kinetics``); ``overwrite``: True recomputes every product and every work unit
+    (``--overwrite``), False
     keeps stale ones with a warning (``--keep``), None (default) follows
     ``output.overwrite`` (true: recompute all) and else recomputes stale ones.
     ``scheduler``: see :func:`pipelines.cluster.dask_client`. The decision is made before
@@ -501,7 +504,7 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
             _log.warning("%s: stale, kept (--keep): %s", s, why)
         if not plan.nothing_to_do:
             reduce_flow(cfg, plan.compute, scheduler=scheduler, progress=progress,
-                        result=result)
+                        result=result, refresh=mode == "overwrite")
         for s, (label, why) in result.status().items():
             _log.info("%s: %s %s", s, label, why)
     finally:

@@ -100,14 +100,16 @@ class Runner:
     it returns ``(client key, workers)`` (:func:`pipelines.cluster.dask_client`; key None:
     in this process), so a run whose units are all cached starts no cluster; ``workers``
     bounds the units in flight; ``retries``: per unit, for a transient ``OSError``;
-    ``logger``: where the per-unit lines go.
+    ``refresh`` (default False): recompute every unit, replacing its cached result
+    (``--overwrite``); ``logger``: where the per-unit lines go.
     """
 
     def __init__(self, cache: Path | None, code: str, *,
                  client: Callable[[], tuple[str | None, int]] | None = None,
-                 retries: int = 2,
+                 retries: int = 2, refresh: bool = False,
                  logger: Any = None) -> None:
         self.cache = cache
+        self.refresh = refresh
         self.code = code
         self._client_factory = client
         self._client: Any = None
@@ -157,7 +159,8 @@ class Runner:
                 key = unit_key(fn, args, self.code) if cache else None
                 path = self._path(stream, fn, key)
                 name = _describe(fn, args)
-                hit, value = read_unit(path) if path is not None else (False, None)
+                hit, value = (read_unit(path) if path is not None and not self.refresh
+                              else (False, None))
                 client = None if hit or local else self._get_client()
                 if hit:
                     queue.append(("value", value, path, name, t0))
