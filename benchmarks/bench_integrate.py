@@ -310,8 +310,9 @@ def run_case(name: str, n: int, folder: Path, log: Callable[[str], None], repeat
                                saturation_value=source.saturation_value, options=opts)
     res = CaseResult(name=name, n=n, shape=tuple(source.frame_shape))
     res.mb_per_frame = frames_path.stat().st_size / n / 1e6
-    # chunks of whole sub-batches, at least 2 per worker so both workers stay busy
-    chunk = max(1, min(px.sub_batch_frames(source), -(-n // 4)))
+    # at most one sub-batch per chunk, and 8 equal chunks at least: 4 rounds of 2 workers,
+    # none left alone with the last chunk (a real run has hundreds of chunks)
+    chunk = max(1, min(px.sub_batch_frames(source), -(-n // 8)))
     with open(frames_path, "rb") as fh:  # into the page cache, for every measurement alike
         while fh.read(1 << 24):
             pass
