@@ -3,7 +3,9 @@
 Flows call the same library functions as the CLI, so a run reduced by
 ``operando`` on the command line and by a scheduled deployment gives identical
 files. Prefect runs embedded by default (a temporary local server is started
-and stopped by Prefect itself; nothing to set up).
+and stopped by Prefect itself; nothing to set up), and only when something is to be done:
+:func:`pipelines.cache.plan_run` decides first which products are fresh. Every work unit
+runs through :class:`pipelines.runner.Runner` (cached in ``<run>/.cache/``).
 """
 
 import logging
