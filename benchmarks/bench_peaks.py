@@ -4,6 +4,12 @@ N patterns (default 2000) of one window with four overlapping pseudo-Voigt peaks
 phases, the LiFePO4/FePO4 (311)/(121) group at 60 keV) and a quadratic background, with
 Poisson noise. Prints throughput of both paths and the largest parameter difference in
 units of the lmfit standard error. ``python benchmarks/bench_peaks.py [N]``.
+
+``python benchmarks/bench_peaks.py --confocal`` times instead the joint multi-window fit of
+the `small` preset's confocal stream (simulated in a temporary folder: 440 points, 26
+peaks in 4 windows, 25 parameters), whose few slowly converging points iterate alone for
+hundreds of iterations: the Levenberg–Marquardt time, the iterations (median, 99th
+percentile, max) and the whole confocal build.
 """
 
 from __future__ import annotations
@@ -55,5 +61,44 @@ def main(n: int = 2000) -> None:
           f"same χ² minimum in {100 * same:.1f} % of patterns")
 
 
+def confocal_tail() -> None:
+    """The slow-convergence tail: the batch fit inside the `small` run's confocal build."""
+    import tempfile
+
+    import operando.xrd.peakfit as peakfit
+    from operando.config import load_config
+    from operando.simulate.beamtime import simulate_beamtime
+    from pipelines.confocal import build_confocal
+
+    calls: list[tuple[float, np.ndarray]] = []
+    lm = peakfit.levenberg_marquardt
+
+    def timed(*args, **kwargs):  # type: ignore[no-untyped-def]
+        t0 = time.perf_counter()
+        res = lm(*args, **kwargs)
+        calls.append((time.perf_counter() - t0, res.n_iter))
+        return res
+
+    peakfit.levenberg_marquardt = timed
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench_peaks_") as tmp:
+            run = simulate_beamtime(tmp, "small", seed=0, streams=("xrd", "confocal"))
+            cfg = load_config(run.run_config_path)
+            t0 = time.perf_counter()
+            build_confocal(cfg.confocal, peaks=cfg.peaks, run_name="bench")
+            total = time.perf_counter() - t0
+    finally:
+        peakfit.levenberg_marquardt = lm
+    it = np.concatenate([n for _, n in calls])
+    lm_s = sum(t for t, _ in calls)
+    print(f"confocal fit of the small run: {it.size} point fits in {len(calls)} blocks; "
+          f"Levenberg-Marquardt {lm_s:.1f} s, build_confocal {total:.1f} s; iterations "
+          f"median {np.median(it):.0f}, 99th percentile {np.percentile(it, 99):.0f}, "
+          f"max {it.max()}")
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
+    if "--confocal" in sys.argv[1:]:
+        confocal_tail()
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000)
