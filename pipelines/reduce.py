@@ -319,7 +319,9 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
     if source is None or meta is None:
         raise ValueError("xrd: the frames were not opened")
     setup = IntegratorSetup.from_section(section.integration, source)
-    # asking for it first fails early on a bad geometry or mask, before any chunk is read
+    # every worker builds the integrator at once when the cluster starts (not one after the
+    # other inside the stage); asking for it first fails early on a bad geometry or mask
+    run.runner.on_workers(describe_integrator, setup)
     integ = run.runner.run(describe_integrator, setup, stream="xrd")
     norm = monitor_normalization(meta.monitor, stream="xrd", per="frame",
                                  source=meta.monitor_source) \

@@ -11,7 +11,7 @@ For each unit the runner
    one (a killed run resumes here);
 3. otherwise runs it — on the Dask client when the flow has one, else in this process —
    retrying a transient ``OSError`` (:data:`RETRIED`) up to ``retries`` times, with at most
-   ``in_flight`` units submitted at once (the workers' threads: memory stays bounded by the
+   ``in_flight`` units submitted at once (two per worker thread: memory stays bounded by the
    chunks in flight), and writes the result to the cache atomically as it arrives;
 4. logs one line per unit with its identity (the flow's Prefect log), and counts what it
    computed and what it took from the cache (:attr:`Runner.counts`).
@@ -120,6 +120,8 @@ class Runner:
         self.log = logger or log
         #: per stream: how many units were ``computed`` and how many came ``cached``
         self.counts: dict[str, Counter[str]] = {}
+        #: per-worker set-ups (:meth:`on_workers`), run on every worker when the client starts
+        self._warmups: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
 
     def _get_client(self) -> Any:
         """The Dask client, started on first use (None: run here)."""
@@ -128,8 +130,26 @@ class Runner:
             if self._client_factory is not None:
                 key, workers = self._client_factory()
                 self._client = _CLIENTS[key] if key is not None else None
-                self.in_flight = max(1, workers)
+                # two units per worker: one running, one queued behind it, so a worker
+                # never idles while its finished result is collected in order
+                self.in_flight = 2 * max(1, workers)
+                for fn, args in self._warmups:
+                    self._warm(fn, args)
         return self._client
+
+    def _warm(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        if self._client is not None:
+            self._client.run(fn, *args)  # on every worker at once, outside the task graph
+
+    def on_workers(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` once on every worker (``Client.run``), all workers in parallel,
+        when the Dask client starts (now, if it has started): a per-process set-up such as
+        building the integrator (:func:`pipelines.xrd.describe_integrator`), which would
+        otherwise be built by each worker's first unit, one worker after the other, while
+        in-order collection waits for it. Nothing is run without a client."""
+        self._warmups.append((fn, args))
+        if self.client_started:
+            self._warm(fn, args)
 
     def _path(self, stream: str, fn: Callable[..., Any], key: str | None) -> Path | None:
         if self.cache is None or key is None:
