@@ -29,12 +29,12 @@ from operando.report.confocal import confocal_figure
 from operando.xrd.peaks_product import PeakSetup
 from operando.xrd.units import RADIAL_AXES
 from pipelines.peaks import fit_blocks, setup_from_config
+from pipelines.runner import map_here
 from pipelines.stream import (
     ProgressCallback,
     StreamProduct,
     UnitMapper,
     exposure_count_time,
-    map_here,
     monitor_normalization,
 )
 from pipelines.xrd import IntegratorSetup, describe_integrator, integrate_chunk, xrd_product_inputs

@@ -27,7 +27,8 @@ from operando.xrd.peaks_product import (
 from operando.xrd.phases import PhaseDef
 from operando.xrd.units import d_to_unit, unit_to_d
 from operando.xrd.windows import FitOptions, PeakDef, WindowDef
-from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper, map_here
+from pipelines.runner import map_here
+from pipelines.stream import ProgressCallback, StreamProduct, UnitMapper
 
 __all__ = ["build_peaks", "fit_blocks", "fit_chunk", "setup_from_config"]
 

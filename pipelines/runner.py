@@ -38,7 +38,7 @@ from pipelines.cluster import _CLIENTS
 from pipelines.stream import UnitMapper
 from pipelines.xrd import IntegratorSetup
 
-__all__ = ["RETRIED", "Runner", "call_with_retries", "unit_key"]
+__all__ = ["RETRIED", "Runner", "call_with_retries", "map_here", "unit_key"]
 
 log = logging.getLogger("operando.reduce")
 
@@ -235,3 +235,11 @@ class Runner:
     def computed(self, stream: str) -> int:
         """Units of ``stream`` run (not taken from the cache) so far."""
         return self.counts.get(stream, Counter())["computed"]
+
+
+def map_here(fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
+    """The default :data:`~pipelines.stream.UnitMapper` (a builder called from a notebook or
+    the CLI tools): a :class:`Runner` with no cache and no Dask client, so the units run
+    one after another here, with the same retries and log lines as in the flow."""
+    return Runner(None, "").map(fn, arg_list, stream=getattr(fn, "__name__", "units"),
+                                cache=False)

@@ -24,18 +24,8 @@ ProgressCallback = Callable[[str, int, int], None]
 
 #: ``map_units(fn, [args, ...])`` runs ``fn(*args)`` for every work unit and yields the
 #: results in order: :meth:`pipelines.runner.Runner.mapper` (the flow's: cached, on Dask);
-#: :func:`map_here` is the same runner without a cache or a cluster.
+#: :func:`pipelines.runner.map_here` is the same runner without a cache or a cluster.
 UnitMapper = Callable[[Callable[..., Any], Iterable[tuple[Any, ...]]], Iterator[Any]]
-
-
-def map_here(fn: Callable[..., Any], arg_list: Iterable[tuple[Any, ...]]) -> Iterator[Any]:
-    """The default :data:`UnitMapper` (a builder called from a notebook or the CLI tools):
-    :class:`pipelines.runner.Runner` with no cache and no Dask client, so the units run
-    one after another here, with the same retries and log lines as in the flow."""
-    from pipelines.runner import Runner
-
-    return Runner(None, "").map(fn, arg_list, stream=getattr(fn, "__name__", "units"),
-                                cache=False)
 
 
 @dataclass

@@ -7,14 +7,10 @@ on first use, so ``import operando`` stays light.
 from __future__ import annotations
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-try:
-    __version__ = version("operando")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+from operando._version import __version__
 
 if TYPE_CHECKING:
     import xarray as xr

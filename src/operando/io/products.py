@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from operando import __version__
+from operando._version import __version__
 from operando.io.atomic import atomic_path
 from operando.io.xrd.images import split_hdf5_url
 

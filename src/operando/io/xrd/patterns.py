@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from operando import __version__
+from operando._version import __version__
 from operando.io.atomic import write_text_atomic
 
 __all__ = ["read_xy", "write_xy"]
