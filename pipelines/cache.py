@@ -59,6 +59,9 @@ STREAM_SECTIONS: dict[str, tuple[str, ...]] = {
     "kinetics": ("kinetics",),
 }
 
+#: the run's log file beside its products (decisions, tracebacks)
+LOG_NAME = "reduce.log"
+
 #: Products made from another product's file: recomputing the key recomputes these.
 DEPENDENTS: dict[str, tuple[str, ...]] = {"xrd": ("peaks",)}
 
@@ -239,11 +242,18 @@ def plan_run(cfg: RunConfig, only: Sequence[str] | None = None,
 
 
 def clean_run(product_dir: Path, *, products: bool = False) -> list[Path]:
-    """Remove the run's work-unit cache (``.cache/``) and, with ``products``, the products,
-    figures and log too (the folder itself). Returns what was removed."""
-    removed = []
-    targets = [Path(product_dir)] if products else [cache_dir(product_dir)]
-    for t in targets:
-        if remove_tree(t):
-            removed.append(t)
+    """Remove the run's work-unit cache (``.cache/``) and, with ``products``, what the reduce
+    flow writes there: every product (``<name>.nc``, ``run.zarr``), ``report/`` and
+    ``reduce.log``. Nothing else is touched (a folder given by mistake keeps its other
+    files), and the folder itself goes only when nothing else is left in it. Returns what
+    was removed."""
+    pdir = Path(product_dir)
+    targets = [cache_dir(pdir)]
+    if products:
+        targets += [product_path(pdir, name, "netcdf") for name in STREAM_SECTIONS]
+        targets += [product_path(pdir, "xrd", "zarr").parent, pdir / "report", pdir / LOG_NAME]
+    removed = [t for t in targets if remove_tree(t)]
+    if products and pdir.is_dir() and not any(pdir.iterdir()):
+        pdir.rmdir()
+        removed.append(pdir)
     return removed

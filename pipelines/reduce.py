@@ -62,7 +62,14 @@ from operando.io.products import product_path, read_product, write_product
 from operando.io.xrd.frames import FrameMetadata, FrameSource
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
-from pipelines.cache import REDUCED_STREAMS, cache_dir, code_version, identity_json, plan_run
+from pipelines.cache import (
+    LOG_NAME,
+    REDUCED_STREAMS,
+    cache_dir,
+    code_version,
+    identity_json,
+    plan_run,
+)
 from pipelines.cluster import dask_client
 from pipelines.echem import read_echem_section
 from pipelines.runner import Runner
@@ -85,7 +92,6 @@ __all__ = ["REDUCED_STREAMS", "OutputOptions", "ReduceFailed", "ReduceResult", "
            "reduce_run"]
 
 #: the run's log file (decisions, per-unit lines, tracebacks of failed streams)
-LOG_NAME = "reduce.log"
 _log = logging.getLogger("operando.reduce")
 _log.propagate = False  # to the run's log file; the console shows Prefect's lines (-v)
 

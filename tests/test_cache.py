@@ -163,6 +163,10 @@ def test_clean_removes_the_cache_not_the_products(run, tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["clean", str(cfg.product_dir)])
     assert out.exit_code == 0 and not (cfg.product_dir / ".cache").exists()
     assert (cfg.product_dir / "echem.nc").is_file()
+    stray = cfg.product_dir.parent / "raw-frames.h5"  # not the pipeline's: never removed
+    stray.write_bytes(b"data")
+    out = CliRunner().invoke(app, ["clean", str(cfg.product_dir.parent), "--all"])
+    assert out.exit_code == 0 and stray.read_bytes() == b"data"
     out = CliRunner().invoke(app, ["clean", str(_write(cfg)), "--all"])
     assert out.exit_code == 0 and not cfg.product_dir.exists()
 

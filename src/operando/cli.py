@@ -405,8 +405,8 @@ def status(
 def clean(
     target: Annotated[Path, typer.Argument(help="A run config (YAML) or a run's product "
                                                 "folder (<output.directory>/<run>).")],
-    all_: Annotated[bool, typer.Option("--all", help="Remove the products, figures and log "
-                                                     "too (the whole folder).")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Remove the products, report/ and "
+                                                     "reduce.log too (nothing else).")] = False,
 ) -> None:
     """Remove a run's work-unit cache (<run>/.cache/); the products stay unless --all."""
     from pipelines.cache import clean_run
