@@ -7,6 +7,7 @@ products of an uninterrupted run (slow)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -185,7 +186,8 @@ def test_kill_9_then_resume_equals_uninterrupted(run, small_run, tmp_path: Path)
         [str(REPO), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen([sys.executable, "-m", "operando", "reduce", str(config),
                              "--scheduler", "none", "--only", "echem", "--only", "xrd"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # its own process group (PGID = its PID)
     try:
         while proc.poll() is None and not list(units.glob("integrate_chunk-*.pkl")):
             time.sleep(0.05)
@@ -193,6 +195,10 @@ def test_kill_9_then_resume_equals_uninterrupted(run, small_run, tmp_path: Path)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        # what the killed run had started (Prefect's temporary server) is stopped too, by the
+        # group's PID: kill -9 of the run orphans it otherwise
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == -signal.SIGKILL, "the run finished before a chunk was cached"
     assert not (cfg.product_dir / "xrd.nc").exists()
     n_cached = len(list(units.glob("integrate_chunk-*.pkl")))
