@@ -295,7 +295,7 @@ def run_case(name: str, n: int, folder: Path, log: Callable[[str], None], repeat
     from operando.io.xrd.geometry import read_mask, read_poni
     from operando.io.xrd.nexus import DETECTOR_DATA_PATH
     from operando.xrd.integrate import IntegrationOptions
-    from pipelines.cluster import _CLIENTS, dask_client
+    from pipelines.cluster import dask_client
 
     detector, distance = CASES[name]
     folder.mkdir(parents=True, exist_ok=True)
@@ -348,8 +348,7 @@ def run_case(name: str, n: int, folder: Path, log: Callable[[str], None], repeat
     px.clear_integrator_cache()
     log(f"[{name}] operando 1 process {res.fps['operando 1 process']:.1f} fr/s")
 
-    with dask_client("local", n_workers=2) as (key, _):
-        client = _CLIENTS[key]
+    with dask_client("local", n_workers=2) as (client, _):
         client.run(_import_all)  # process start-up, not per geometry (as in this process)
 
         def cluster_cpu() -> float:

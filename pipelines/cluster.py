@@ -1,10 +1,9 @@
-"""Where the chunk work runs: a Dask ``distributed`` client, registered under a key the
-Prefect tasks look up (a client is not picklable into task parameters).
+"""Where the chunk work runs: a Dask ``distributed`` client.
 
-:func:`dask_client` gives the flow its client: none (in this process), a LocalCluster of
-worker processes, an existing scheduler's address, or a facility cluster through
-dask-jobqueue (:class:`ClusterSpec`, read from a cluster file by :func:`load_cluster_spec`,
-built by :func:`jobqueue_cluster`). Every client's workers get
+:func:`dask_client` gives the flow's runner its client: none (in this process), a
+LocalCluster of worker processes, an existing scheduler's address, or a facility cluster
+through dask-jobqueue (:class:`ClusterSpec`, read from a cluster file by
+:func:`load_cluster_spec`, built by :func:`jobqueue_cluster`). Every client's workers get
 :class:`WorkerMemoryTuning`.
 """
 
@@ -51,8 +50,6 @@ MMAP_THRESHOLD_BYTES = 64 * 2**20
 #: free memory at the top of the heap kept for reuse rather than returned to the OS
 TRIM_THRESHOLD_BYTES = 256 * 2**20
 
-#: live clients by key (what the tasks receive instead of the client itself)
-_CLIENTS: dict[str, Any] = {}
 
 
 def tune_malloc(mmap_threshold: int = MMAP_THRESHOLD_BYTES,
@@ -210,16 +207,16 @@ def jobqueue_cluster(spec: ClusterSpec) -> Any:
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | ClusterSpec | None,
-                n_workers: int | None = None) -> Iterator[tuple[str | None, int]]:
-    """A Dask client for the chunk work, registered under a key the tasks look up.
+                n_workers: int | None = None) -> Iterator[tuple[Any, int]]:
+    """A Dask client for the chunk work, closed (with its cluster) at the end.
 
     ``scheduler``: ``None``/``"none"`` runs chunks in this process (small runs, tests);
     ``"local"`` starts a LocalCluster of worker processes (one thread each; one worker per
     core, at most 4, unless ``n_workers``); a :class:`ClusterSpec` submits batch jobs
     through dask-jobqueue (scaled as the spec says, stopped at the end); anything else is
     the address of an existing scheduler (``tcp://host:8786``).
-    Yields ``(key, workers)``: the key is None in-process; ``workers`` is how many chunks
-    may run at once (1 in-process), which bounds the chunk tasks in flight.
+    Yields ``(client, workers)``: the client is None in-process; ``workers`` is how many
+    chunks may run at once (1 in-process), which bounds the chunk tasks in flight.
     """
     if scheduler is None or (isinstance(scheduler, str)
                              and scheduler in ("none", "sync")):
@@ -229,7 +226,6 @@ def dask_client(scheduler: str | ClusterSpec | None,
 
     cluster = None
     client = None
-    key = None
     expected = 0
     try:
         if isinstance(scheduler, ClusterSpec):
@@ -242,24 +238,17 @@ def dask_client(scheduler: str | ClusterSpec | None,
                 cluster.scale(jobs=scheduler.jobs or 1)
             expected = scheduler.threads
             client = Client(cluster)
-            name = f"{scheduler.system}:{scheduler.source}"
         elif scheduler == "local":
             workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None)
             client = Client(cluster)
-            name = scheduler
         else:
             client = Client(scheduler)
-            name = scheduler
         client.register_plugin(WorkerMemoryTuning())
-        key = f"{name}:{id(client)}"
-        _CLIENTS[key] = client
         n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
-        yield key, max(1, n, expected)
+        yield client, max(1, n, expected)
     finally:
-        if key is not None:
-            _CLIENTS.pop(key, None)
         if client is not None:
             client.close()
         if cluster is not None:

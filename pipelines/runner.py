@@ -34,7 +34,6 @@ import numpy as np
 from dask.base import normalize_token, tokenize
 
 from operando.io.cache import read_unit, write_unit
-from pipelines.cluster import _CLIENTS
 from pipelines.stream import UnitMapper
 from pipelines.xrd import IntegratorSetup
 
@@ -97,7 +96,7 @@ class Runner:
 
     ``cache``: the run's cache folder (None: nothing cached); ``code``: the code version in
     every key; ``client``: called once, when the first unit that is not cached is to run,
-    it returns ``(client key, workers)`` (:func:`pipelines.cluster.dask_client`; key None:
+    it returns ``(client, workers)`` (:func:`pipelines.cluster.dask_client`; client None:
     in this process), so a run whose units are all cached starts no cluster; ``workers``
     bounds the units in flight; ``retries``: per unit, for a transient ``OSError``;
     ``refresh`` (default False): recompute every unit, replacing its cached result
@@ -105,7 +104,7 @@ class Runner:
     """
 
     def __init__(self, cache: Path | None, code: str, *,
-                 client: Callable[[], tuple[str | None, int]] | None = None,
+                 client: Callable[[], tuple[Any, int]] | None = None,
                  retries: int = 2, refresh: bool = False,
                  logger: Any = None) -> None:
         self.cache = cache
@@ -128,8 +127,7 @@ class Runner:
         if not self.client_started:
             self.client_started = True
             if self._client_factory is not None:
-                key, workers = self._client_factory()
-                self._client = _CLIENTS[key] if key is not None else None
+                self._client, workers = self._client_factory()
                 # two units per worker: one running, one queued behind it, so a worker
                 # never idles while its finished result is collected in order
                 self.in_flight = 2 * max(1, workers)
