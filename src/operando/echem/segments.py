@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from operando.cf import CHARGE_NOT_RECORDED
+
 __all__ = [
     "CHARGE_INTEGRATED",
-    "CHARGE_NOT_RECORDED",
     "DEFAULT_REST_THRESHOLD_FRACTION",
     "REST_THRESHOLD_FLOOR_A",
     "SEGMENT_CHARGE",
@@ -166,8 +167,6 @@ def segment_runs(labels: np.ndarray, time_s: np.ndarray, *, min_duration_s: floa
     return kept
 
 
-#: ``charge_C`` source text the cycler readers give a file that records no charge
-CHARGE_NOT_RECORDED = "not recorded in the file (NaN)"
 #: ``charge_C`` source text once :func:`add_segments` has integrated the current
 CHARGE_INTEGRATED = "integrated from current_A (trapezoid rule)"
 _SEGMENT_RULE = ("|I| <= rest_threshold_A or an open-circuit flag (EC-Lab mode 3, "

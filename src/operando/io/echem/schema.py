@@ -45,11 +45,11 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import xarray as xr
 
+from operando.cf import CHARGE_NOT_RECORDED
 from operando.io.errors import InputFileError
 from operando.io.timestamps import localise_to_utc, zoneinfo_or_raise
 
 __all__ = [
-    "CHARGE_NOT_RECORDED",
     "DIM",
     "STANDARD_ATTRS",
     "EchemFormatError",
@@ -242,10 +242,6 @@ def _record_start_utc(r: EchemRecord, tz: ZoneInfo, notes: list[str]) -> datetim
         notes.append(f"{r.path.name}: {note}")
         warnings.warn(f"{r.path}: {note}", stacklevel=3)
     return utc
-
-
-#: ``charge_C`` source text for a file that records no charge (its rows are NaN)
-CHARGE_NOT_RECORDED = "not recorded in the file (NaN)"
 
 
 def _ordered_starts(
