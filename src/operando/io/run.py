@@ -31,7 +31,7 @@ from typing import Any, Literal, Protocol
 
 import xarray as xr
 
-from operando.io.products import PRODUCT_SUFFIX, RUN_STORE
+from operando.io.products import RUN_STORE, product_path
 
 __all__ = ["PRODUCTS", "NoProductError", "open_run", "shared_attrs"]
 
@@ -91,8 +91,8 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _netcdf_products(pdir: Path) -> dict[str, Path]:
-    suffix = PRODUCT_SUFFIX["netcdf"]
-    return {p: pdir / f"{p}{suffix}" for p in PRODUCTS if (pdir / f"{p}{suffix}").is_file()}
+    paths = {p: product_path(pdir, p, "netcdf") for p in PRODUCTS}
+    return {p: path for p, path in paths.items() if path.is_file()}
 
 
 def _open_netcdf(pdir: Path, files: Mapping[str, Path], chunks: Any) -> xr.DataTree:
