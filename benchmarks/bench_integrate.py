@@ -24,15 +24,18 @@ tuned pyFAI
     one frame per task on ``--threads`` threads, so threads decompress while others
     integrate.
 operando, 1 process
-    ``pipelines.xrd.integrate_frames`` without a client: the chunks in this process, one
-    after another (``operando reduce --scheduler none``).
+    ``pipelines.xrd.integrate_frames`` through a runner without a client: the chunks in this
+    process, one after another, each written into ``xrd.nc`` as it finishes (``operando
+    reduce --scheduler none``).
 operando, cluster
     the same on ``pipelines.cluster.dask_client("local", n_workers=2)`` (2 worker processes,
     one thread each, with the worker memory tuning), what ``operando reduce --scheduler
     local`` runs. "cold" includes building the integrator in each worker (once per geometry
     per process); "warm" reuses it.
 
-Every path writes its patterns with xarray ``to_netcdf(engine="h5netcdf")``. Reported:
+Every path writes its patterns to netCDF: the pyFAI paths with xarray
+``to_netcdf(engine="h5netcdf")`` at the end, the operando paths chunk by chunk through the
+flow's streaming writer (the ``xrd.nc`` product with its provenance). Reported:
 frames/s (best of ``--repeats``), CPU ms per frame (user + sys of every process involved:
 insensitive to what else runs on the machine), the ratios, and the largest relative
 difference of the operando patterns from the per-frame loop over bins with counts.
@@ -265,17 +268,33 @@ def time_tuned(chunks: DirectChunks, ai: Any, mask: np.ndarray, opts: Any, n: in
 
 def time_operando(source: Any, setup: Any, chunk_frames: int, out: Path,
                   client: Any = None) -> tuple[float, np.ndarray]:
-    """``integrate_frames`` (in this process, or on ``client``) + the netCDF write."""
-    from pipelines.xrd import describe_integrator, integrate_frames
+    """``integrate_frames`` through a runner (in this process, or on ``client``), each chunk
+    written into ``xrd.nc`` as it finishes (the flow's streaming writer)."""
+    from operando.io.product_stream import stream_product
+    from operando.io.products import read_product
+    from operando.xrd.product import FRAME_DIM
+    from pipelines.runner import Runner
+    from pipelines.xrd import (
+        build_xrd_product,
+        chunk_rows,
+        describe_integrator,
+        integrate_frames,
+        xrd_placeholders,
+    )
 
     t0 = time.perf_counter()
-    res = integrate_frames(source, setup, client=client, chunk_frames=chunk_frames)
-    info = (describe_integrator(setup) if client is None else
-            client.submit(describe_integrator, setup, pure=False).result())
-    intensity = np.concatenate([r.intensity for r in res])
-    sigma = np.concatenate([r.sigma for r in res])
-    _write_nc(out, info.radial, intensity, sigma)
-    return source.n_frames / (time.perf_counter() - t0), intensity
+    workers = 0 if client is None else sum(
+        w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    runner = Runner(None, "", client=None if client is None else lambda: (client, workers))
+    info = runner.run(describe_integrator, setup, stream="xrd", cache=False)
+    prod = build_xrd_product(source, source.metadata(), setup, info,
+                             **xrd_placeholders(source.n_frames, info, chunk_frames))
+    with stream_product(prod.dataset, out, dim=FRAME_DIM, product="xrd",
+                        inputs=prod.inputs, extra_attrs=prod.attrs) as nc:
+        for res in integrate_frames(source, setup, runner, chunk_frames=chunk_frames):
+            nc.write(res.start, res.stop, chunk_rows(res))
+    fps = source.n_frames / (time.perf_counter() - t0)
+    return fps, read_product(out)["intensity"].values
 
 
 def _timed(label: str, res: CaseResult, n: int, fn: Callable[[], float],

@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 from prefect import flow, get_run_logger
 
@@ -58,10 +57,12 @@ from operando.echem.attach import exposure_average
 from operando.echem.sync import ClockModel
 from operando.io.cache import IDENTITY_ATTR, log_file_handler
 from operando.io.figures import save_figure
-from operando.io.products import product_path, read_product, write_product
+from operando.io.product_stream import ProductWriter, stream_product
+from operando.io.products import open_product, product_path, write_product
 from operando.io.xrd.frames import FrameMetadata, FrameSource
 from operando.report.echem import echem_figure
 from operando.report.xrd import sync_figure, xrd_figure
+from operando.xrd.product import FRAME_DIM
 from pipelines.cache import (
     LOG_NAME,
     REDUCED_STREAMS,
@@ -83,9 +84,11 @@ from pipelines.sync import clock_summary, sent_triggers, sync_clock, sync_inputs
 from pipelines.xrd import (
     IntegratorSetup,
     build_xrd_product,
+    chunk_rows,
     describe_integrator,
-    integrate_chunk,
+    integrate_frames,
     open_xrd_frames,
+    xrd_placeholders,
 )
 
 __all__ = ["REDUCED_STREAMS", "OutputOptions", "ReduceFailed", "ReduceResult", "reduce_flow",
@@ -186,6 +189,16 @@ class OutputOptions:
                              config_yaml=self.config_yaml, inputs=list(inputs),
                              extra_attrs=attrs, overwrite=self.overwrite, fmt=self.format)
 
+    def stream(self, product: str, ds: xr.Dataset, inputs: Sequence[Path],
+               attrs: dict[str, Any] | None, dim: str) -> contextlib.AbstractContextManager[
+                   ProductWriter]:
+        """Write a product whose lazy variables arrive in row blocks along ``dim``
+        (:func:`operando.io.product_stream.stream_product`: atomic, CF-checked,
+        provenance-stamped, renamed into place only when every row was written)."""
+        return stream_product(ds, self.path(product), dim=dim, product=product,
+                              config_yaml=self.config_yaml, inputs=list(inputs),
+                              extra_attrs=attrs, overwrite=self.overwrite, fmt=self.format)
+
 
 class _Log:
     """Log lines to the flow's Prefect logger and to the run's log file."""
@@ -218,7 +231,6 @@ class _Run:
     meta: FrameMetadata | None = None
     clock: ClockModel | None = None
     clock_inputs: list[Path] = field(default_factory=list)
-    xrd_ds: xr.Dataset | None = None
     #: what did not complete: streams, and "echem-data" / "frames" / "clock"
     broken: set[str] = field(default_factory=set)
 
@@ -231,6 +243,19 @@ class _Run:
         self.result.products[stream] = path
         self.log.info("%s: wrote %s", stream, path)
         return path
+
+    @contextlib.contextmanager
+    def stream(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
+               attrs: dict[str, Any] | None, dim: str) -> Iterator[ProductWriter]:
+        """:meth:`write` for a product written block by block as its units finish
+        (:meth:`OutputOptions.stream`); recorded as written when the block ends."""
+        a = dict(attrs or {})
+        a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
+        with self.out.stream(stream, ds, inputs, a, dim) as writer:
+            yield writer
+        path = self.out.path(stream)
+        self.result.products[stream] = path
+        self.log.info("%s: wrote %s", stream, path)
 
     def figures(self, figures: dict[str, Any]) -> None:
         """Save figures under ``report/`` (when ``output.report``)."""
@@ -312,8 +337,8 @@ def _clock(run: _Run, sync: Any) -> None:
 
 
 def reduce_xrd(run: _Run, section: XrdSection) -> None:
-    """Detector frames → ``xrd.nc``: chunk-sized integration units through the runner, then
-    one product.
+    """Detector frames → ``xrd.nc``: chunk-sized integration units through the runner, each
+    written into the product as it finishes (the flow never holds the run's patterns).
 
     The integrator is built once per geometry (per worker process); chunks follow the HDF5
     chunking and ``xrd.integration.chunk_frames``. With a clock and the electrochemistry
@@ -335,30 +360,11 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
     if clock is not None and meta.epoch_s is None:
         raise ValueError(f"sync: the xrd frames of {source.files[0]} carry no timestamps to "
                          "put on the potentiostat clock; name them with xrd.timestamp_path")
-    chunks = source.chunks(section.integration.chunk_frames)
+    chunk = section.integration.chunk_frames
     run.log.info("xrd: %d frames of %s in %d chunks (%s)%s", source.n_frames,
-                 source.frame_shape, len(chunks), source.describe().get("layout", "?"),
+                 source.frame_shape, len(source.chunks(chunk)),
+                 source.describe().get("layout", "?"),
                  f"; {source.n_pending} frames pending" if source.n_pending else "")
-    n, npt = source.n_frames, len(integ.radial)
-    intensity = np.full((n, npt), np.nan, dtype=np.float32)
-    sigma = np.full((n, npt), np.nan, dtype=np.float32)
-    n_invalid = np.zeros(n, dtype=np.int64)
-    cake = cake_sigma = None
-    if integ.azimuthal is not None:
-        cake = np.full((n, len(integ.azimuthal), npt), np.nan, dtype=np.float32)
-        cake_sigma = np.full_like(cake, np.nan)
-    units = ((source, a, b, setup, None if norm is None else norm[a:b]) for a, b in chunks)
-    done = 0
-    for res in run.runner.map(integrate_chunk, units, stream="xrd"):
-        sl = slice(res.start, res.stop)
-        intensity[sl], sigma[sl], n_invalid[sl] = res.intensity, res.sigma, res.n_invalid
-        if cake is not None and cake_sigma is not None and res.cake is not None:
-            cake[sl] = res.cake
-            if res.cake_sigma is not None:
-                cake_sigma[sl] = res.cake_sigma
-        done += res.stop - res.start
-        if run.progress:
-            run.progress("xrd", done, n)
     t_start = t_end = points = None
     if clock is not None and meta.epoch_s is not None:
         count, note = exposure_count_time(meta.count_time_s, stream="xrd", items="frames",
@@ -369,18 +375,21 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
         t_end = clock.to_potentiostat(meta.epoch_s + count)
         if echem is not None:
             points = exposure_average(echem, t_start, t_end, dim="time")
-    prod = build_xrd_product(source, meta, setup, integ, intensity, sigma, n_invalid,
-                             cake=cake, cake_sigma=cake_sigma, time_start_s=t_start,
-                             time_end_s=t_end, echem_points=points,
+    prod = build_xrd_product(source, meta, setup, integ,
+                             **xrd_placeholders(source.n_frames, integ, chunk),
+                             time_start_s=t_start, time_end_s=t_end, echem_points=points,
                              normalized=norm is not None)
-    ds, attrs, inputs = prod.dataset, prod.attrs, prod.inputs
+    attrs, inputs = prod.attrs, prod.inputs
     if clock is not None:
         attrs.update(clock.to_attrs())
         inputs += list(run.clock_inputs)
-    ds.attrs.update(attrs)  # the in-memory product carries them too (peaks reads the PONI)
-    run.write("xrd", ds, inputs, attrs)
-    run.xrd_ds = ds
-    run.figures({"xrd.png": xrd_figure(ds, title=f"{run.out.run_name}: integrated XRD")})
+    with run.stream("xrd", prod.dataset, inputs, attrs, FRAME_DIM) as out:
+        for res in integrate_frames(
+                source, setup, run.runner, chunk_frames=chunk, normalization=norm,
+                progress=(lambda d, t: run.progress("xrd", d, t)) if run.progress else None):
+            out.write(res.start, res.stop, chunk_rows(res))
+    with open_product(run.out.path("xrd")) as ds:
+        run.figures({"xrd.png": xrd_figure(ds, title=f"{run.out.run_name}: integrated XRD")})
 
 
 def _write_stream(run: _Run, product: StreamProduct, extra_inputs: Sequence[Path] = ()
@@ -395,15 +404,13 @@ def _write_stream(run: _Run, product: StreamProduct, extra_inputs: Sequence[Path
 def _peaks(run: _Run, section: PeaksSection) -> None:
     from pipelines.peaks import build_peaks
 
-    xrd_ds = run.xrd_ds
-    if xrd_ds is None:
-        run.log.info("peaks: reading %s", run.out.path("xrd"))
-        xrd_ds = read_product(run.out.path("xrd"))
-    fits = build_peaks(section, xrd_ds, echem=run.echem, run_name=run.out.run_name,
-                       map_units=run.runner.mapper("peaks"), progress=run.progress)
-    # the clock that put xrd.nc on the potentiostat time base
-    fits.attrs.update({k: v for k, v in xrd_ds.attrs.items()
-                       if k.startswith("clock_") and k not in fits.attrs})
+    # read block by block as the fit units are submitted (the run is never held whole)
+    with open_product(run.out.path("xrd")) as xrd_ds:
+        fits = build_peaks(section, xrd_ds, echem=run.echem, run_name=run.out.run_name,
+                           map_units=run.runner.mapper("peaks"), progress=run.progress)
+        # the clock that put xrd.nc on the potentiostat time base
+        fits.attrs.update({k: v for k, v in xrd_ds.attrs.items()
+                           if k.startswith("clock_") and k not in fits.attrs})
     _write_stream(run, fits, [run.out.path("xrd")])
 
 

@@ -6,7 +6,8 @@ For each unit the runner
 1. computes its identity (:func:`unit_key`: the function, its arguments tokenised by
    :func:`dask.base.tokenize` — a :class:`~operando.io.xrd.frames.FrameSource` by its files'
    path, size and mtime, an :class:`~pipelines.xrd.IntegratorSetup` by the content hash of
-   its PONI, mask, dark and flat, arrays by content — and the code version);
+   its PONI, mask, dark and flat (their ``__dask_tokenize__``), arrays by content — and the
+   code version);
 2. returns the cached result from ``<product_dir>/.cache/units/<stream>/`` when there is
    one (a killed run resumes here);
 3. otherwise runs it — on the Dask client when the flow has one, else in this process —
@@ -31,11 +32,10 @@ from typing import Any
 
 import dask
 import numpy as np
-from dask.base import normalize_token, tokenize
+from dask.base import tokenize
 
 from operando.io.cache import read_unit, write_unit
 from pipelines.stream import UnitMapper
-from pipelines.xrd import IntegratorSetup
 
 __all__ = ["RETRIED", "Runner", "call_with_retries", "map_here", "unit_key"]
 
@@ -45,11 +45,6 @@ log = logging.getLogger("operando.reduce")
 #: file or a refused permission is not transient
 RETRIED = (OSError,)
 NOT_RETRIED = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
-
-
-@normalize_token.register(IntegratorSetup)
-def _normalize_setup(setup: IntegratorSetup) -> str:
-    return setup.key()  # the content of the PONI, mask, dark and flat, not their names
 
 
 def unit_key(fn: Callable[..., Any], args: tuple[Any, ...], code: str) -> str | None:

@@ -10,11 +10,14 @@
 * :func:`integrate_chunk` integrates frames ``[start, stop)`` of a
   :class:`~operando.io.xrd.frames.FrameSource`, reading and integrating sub-batches of at most
   ``SUB_BATCH_BYTES`` of raw frames: peak memory is bounded by the sub-batch, not the chunk.
-* :func:`integrate_frames` runs every chunk of a source, in order, serially or mapped on a
-  Dask ``distributed.Client`` (one task per chunk; worker processes read their own frames).
-* :func:`build_xrd_product` turns the integrated patterns, the frame metadata and the setup
-  into the ``xrd.nc`` product (Dataset, attributes, inputs): the one builder of the reduce
-  flow and ``operando integrate``.
+* :func:`integrate_frames` runs every chunk of a source through a
+  :class:`~pipelines.runner.Runner` (in this process, or one task per chunk on its Dask
+  client: worker processes read their own frames) and yields the results in frame order.
+* :func:`build_xrd_product` turns the frame metadata and the setup into the ``xrd.nc``
+  product (Dataset, attributes, inputs): the one builder of the reduce flow and ``operando
+  integrate``. Given :func:`xrd_placeholders` for the patterns, the Dataset is the product's
+  frame, written by :func:`operando.io.product_stream.stream_product` chunk by chunk
+  (:func:`chunk_rows`) as the chunks finish: the writer never holds the run.
 
 Plain functions, no Prefect: the flow wraps them in tasks.
 """
@@ -25,11 +28,12 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import dask.array
 import numpy as np
 
 from operando.config import IntegrationSection, XrdSection
@@ -48,8 +52,9 @@ from operando.xrd.product import xrd_dataset
 from pipelines.stream import StreamProduct
 
 if TYPE_CHECKING:
-    import distributed
     import xarray as xr
+
+    from pipelines.runner import Runner
 
 __all__ = [
     "SUB_BATCH_BYTES",
@@ -58,12 +63,14 @@ __all__ = [
     "IntegratorSetup",
     "build_xrd_product",
     "cached_integrator",
+    "chunk_rows",
     "clear_integrator_cache",
     "describe_integrator",
     "integrate_chunk",
     "integrate_frames",
     "open_xrd_frames",
     "sub_batch_frames",
+    "xrd_placeholders",
     "xrd_product_inputs",
 ]
 
@@ -117,6 +124,11 @@ class IntegratorSetup:
             f"flip_ud={self.flip_ud}",
         ]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+    def __dask_tokenize__(self) -> str:
+        """The work units' identity (:func:`pipelines.runner.unit_key`): the content of the
+        PONI, mask, dark and flat, not their names (:meth:`key`)."""
+        return self.key()
 
     @classmethod
     def from_section(cls, g: IntegrationSection, source: FrameSource, *,
@@ -300,55 +312,64 @@ def integrate_chunk(
 def integrate_frames(
     source: FrameSource,
     setup: IntegratorSetup,
+    runner: Runner | None = None,
     *,
-    client: distributed.Client | None = None,
     chunk_frames: int = 200,
     progress: Callable[[int, int], None] | None = None,
     normalization: np.ndarray | None = None,
-) -> list[ChunkResult]:
+    stream: str = "xrd",
+) -> Iterator[ChunkResult]:
     """Integrate every frame of ``source``: the chunks of ``source.chunks(chunk_frames)``,
-    returned in frame order.
+    each one work unit (:func:`integrate_chunk`) of ``runner`` (default: a runner with no
+    cache and no Dask client, so the chunks run here one after another), yielded in frame
+    order as they finish; with a Dask client each chunk is one task, and the runner keeps
+    two per worker in flight. ``progress(done_frames, total_frames)`` is called as chunks
+    finish; ``normalization`` (n_frames,) divides each frame; ``stream`` names the units
+    in the log and the cache."""
+    from pipelines.runner import Runner
 
-    With ``client`` each chunk is one task on the Dask cluster (a LocalCluster with one
-    worker process per core uses every core: reading, decompressing and integrating run in
-    each worker); without, the chunks run here one after another. ``progress(done_frames,
-    total_frames)`` is called as chunks finish; ``normalization`` (n_frames,) divides
-    each frame.
-    """
     total = source.n_frames
     norm = _normalization(normalization, total, f"the {total} frames of the source")
-    ranges = source.chunks(int(chunk_frames)) if total else []
-
-    def part(a: int, b: int) -> np.ndarray | None:
-        return None if norm is None else norm[a:b]
-
-    results: list[ChunkResult] = []
+    runner = runner or Runner(None, "")
+    units = ((source, a, b, setup, None if norm is None else norm[a:b])
+             for a, b in (source.chunks(int(chunk_frames)) if total else []))
     done = 0
-    if client is None:
-        for a, b in ranges:
-            results.append(integrate_chunk(source, a, b, setup, part(a, b)))
-            done += b - a
-            if progress is not None:
-                progress(done, total)
-        return results
+    for res in runner.map(integrate_chunk, units, stream=stream):
+        done += res.stop - res.start
+        if progress is not None:
+            progress(done, total)
+        yield res
 
-    from distributed import as_completed
 
-    futures = [client.submit(integrate_chunk, source, a, b, setup, part(a, b), pure=False)
-               for a, b in ranges]
-    try:
-        for fut in as_completed(futures):
-            res = fut.result()
-            fut.release()
-            results.append(res)
-            done += res.stop - res.start
-            if progress is not None:
-                progress(done, total)
-    except BaseException:
-        client.cancel(futures)
-        raise
-    results.sort(key=lambda r: r.start)
-    return results
+def xrd_placeholders(n_frames: int, info: IntegratorInfo, chunk_frames: int = 200
+                     ) -> dict[str, Any]:
+    """Lazy stand-ins (Dask arrays, never computed: shape, dtype, chunks) for the patterns
+    of ``n_frames`` frames, as :func:`build_xrd_product`'s keyword arguments
+    (``intensity``, ``sigma``, ``n_invalid``, and ``cake``/``cake_sigma`` when ``info`` has
+    an azimuthal axis): the product's frame for
+    :func:`operando.io.product_stream.stream_product`."""
+    npt, rows = len(info.radial), max(1, min(int(chunk_frames), max(1, n_frames)))
+
+    def lazy(*shape: int, dtype: Any = np.float32) -> Any:
+        return dask.array.empty((n_frames, *shape), dtype=dtype, chunks=(rows, *shape))
+
+    out = {"intensity": lazy(npt), "sigma": lazy(npt), "n_invalid": lazy(dtype=np.int64)}
+    if info.azimuthal is not None:
+        out["cake"] = lazy(len(info.azimuthal), npt)
+        out["cake_sigma"] = lazy(len(info.azimuthal), npt)
+    return out
+
+
+def chunk_rows(res: ChunkResult) -> dict[str, np.ndarray]:
+    """The rows of a chunk by ``xrd.nc`` variable name (what
+    :meth:`operando.io.product_stream.ProductWriter.write` takes)."""
+    rows = {"intensity": res.intensity, "intensity_sigma": res.sigma,
+            "n_invalid_pixels": res.n_invalid}
+    if res.cake is not None:
+        rows["cake"] = res.cake
+        if res.cake_sigma is not None:
+            rows["cake_sigma"] = res.cake_sigma
+    return rows
 
 
 def _xrd_product_attrs(source: FrameSource, meta: FrameMetadata, setup: IntegratorSetup,

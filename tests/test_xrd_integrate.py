@@ -332,6 +332,7 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
 
     import pipelines.xrd as px
     from operando.io.xrd.frames import open_frames
+    from pipelines.runner import Runner
 
     raw = small_run.outdir / "xrd"
     src = open_frames(raw / "xrd_0001.h5")
@@ -341,8 +342,8 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
         options=IntegrationOptions(unit="2th_deg", npt=500, npt_azimuthal=12))
     assert setup.key() == px.IntegratorSetup(**setup.__dict__).key()
     seen: list[tuple[int, int]] = []
-    serial = px.integrate_frames(src, setup, chunk_frames=40,
-                                 progress=lambda d, t: seen.append((d, t)))
+    serial = list(px.integrate_frames(src, setup, chunk_frames=40,
+                                      progress=lambda d, t: seen.append((d, t))))
     assert [(r.start, r.stop) for r in serial] == src.chunks(40)
     assert seen[-1] == (src.n_frames, src.n_frames)
     assert px.cached_integrator(setup) is px.cached_integrator(setup)  # built once per process
@@ -355,14 +356,15 @@ def test_integrate_frames_serial_subbatched_and_dask(small_run, monkeypatch) -> 
     frame_bytes = src.frame_shape[0] * src.frame_shape[1] * np.dtype(src.dtype).itemsize
     monkeypatch.setattr(px, "SUB_BATCH_BYTES", 3 * frame_bytes)
     assert px.sub_batch_frames(src) == 3
-    small = px.integrate_frames(src, setup, chunk_frames=40)
+    small = list(px.integrate_frames(src, setup, chunk_frames=40))
     for a, b in zip(serial, small, strict=True):
         np.testing.assert_array_equal(a.intensity, b.intensity)
         np.testing.assert_array_equal(a.cake, b.cake)
 
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                       dashboard_address=None) as cluster, Client(cluster) as client:
-        dist = px.integrate_frames(src, setup, client=client, chunk_frames=40)
+        runner = Runner(None, "", client=lambda: (client, 1))
+        dist = list(px.integrate_frames(src, setup, runner, chunk_frames=40))
     assert [(r.start, r.stop) for r in dist] == [(r.start, r.stop) for r in serial]
     for a, b in zip(serial, dist, strict=True):
         assert a.intensity.dtype == np.float32 and a.intensity.shape == (b.stop - b.start, 500)

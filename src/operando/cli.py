@@ -451,18 +451,20 @@ def integrate(
         "(all frames). Default: <input stem>.xy beside the input.")] = None,
 ) -> None:
     """Azimuthally integrate one file (or a glob) like pyFAI-integrate."""
-    import numpy as np
 
-    from operando.io.products import write_product
+    from operando.io.product_stream import stream_product
     from operando.io.xrd.frames import open_frames
     from operando.io.xrd.patterns import write_xy
     from operando.xrd.integrate import IntegrationOptions
+    from operando.xrd.product import FRAME_DIM
     from operando.xrd.units import RADIAL_AXES
     from pipelines.xrd import (
         IntegratorSetup,
         build_xrd_product,
+        chunk_rows,
         describe_integrator,
         integrate_frames,
+        xrd_placeholders,
     )
 
     if unit not in RADIAL_AXES:
@@ -481,31 +483,31 @@ def integrate(
                                 saturation_value=source.saturation_value, options=opts,
                                 flip_ud=flip_ud)
         integ = describe_integrator(setup)
-        meta = source.metadata()
+        first = source.inputs[0]
+        out = output or first.with_suffix(".xy")
         with _progress_bar() as bar:
             job = bar.add_task("integrating frames", total=source.n_frames)
             chunks = integrate_frames(
                 source, setup, progress=lambda d, t: bar.update(job, completed=d, total=t))
-        intensity = np.concatenate([c.intensity for c in chunks])
-        sigma = np.concatenate([c.sigma for c in chunks])
-        first = source.inputs[0]
-        out = output or first.with_suffix(".xy")
-        if out.suffix == ".nc":
-            prod = build_xrd_product(source, meta, setup, integ, intensity, sigma,
-                                     np.concatenate([c.n_invalid for c in chunks]))
-            write_product(prod.dataset, out, product="xrd", inputs=prod.inputs,
-                          extra_attrs=prod.attrs)
-            written = [out]
-        else:
-            names = ([out] if intensity.shape[0] == 1 else
-                     [out.with_name(f"{out.stem}_{k:04d}{out.suffix}")
-                      for k in range(intensity.shape[0])])
-            written = [write_xy(name, integ.radial, intensity[k], sigma[k],
-                                radial_label=f"{integ.radial_name}_{integ.radial_units}",
-                                header={"source": str(first), "frame": k, "poni": str(poni),
-                                        "unit": unit, "error_model": error_model,
-                                        "mask_checksum": integ.mask_checksum})
-                       for k, name in enumerate(names)]
+            if out.suffix == ".nc":  # each chunk written as it finishes
+                prod = build_xrd_product(source, source.metadata(), setup, integ,
+                                         **xrd_placeholders(source.n_frames, integ))
+                with stream_product(prod.dataset, out, dim=FRAME_DIM, product="xrd",
+                                    inputs=prod.inputs, extra_attrs=prod.attrs) as nc:
+                    for c in chunks:
+                        nc.write(c.start, c.stop, chunk_rows(c))
+                written = [out]
+            else:
+                names = ([out] if source.n_frames == 1 else
+                         [out.with_name(f"{out.stem}_{k:04d}{out.suffix}")
+                          for k in range(source.n_frames)])
+                header = {"source": str(first), "poni": str(poni), "unit": unit,
+                          "error_model": error_model, "mask_checksum": integ.mask_checksum}
+                written = [write_xy(names[c.start + i], integ.radial, c.intensity[i],
+                                    c.sigma[i],
+                                    radial_label=f"{integ.radial_name}_{integ.radial_units}",
+                                    header={**header, "frame": c.start + i})
+                           for c in chunks for i in range(c.stop - c.start)]
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None

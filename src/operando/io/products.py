@@ -15,11 +15,12 @@ Every product is one file in ``reduced/<run>/``, NetCDF4 through the h5netcdf en
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -36,8 +37,13 @@ __all__ = [
     "file_sha256",
     "input_file_attrs",
     "missing_cf_attrs",
+    "open_product",
     "product_path",
+    "read_product",
+    "stamp_product",
     "write_product",
+    "zarr_group_atomic",
+    "zarr_strings",
 ]
 
 PRODUCT_SUFFIX = {"netcdf": ".nc", "zarr": ".zarr"}
@@ -65,6 +71,18 @@ def read_product(path: str | Path) -> xr.Dataset:
     """A product written by :func:`write_product`, loaded into memory (NetCDF4 through
     h5netcdf, a group ``run.zarr/<name>`` of a run's Zarr store, or a ``.zarr`` folder); a
     missing or unreadable file names the path."""
+    with open_product(path) as ds:
+        try:
+            return ds.load()
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{path}: expected an operando product, could not read it: "
+                             f"{exc}") from exc
+
+
+@contextlib.contextmanager
+def open_product(path: str | Path) -> Iterator[xr.Dataset]:
+    """A product opened lazily (a variable, or a slice of it, is read when its values are
+    asked for), closed when the block ends; errors as :func:`read_product`."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: expected an operando product, found no such file")
@@ -73,11 +91,12 @@ def read_product(path: str | Path) -> xr.Dataset:
     kw: dict[str, Any] = ({"group": path.name, "consolidated": False} if in_store
                           else {"consolidated": False} if engine == "zarr" else {})
     try:
-        with xr.open_dataset(path.parent if in_store else path, engine=engine, **kw) as ds:
-            return ds.load()
+        ds = xr.open_dataset(path.parent if in_store else path, engine=engine, **kw)
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: expected an operando product ({engine}), could not read "
                          f"it: {exc}") from exc
+    with ds:
+        yield ds
 
 
 def _zarr_group_files(path: Path) -> list[Path]:
@@ -170,27 +189,12 @@ def _netcdf_safe(value: Any) -> Any:
     return value
 
 
-def write_product(
-    ds: xr.Dataset,
-    path: str | Path,
-    *,
-    product: str,
-    config_yaml: str | None = None,
-    inputs: Iterable[str | Path] = (),
-    extra_attrs: Mapping[str, Any] | None = None,
-    overwrite: bool = True,
-    fmt: Literal["netcdf", "zarr"] = "netcdf",
-) -> Path:
-    """Write a product atomically with the provenance attributes of the data contract.
-
-    ``product`` names it (``"xrd"``, ``"echem"``…); ``config_yaml`` is the full resolved
-    run config; ``inputs`` are the raw files it was reduced from (size and SHA-256
-    recorded); ``extra_attrs`` e.g. the clock model (``ClockModel.to_attrs()``).
-    Raises :class:`ProductContractError` when a variable lacks ``units``/``long_name``,
-    and ``FileExistsError`` when ``path`` exists and ``overwrite`` is false (the existing
-    product is left as it was).
-    """
-    path = Path(path)
+def stamp_product(ds: xr.Dataset, path: Path, *, product: str,
+                  config_yaml: str | None = None, inputs: Iterable[str | Path] = (),
+                  extra_attrs: Mapping[str, Any] | None = None) -> xr.Dataset:
+    """A shallow copy of ``ds`` with the provenance attributes of the data contract (see
+    :func:`write_product`), after checking every variable's CF ``units``/``long_name``
+    (:class:`ProductContractError` naming ``path`` and the variables)."""
     missing = missing_cf_attrs(ds)
     if missing:
         raise ProductContractError(
@@ -214,6 +218,32 @@ def write_product(
     for var in out.variables.values():
         var.attrs = {k: _netcdf_safe(v) for k, v in var.attrs.items()}
 
+    return out
+
+
+def write_product(
+    ds: xr.Dataset,
+    path: str | Path,
+    *,
+    product: str,
+    config_yaml: str | None = None,
+    inputs: Iterable[str | Path] = (),
+    extra_attrs: Mapping[str, Any] | None = None,
+    overwrite: bool = True,
+    fmt: Literal["netcdf", "zarr"] = "netcdf",
+) -> Path:
+    """Write a product atomically with the provenance attributes of the data contract.
+
+    ``product`` names it (``"xrd"``, ``"echem"``…); ``config_yaml`` is the full resolved
+    run config; ``inputs`` are the raw files it was reduced from (size and SHA-256
+    recorded); ``extra_attrs`` e.g. the clock model (``ClockModel.to_attrs()``).
+    Raises :class:`ProductContractError` when a variable lacks ``units``/``long_name``,
+    and ``FileExistsError`` when ``path`` exists and ``overwrite`` is false (the existing
+    product is left as it was).
+    """
+    path = Path(path)
+    out = stamp_product(ds, path, product=product, config_yaml=config_yaml, inputs=inputs,
+                        extra_attrs=extra_attrs)
     if fmt == "netcdf":
         with atomic_path(path, overwrite=overwrite) as tmp:
             out.to_netcdf(tmp, engine="h5netcdf", invalid_netcdf=False)
@@ -223,7 +253,7 @@ def write_product(
     raise ValueError(f"output.format: expected 'netcdf' or 'zarr', found {fmt!r}")
 
 
-def _zarr_strings(ds: xr.Dataset) -> xr.Dataset:
+def zarr_strings(ds: xr.Dataset) -> xr.Dataset:
     """Fixed-width unicode variables as variable-length strings: Zarr v3 has a specified
     ``string`` data type, while numpy's ``<U`` has none (zarr warns it may change)."""
     strs = {k: v.astype(object) for k, v in ds.variables.items() if v.dtype.kind == "U"}
@@ -232,10 +262,20 @@ def _zarr_strings(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _write_zarr_atomic(ds: xr.Dataset, path: Path, *, overwrite: bool) -> Path:
-    """Write ``ds`` as the Zarr v3 group ``path``: when ``path`` lies in a ``*.zarr`` store
-    (``run.zarr/<product>``) the store's root group is created if missing; the group is
-    written as a whole store under a temporary name beside the run store, then renamed
-    into it (a group of a local store is a folder), so a reader never sees half a group."""
+    """Write ``ds`` as the Zarr v3 group ``path`` (:func:`zarr_group_atomic`)."""
+    with zarr_group_atomic(path, overwrite=overwrite) as tmp:
+        zarr_strings(ds).to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
+    return path
+
+
+@contextlib.contextmanager
+def zarr_group_atomic(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary Zarr store to write the group ``path`` into; swap it in when the
+    block ends without error (else remove it, leaving an earlier group intact).
+
+    When ``path`` lies in a ``*.zarr`` store (``run.zarr/<product>``) the store's root group
+    is created if missing; the temporary store lies beside the run store and is renamed into
+    it (a group of a local store is a folder), so a reader never sees half a group."""
     import zarr
 
     if path.exists() and not overwrite:
@@ -249,7 +289,7 @@ def _write_zarr_atomic(ds: xr.Dataset, path: Path, *, overwrite: bool) -> Path:
     tmp_dir = path.parent.parent if in_store else path.parent
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=tmp_dir))
     try:
-        _zarr_strings(ds).to_zarr(tmp, mode="w", zarr_format=3, consolidated=False)
+        yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -265,4 +305,3 @@ def _write_zarr_atomic(ds: xr.Dataset, path: Path, *, overwrite: bool) -> Path:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    return path

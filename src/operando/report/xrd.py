@@ -10,12 +10,18 @@ from matplotlib.figure import Figure
 from operando.echem.sync import ClockModel
 
 
-def xrd_figure(xrd: xr.Dataset, title: str = "") -> Figure:
+def xrd_figure(xrd: xr.Dataset, title: str = "", max_frames: int = 600) -> Figure:
     """Heat map of log10 intensity (radial × time, frames on ``frame``) with the
     exposure-averaged voltage beside it when the product carries electrochemistry
     (``voltage_V`` coordinate). Time in h on the clock the ``time`` coordinate's ``clock``
-    attribute names; frame numbers without one."""
+    attribute names; frame numbers without one.
+
+    At most ``max_frames`` rows are drawn (default 600, about the figure's height in pixels
+    at 120 dpi): every k-th frame of a longer run, read alone from a lazily opened product,
+    so drawing never loads the run."""
     frame_dim, rad = xrd["intensity"].dims[0], xrd["intensity"].dims[-1]
+    step = max(1, -(-int(xrd.sizes[frame_dim]) // max(1, int(max_frames))))
+    xrd = xrd.isel({frame_dim: slice(None, None, step)})
     inten = np.asarray(xrd["intensity"].transpose(frame_dim, rad).values, dtype=float)
     on = str(xrd["time"].attrs.get("clock", "")) if "time" in xrd.coords else "none"
     timed = on in ("potentiostat", "beamline")
@@ -34,7 +40,8 @@ def xrd_figure(xrd: xr.Dataset, title: str = "") -> Figure:
     mesh = ax.pcolormesh(x, y, img, shading="nearest", cmap="viridis", rasterized=True)
     fig.colorbar(mesh, ax=ax, label="log10 intensity", location="bottom", shrink=0.6)
     ax.set_xlabel(f"{xrd[rad].attrs.get('long_name', rad)} ({xrd[rad].attrs.get('units', '')})")
-    ax.set_ylabel(f"time on the {on} clock (h)" if timed else "frame")
+    ax.set_ylabel((f"time on the {on} clock (h)" if timed else "frame")
+                  + (f", one frame in {step}" if step > 1 else ""))
     if ax_v is not None:
         ax_v.plot(xrd["voltage_V"].values, y, color="k", lw=1.0)
         ax_v.set_xlabel("E (V), exposure mean")

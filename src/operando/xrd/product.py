@@ -13,6 +13,8 @@ averaged over each exposure (:func:`operando.echem.attach.exposure_average`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import xarray as xr
 
@@ -94,6 +96,15 @@ def xray_time_coords(dim: str | tuple[str, ...], *, epoch_start_s: np.ndarray | 
     return out
 
 
+def _rows(values: Any, dtype: Any = None) -> Any:
+    """Per-frame data as an array: a lazy (chunked, e.g. Dask) array is kept as it is — the
+    product's frame, filled chunk by chunk by a streaming writer — anything else through
+    ``np.asarray``."""
+    if getattr(values, "chunks", None) is not None and not isinstance(values, np.ndarray):
+        return values if dtype is None else values.astype(dtype)
+    return np.asarray(values, dtype=dtype)
+
+
 def xrd_dataset(
     intensity: np.ndarray,
     sigma: np.ndarray,
@@ -117,7 +128,9 @@ def xrd_dataset(
     """The ``xrd.nc`` Dataset (no file attributes; :func:`operando.io.products.write_product`
     adds provenance).
 
-    ``intensity``/``sigma`` (n_frames, npt); ``radial`` bin centres in ``radial_units``;
+    ``intensity``/``sigma`` (n_frames, npt) — arrays, or lazy (Dask) placeholders that a
+    streaming writer fills chunk by chunk (so too ``n_invalid``, ``cake``, ``cake_sigma``);
+    ``radial`` bin centres in ``radial_units``;
     ``epoch_s`` exposure-start timestamps (UTC epoch s, beamline clock) or None;
     ``time_start_s``/``time_end_s`` the exposure on the potentiostat clock (s) when a
     clock model exists; ``echem_points`` the output of ``exposure_average`` on one
@@ -139,7 +152,7 @@ def xrd_dataset(
     }
     if n_invalid is not None:
         coords["n_invalid_pixels"] = xr.Variable(
-            fr, np.asarray(n_invalid, dtype=np.int64),
+            fr, _rows(n_invalid, np.int64),
             {"units": "1", "long_name": "pixels masked in this frame only (negative, NaN or at "
              "the detector's saturation sentinel)"})
     e0 = e1 = None
@@ -174,19 +187,19 @@ def xrd_dataset(
             coords[name] = xr.Variable(fr, var.values, var.attrs, var.encoding)
     unit_note = {"units": "1", "intensity_definition": INTENSITY_NOTE}
     data_vars = {
-        "intensity": xr.Variable((fr, rad), np.asarray(intensity), {
+        "intensity": xr.Variable((fr, rad), _rows(intensity), {
             **unit_note, "long_name": "azimuthally integrated intensity"}),
-        "intensity_sigma": xr.Variable((fr, rad), np.asarray(sigma), {
+        "intensity_sigma": xr.Variable((fr, rad), _rows(sigma), {
             **unit_note, "long_name": f"standard uncertainty of intensity ({error_model} error "
             "model)"}),
     }
     if cake is not None and chi_deg is not None:
         coords["chi"] = xr.Variable("chi", np.asarray(chi_deg, dtype=float), {
             "units": "degree", "long_name": "azimuthal angle χ"})
-        data_vars["cake"] = xr.Variable((fr, "chi", rad), np.asarray(cake), {
+        data_vars["cake"] = xr.Variable((fr, "chi", rad), _rows(cake), {
             **unit_note, "long_name": "2D regrouped intensity (cake)"})
         if cake_sigma is not None:
-            data_vars["cake_sigma"] = xr.Variable((fr, "chi", rad), np.asarray(cake_sigma), {
+            data_vars["cake_sigma"] = xr.Variable((fr, "chi", rad), _rows(cake_sigma), {
                 **unit_note, "long_name": "standard uncertainty of the cake"})
     if coords["frame_index"].shape[0] != n:
         raise ValueError(f"xrd_dataset: {n} patterns but {coords['frame_index'].shape[0]} frame "
