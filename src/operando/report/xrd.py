@@ -10,14 +10,14 @@ from matplotlib.figure import Figure
 from operando.echem.sync import ClockModel
 
 
-def xrd_figure(xrd: xr.Dataset, title: str = "", max_frames: int = 600) -> Figure:
+def xrd_figure(xrd: xr.Dataset, title: str = "", max_frames: int = 300) -> Figure:
     """Heat map of log10 intensity (radial × time, frames on ``frame``) with the
     exposure-averaged voltage beside it when the product carries electrochemistry
     (``voltage_V`` coordinate). Time in h on the clock the ``time`` coordinate's ``clock``
     attribute names; frame numbers without one.
 
-    At most ``max_frames`` rows are drawn (default 600, about the figure's height in pixels
-    at 120 dpi): every k-th frame of a longer run, read alone from a lazily opened product,
+    At most ``max_frames`` rows are drawn (default 300, about the heat map's height in
+    pixels at the report's resolution): every k-th frame of a longer run, read alone from a lazily opened product,
     so drawing never loads the run."""
     frame_dim, rad = xrd["intensity"].dims[0], xrd["intensity"].dims[-1]
     step = max(1, -(-int(xrd.sizes[frame_dim]) // max(1, int(max_frames))))
