@@ -17,8 +17,8 @@ def xrd_figure(xrd: xr.Dataset, title: str = "", max_frames: int = 300) -> Figur
     attribute names; frame numbers without one.
 
     At most ``max_frames`` rows are drawn (default 300, about the heat map's height in
-    pixels at the report's resolution): every k-th frame of a longer run, read alone from a lazily opened product,
-    so drawing never loads the run."""
+    pixels at the report's resolution): every k-th frame of a longer run, read alone from
+    a lazily opened product, so drawing never loads the run."""
     frame_dim, rad = xrd["intensity"].dims[0], xrd["intensity"].dims[-1]
     step = max(1, -(-int(xrd.sizes[frame_dim]) // max(1, int(max_frames))))
     xrd = xrd.isel({frame_dim: slice(None, None, step)})
