@@ -782,8 +782,9 @@ class KineticsSection(_Section):
     """Cyclic voltammetry at several scan rates, Randles–Sevcik analysis."""
 
     cv_files: list[InputPath] = Field(
-        default_factory=list, description="Cell CV files: one per scan rate, or files holding "
-        "several rates (NOVA text, EC-Lab .mpt/.mpr, CSV).")
+        default_factory=list, description="Cell CV files (or glob patterns, expanded in natural "
+        "order): one per scan rate, or files holding several rates (NOVA text, EC-Lab "
+        ".mpt/.mpr, CSV).")
     cv_format: Literal["auto", "nova", "biologic-mpt", "biologic-mpr", "csv"] = Field(
         "auto", description="Format of cv_files; auto detects each file.")
     map_file: InputPath | None = Field(
@@ -802,9 +803,22 @@ class KineticsSection(_Section):
         "'last': the last cycle).")
     fit_peak: Literal["anodic", "cathodic"] = Field(
         "anodic", description="Which peak current goes into the i_p-√v fit.")
-    background: Literal["none", "linear", "capacitive"] = Field(
+    background: Literal["none", "linear", "capacitive", "previous-sweep"] = Field(
         "linear", description="Background under the peak: linear baseline or mean "
-        "(capacitive C_dl·v) current of the pre-peak window, or none.")
+        "(capacitive C_dl·v) current of the pre-peak window, the previous sweep's decaying "
+        "current extrapolated in time (Cottrell; the classical baseline of a return peak), or "
+        "none.")
+    sweep: int | Literal["auto", "longest"] = Field(
+        "auto", description="Half-cycle of the cycle searched for each peak: 'auto' (every "
+        "sweep of that direction in the cycle, longest first; the first with a peak in the "
+        "window wins, so a partial first sweep holding the peak counts), 'longest', or N (the "
+        "N-th sweep of that direction in the cycle, 1-based).")
+    ir_ohm: float = Field(
+        0.0, ge=0, description="Uncompensated resistance R_u (ohm): potentials corrected to "
+        "E - I*R_u before peaks are searched; 0: none.")
+    force: bool = Field(
+        False, description="Report D even when the couple is flagged not reversible (peak "
+        "shift, delta Ep), with the flag; false: D is withheld (NaN) then.")
     baseline_window_V: tuple[float, float] | None = Field(
         None, description="Pre-peak potential window [V, V] for the background; null: the "
         "first baseline_fraction of each sweep.")
@@ -849,6 +863,9 @@ class KineticsSection(_Section):
             raise ValueError("'cv_files' expects 'area_cm2' (electrode area), found none")
         if isinstance(self.cycle, int) and self.cycle < 1:
             raise ValueError(f"'cycle' expects a cycle number >= 1 or 'last', found {self.cycle}")
+        if isinstance(self.sweep, int) and self.sweep < 1:
+            raise ValueError(f"'sweep' expects 'auto', 'longest' or a sweep number >= 1, found "
+                             f"{self.sweep}")
         for key in ("baseline_window_V", "anodic_window_V", "cathodic_window_V"):
             w = getattr(self, key)
             if w is not None and not w[0] < w[1]:
