@@ -540,9 +540,16 @@ def lcf(
     normalize_inputs: Annotated[bool, typer.Option(
         "--normalize", help="Normalise spectra and standards first (Larch pre_edge defaults); "
         "default: the columns are already normalised mu.")] = False,
+    combinations: Annotated[int | None, typer.Option(
+        "--combinations", min=1, help="Also fit every subset of 1..K standards and print them "
+        "ranked by reduced χ² (Larch fit-all), with weights and R-factor.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Linear-combination fit of XANES spectra with standards (weights >= 0, batched)."""
+    """Linear-combination fit of XANES spectra with standards (weights >= 0, batched).
+
+    The window takes in the grid points at or below its ends, as Larch does. A spectrum
+    clearly not on the standards' scale (edge step outside 0.5-2, or R-factor > 0.05) is
+    flagged, warned about on stderr, and the exit code is 1."""
     from operando.io.xas.text import select_column
     from operando.xanes.series import fit_spectra, prepare_curve
 
@@ -566,7 +573,7 @@ def lcf(
             std_map[name] = prepare_curve(c.energy, c.values, normalize_first=normalize_inputs,
                                           what=c.spec)
         fitted = fit_spectra(curves, std_map, fit_range_eV=(emin, emax), absolute=absolute,
-                             sum_to_one=sum_to_one)
+                             sum_to_one=sum_to_one, max_components=combinations)
         res, e0s = fitted.lcf, fitted.e0
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
@@ -585,10 +592,23 @@ def lcf(
             "stderr": {n: num(w) for n, w in zip(res.names, res.stderr[i], strict=True)},
             "sum": num(np.nansum(res.weights[i])) if ok else None,
             "r_factor": num(res.r_factor[i]), "redchi": num(res.redchi[i]),
+            "edge_step": num(fitted.edge_step[i]), "flags": fitted.flags[i],
         })
+        if fitted.combinations is not None:
+            rows[-1]["combinations"] = _ranked_combinations(fitted.combinations, i, num)
+    for r in rows:
+        if r["flags"]:
+            err_console.print(
+                f"warning: {r['spectrum']}: not on the standards' scale ({', '.join(r['flags'])}:"
+                f" edge step {fmt_or(r['edge_step'], '.3g')}, R-factor "
+                f"{fmt_or(r['r_factor'], '.3g')}); the weights mean nothing: normalise it "
+                "(--normalize) or give normalised mu", markup=False)
+    flagged = any(r["flags"] for r in rows)
     if as_json:
         print(json.dumps({"emin_eV": res.emin, "emax_eV": res.emax, "n_points": res.n_points,
                           "sum_to_one": sum_to_one, "fits": rows}, indent=1))
+        if flagged:
+            raise typer.Exit(code=1)
         return
     table = Table(title=f"LCF {res.emin:.1f}–{res.emax:.1f} eV ({res.n_points} points)")
     table.add_column("spectrum")
@@ -609,6 +629,46 @@ def lcf(
                       fmt(r["sum"], ".4f"), fmt(r["r_factor"], ".2e"),
                       fmt(r["redchi"], ".2e"))
     console.print(table)
+    for r in rows:
+        if "combinations" in r:
+            console.print(_combinations_table(r["spectrum"], r["combinations"]))
+    if flagged:
+        raise typer.Exit(code=1)
+
+
+def fmt_or(v: float | None, spec: str) -> str:
+    """``v`` formatted, or "–" for None (a JSON null)."""
+    return "–" if v is None else format(v, spec)
+
+
+def _ranked_combinations(combos: object, i: int, num: Callable[[float], float | None]
+                         ) -> list[dict[str, object]]:
+    """Every subset of the combinatorial LCF for spectrum ``i``, best (rank 1) first."""
+    c = combos  # CombinationResult
+    order = np.argsort(c.rank[:, i], kind="stable")  # type: ignore[attr-defined]
+    out = []
+    for k in order:
+        f = c.fits[k]  # type: ignore[attr-defined]
+        out.append({"rank": int(c.rank[k, i]) + 1,  # type: ignore[attr-defined]
+                    "components": list(c.subsets[k]),  # type: ignore[attr-defined]
+                    "weights": {n: num(w) for n, w in zip(f.names, f.weights[i], strict=True)},
+                    "stderr": {n: num(w) for n, w in zip(f.names, f.stderr[i], strict=True)},
+                    "r_factor": num(f.r_factor[i]), "redchi": num(f.redchi[i])})
+    return out
+
+
+def _combinations_table(spectrum: str, combos: list[dict[str, object]]) -> Table:
+    table = Table(title=f"{spectrum}: every combination, ranked by reduced χ²")
+    for col in ("rank", "standards", "weights", "R-factor", "red. χ²"):
+        table.add_column(col, justify="right" if col != "standards" else "left")
+    for c in combos:
+        w = c["weights"]
+        assert isinstance(w, dict)
+        table.add_row(str(c["rank"]), "+".join(c["components"]),  # type: ignore[arg-type]
+                      ", ".join(f"{fmt_or(v, '.4f')}" for v in w.values()),
+                      fmt_or(c["r_factor"], ".2e"),  # type: ignore[arg-type]
+                      fmt_or(c["redchi"], ".2e"))  # type: ignore[arg-type]
+    return table
 
 
 # --------------------------------------------------------------------------- echem

@@ -515,6 +515,15 @@ class XanesSection(_Section):
         "scan_duration_s.")
     scan_duration_s: float | None = Field(
         None, gt=0, description="Text: exposure of each scan (s) for scan_end: duration.")
+    times: Literal["header", "none"] = Field(
+        "header", description="Text: acquisition times of the scans. 'header': each file's "
+        "start time (and scan_end); 'none': no time axis (a single spectrum, or a series "
+        "without start times, e.g. one multi-column file): scans are indexed 1..n, not "
+        "synchronised, not compared with the echem.")
+    mu_columns: list[str] | Literal["*"] | None = Field(
+        None, description="Text: several columns of each file, each one scan (a series in "
+        "one file: energy + one column per spectrum); '*': every column but the energy (and "
+        "ref_column). Such a file has one header for all its spectra: expects times: none.")
     reference_e0_eV: float | None = Field(
         None, description="Tabulated edge of the reference foil (Fe: 7112.0 eV by Bearden; "
         "use the value your standards were calibrated to)."
@@ -610,6 +619,14 @@ class XanesSection(_Section):
 
     def _text_channels(self) -> None:
         """The checks of ``_channels`` for text scans (the *_column keys)."""
+        if self.mu_columns is not None:
+            if self.mu_column is not None or self.i0_column is not None:
+                raise ValueError("'mu_columns' expects neither 'mu_column' nor 'i0_column' "
+                                 "(each listed column is a scan's mu), found one")
+            if self.times != "none":
+                raise ValueError("'mu_columns' (several spectra in one file) expects 'times: "
+                                 "none' (one header for all its spectra: no per-scan start "
+                                 f"time), found times: {self.times!r}")
         if self.mu_column is not None and self.i0_column is not None:
             raise ValueError("'mu_column' and 'i0_column' are both set; expected one (mu as "
                              "given, or mu computed from the counts)")
