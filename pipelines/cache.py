@@ -94,9 +94,10 @@ def _sections(cfg: RunConfig, stream: str) -> dict[str, Any]:
             out[name] = None
             continue
         dump = sec.model_dump(mode="json")
-        files = getattr(sec, "files", None)
-        if files:
-            dump["files_matched"] = [str(p) for p in expand_inputs(list(files))]
+        for key in ("files", "cv_files"):  # the file lists that may hold glob patterns
+            files = getattr(sec, key, None)
+            if files:
+                dump[f"{key}_matched"] = [str(p) for p in expand_inputs(list(files))]
         out[name] = dump
     return out
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from operando.config import KineticsSection
+from operando.config import KineticsSection, expand_inputs
 from operando.constants import RANDLES_SEVCIK_PSI_P
 from operando.io.cv.read import read_cv
 from operando.kinetics.analysis import KineticsOptions, analyse_cells, analyse_map
@@ -42,7 +42,8 @@ def kinetics_options(section: KineticsSection) -> KineticsOptions:
         linearity_tolerance=section.linearity_tolerance,
         linearity_sigma=section.linearity_sigma, fit_intercept=section.fit_intercept,
         min_r2=section.min_r2, max_peak_shift_V_per_decade=section.max_peak_shift_V_per_decade,
-        max_delta_ep_V=section.max_delta_ep_V,
+        max_delta_ep_V=section.max_delta_ep_V, sweep=section.sweep, ir_ohm=section.ir_ohm,
+        force=section.force,
     )
 
 
@@ -58,13 +59,14 @@ def build_kinetics(section: KineticsSection, *,
     """
     k = section
     options = kinetics_options(k)
-    total = int(bool(k.cv_files)) + int(k.map_file is not None)
+    total = int(bool(k.cv_files)) + int(k.map_file is not None)  # a glob matches (validated)
     done = 0
     cells = map_ds = None
     notes: list[str] = []
-    inputs = [*k.cv_files]
-    if k.cv_files:
-        cvs = label_sweeps(read_cv(k.cv_files, format=k.cv_format),
+    cv_files = expand_inputs(list(k.cv_files))
+    inputs = [*cv_files]
+    if cv_files:
+        cvs = label_sweeps(read_cv(cv_files, format=k.cv_format),
                            scan_rate_tolerance=k.scan_rate_tolerance)
         cells = analyse_cells(cvs, k.area_cm2, options)  # type: ignore[arg-type]
         notes.append(

@@ -105,7 +105,8 @@ def read_text_scans(sec: XanesSection, files: list[Path], say: ProgressCallback)
         files, energy_column=sec.energy_column, mu_column=sec.mu_column,
         i0_column=sec.i0_column, it_column=sec.it_column, if_column=sec.if_column,
         iref_column=sec.iref_column, ref_column=sec.ref_column, timezone=sec.timezone,
-        scan_end=sec.scan_end, scan_duration_s=sec.scan_duration_s)
+        scan_end=sec.scan_end, scan_duration_s=sec.scan_duration_s, times=sec.times,
+        mu_columns=sec.mu_columns)
     say(STREAM, len(files), len(files) + 2)
     out = ScanSet(files=files)
     use_foil = sec.ref_column is not None or sec.iref_column is not None
@@ -121,7 +122,7 @@ def read_text_scans(sec: XanesSection, files: list[Path], say: ProgressCallback)
                 foil_counts = counts_to_mu(s.it, s.iref)[0]  # ln(It/Iref)
         if out.foil is not None:
             out.foil.append(foil if foil is not None else foil_counts)
-        out.names.append(s.path.name)
+        out.names.append(f"{s.path.name}:{s.column}" if s.column else s.path.name)
         out.sources.append(s.source)
         out.energy.append(s.energy)
         out.mu.append(mu)
@@ -177,9 +178,14 @@ def build_xanes(
 
     t0 = np.asarray(scans.start_epoch_s, dtype=float)
     t1 = np.asarray(scans.end_epoch_s, dtype=float)
+    timeless = text and sec.times == "none"
     untimed = [name for name, a, b in zip(scans.sources, t0, t1, strict=True)
                if not (np.isfinite(a) and np.isfinite(b))]
-    if untimed:
+    if timeless:
+        notes.append(f"xanes: {len(scans.mu)} scan(s) without acquisition times (xanes.times: "
+                     "none): indexed by scan, not synchronised, not compared with the echem")
+        clock = echem = None
+    elif untimed:
         raise ValueError(
             f"xanes: {len(untimed)} scan(s) without a start/end time, e.g. {untimed[0]}; "
             f"expected the datasets of xanes.start_time_path ({sec.start_time_path!r}) and "
@@ -213,7 +219,10 @@ def build_xanes(
                        scan_names=scans.names,
                        echem_coords=echem_coords, isosbestic=iso, faraday=faraday,
                        faraday_component=comp, time_is_potentiostat=clock is not None,
-                       epoch_start_s=scans.start_epoch_s, epoch_end_s=scans.end_epoch_s)
+                       epoch_start_s=None if timeless else scans.start_epoch_s,
+                       epoch_end_s=None if timeless else scans.end_epoch_s)
+    if timeless:
+        attrs["xanes_time_axis"] = "none: scans indexed 1..n (no acquisition times)"
     attrs["xanes_qc_skipped"] = int((~good).sum())
     fig = xanes_figure(ds, title=f"{run_name}: XANES" if run_name else "XANES")
     say(STREAM, len(files) + 2, len(files) + 2)

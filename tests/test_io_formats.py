@@ -319,7 +319,8 @@ def test_nova_reader_errors(tmp_path: Path) -> None:
     lines = p.read_text().splitlines()
     bad = tmp_path / "bad.txt"
     bad.write_text("\n".join([*lines[:3], lines[3].replace(";", ";x", 1), *lines[4:]]) + "\n")
-    with pytest.raises(InputFileError, match=r"bad\.txt: line 4: expected numbers.*'x"):
+    with pytest.raises(InputFileError,
+                       match=r"bad\.txt: line 4, column 2 'Time \(s\)': expected a number.*'x2'"):
         read_nova_cv(bad)
     short = tmp_path / "short.txt"
     short.write_text("\n".join([*lines[:2], "0.1;2"]) + "\n")

@@ -542,9 +542,16 @@ def lcf(
     normalize_inputs: Annotated[bool, typer.Option(
         "--normalize", help="Normalise spectra and standards first (Larch pre_edge defaults); "
         "default: the columns are already normalised mu.")] = False,
+    combinations: Annotated[int | None, typer.Option(
+        "--combinations", min=1, help="Also fit every subset of 1..K standards and print them "
+        "ranked by reduced χ² (Larch fit-all), with weights and R-factor.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """Linear-combination fit of XANES spectra with standards (weights >= 0, batched)."""
+    """Linear-combination fit of XANES spectra with standards (weights >= 0, batched).
+
+    The window takes in the grid points at or below its ends, as Larch does. A spectrum
+    clearly not on the standards' scale (edge step outside 0.5-2, or R-factor > 0.05) is
+    flagged, warned about on stderr, and the exit code is 1."""
     from operando.io.xas.text import select_column
     from operando.xanes.series import fit_spectra, prepare_curve
 
@@ -568,7 +575,7 @@ def lcf(
             std_map[name] = prepare_curve(c.energy, c.values, normalize_first=normalize_inputs,
                                           what=c.spec)
         fitted = fit_spectra(curves, std_map, fit_range_eV=(emin, emax), absolute=absolute,
-                             sum_to_one=sum_to_one)
+                             sum_to_one=sum_to_one, max_components=combinations)
         res, e0s = fitted.lcf, fitted.e0
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
@@ -587,10 +594,23 @@ def lcf(
             "stderr": {n: num(w) for n, w in zip(res.names, res.stderr[i], strict=True)},
             "sum": num(np.nansum(res.weights[i])) if ok else None,
             "r_factor": num(res.r_factor[i]), "redchi": num(res.redchi[i]),
+            "edge_step": num(fitted.edge_step[i]), "flags": fitted.flags[i],
         })
+        if fitted.combinations is not None:
+            rows[-1]["combinations"] = _ranked_combinations(fitted.combinations, i, num)
+    for r in rows:
+        if r["flags"]:
+            err_console.print(
+                f"warning: {r['spectrum']}: not on the standards' scale ({', '.join(r['flags'])}:"
+                f" edge step {fmt_or(r['edge_step'], '.3g')}, R-factor "
+                f"{fmt_or(r['r_factor'], '.3g')}); the weights mean nothing: normalise it "
+                "(--normalize) or give normalised mu", markup=False)
+    flagged = any(r["flags"] for r in rows)
     if as_json:
         print(json.dumps({"emin_eV": res.emin, "emax_eV": res.emax, "n_points": res.n_points,
                           "sum_to_one": sum_to_one, "fits": rows}, indent=1))
+        if flagged:
+            raise typer.Exit(code=1)
         return
     table = Table(title=f"LCF {res.emin:.1f}–{res.emax:.1f} eV ({res.n_points} points)")
     table.add_column("spectrum")
@@ -611,6 +631,46 @@ def lcf(
                       fmt(r["sum"], ".4f"), fmt(r["r_factor"], ".2e"),
                       fmt(r["redchi"], ".2e"))
     console.print(table)
+    for r in rows:
+        if "combinations" in r:
+            console.print(_combinations_table(r["spectrum"], r["combinations"]))
+    if flagged:
+        raise typer.Exit(code=1)
+
+
+def fmt_or(v: float | None, spec: str) -> str:
+    """``v`` formatted, or "–" for None (a JSON null)."""
+    return "–" if v is None else format(v, spec)
+
+
+def _ranked_combinations(combos: object, i: int, num: Callable[[float], float | None]
+                         ) -> list[dict[str, object]]:
+    """Every subset of the combinatorial LCF for spectrum ``i``, best (rank 1) first."""
+    c = combos  # CombinationResult
+    order = np.argsort(c.rank[:, i], kind="stable")  # type: ignore[attr-defined]
+    out = []
+    for k in order:
+        f = c.fits[k]  # type: ignore[attr-defined]
+        out.append({"rank": int(c.rank[k, i]) + 1,  # type: ignore[attr-defined]
+                    "components": list(c.subsets[k]),  # type: ignore[attr-defined]
+                    "weights": {n: num(w) for n, w in zip(f.names, f.weights[i], strict=True)},
+                    "stderr": {n: num(w) for n, w in zip(f.names, f.stderr[i], strict=True)},
+                    "r_factor": num(f.r_factor[i]), "redchi": num(f.redchi[i])})
+    return out
+
+
+def _combinations_table(spectrum: str, combos: list[dict[str, object]]) -> Table:
+    table = Table(title=f"{spectrum}: every combination, ranked by reduced χ²")
+    for col in ("rank", "standards", "weights", "R-factor", "red. χ²"):
+        table.add_column(col, justify="right" if col != "standards" else "left")
+    for c in combos:
+        w = c["weights"]
+        assert isinstance(w, dict)
+        table.add_row(str(c["rank"]), "+".join(c["components"]),  # type: ignore[arg-type]
+                      ", ".join(f"{fmt_or(v, '.4f')}" for v in w.values()),
+                      fmt_or(c["r_factor"], ".2e"),  # type: ignore[arg-type]
+                      fmt_or(c["redchi"], ".2e"))  # type: ignore[arg-type]
+    return table
 
 
 # --------------------------------------------------------------------------- echem
@@ -683,6 +743,37 @@ def echem(
         console.print(f"figure: {plot}")
 
 
+def _window_option(value: str | None, key: str) -> tuple[float, float] | None:
+    """``"LOW:HIGH"`` or ``"LOW,HIGH"`` (V) → (low, high); None stays None."""
+    if value is None:
+        return None
+    parts = value.replace(",", ":").split(":")
+    try:
+        lo, hi = (float(x) for x in parts)
+    except ValueError:
+        raise ValueError(f"{key}: expected LOW:HIGH in V (e.g. 3.2:3.6), found {value!r}") from None
+    if not lo < hi:
+        raise ValueError(f"{key}: expected LOW < HIGH, found {value!r}")
+    return lo, hi
+
+
+def _kinetics_options(cycle: str, sweep: str, background: str, baseline_window: str | None,
+                      anodic_window: str | None, cathodic_window: str | None,
+                      **kw: object) -> object:
+    from operando.kinetics.analysis import KineticsOptions
+    from operando.kinetics.cv_peaks import PeakOptions
+
+    cyc: int | str = cycle if cycle == "last" else int(cycle)
+    swp: int | str = sweep if sweep in ("auto", "longest") else int(sweep)
+    peaks = PeakOptions(background=background,
+                        baseline_window_V=_window_option(baseline_window, "--baseline-window"))
+    return KineticsOptions(cycle=cyc, sweep=swp, peaks=peaks,
+                           anodic_window_V=_window_option(anodic_window, "--anodic-window"),
+                           cathodic_window_V=_window_option(cathodic_window,
+                                                            "--cathodic-window"),
+                           **kw)  # type: ignore[arg-type]
+
+
 @app.command()
 def kinetics(
     files: Annotated[list[Path], typer.Argument(help="CV files: one per scan rate, or files "
@@ -695,13 +786,44 @@ def kinetics(
     file_format: Annotated[str, typer.Option(
         "--format", help="auto, nova, biologic-mpt, biologic-mpr, csv.")] = "auto",
     cycle: Annotated[str, typer.Option(help="Cycle to analyse (number or 'last').")] = "1",
+    sweep: Annotated[str, typer.Option(
+        help="Half-cycle of the cycle searched for each peak: auto (every sweep, longest "
+        "first; the first with a peak wins), longest, or N (the N-th sweep of that "
+        "direction).")] = "auto",
+    fit_peak: Annotated[str, typer.Option(
+        "--fit-peak", help="Peak in the i_p-√v fit: anodic or cathodic.")] = "anodic",
+    background: Annotated[str, typer.Option(
+        help="Background under each peak: linear, capacitive, previous-sweep (the previous "
+        "sweep's decay extrapolated), none.")] = "linear",
+    baseline_window: Annotated[str | None, typer.Option(
+        "--baseline-window", help="Pre-peak window LOW:HIGH (V) for linear/capacitive "
+        "backgrounds (default: the first 20 % of each sweep).")] = None,
+    anodic_window: Annotated[str | None, typer.Option(
+        "--anodic-window", help="Potential window LOW:HIGH (V) searched for the anodic "
+        "peak.")] = None,
+    cathodic_window: Annotated[str | None, typer.Option(
+        "--cathodic-window", help="Potential window LOW:HIGH (V) searched for the cathodic "
+        "peak.")] = None,
+    ir_ohm: Annotated[float, typer.Option(
+        "--ir-ohm", help="Uncompensated resistance R_u (Ω): E corrected to E - I·R_u.")] = 0.0,
+    fit_intercept: Annotated[bool, typer.Option(
+        "--fit-intercept", help="Fit i_p = a√v + b instead of the line through 0.")] = False,
+    max_shift: Annotated[float, typer.Option(
+        "--max-peak-shift", help="Largest peak drift (V per decade of v) accepted as "
+                                 "reversible.")] = 0.015,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Report D even when the couple is flagged not reversible (peak "
+        "shift, ΔEp), with the flag.")] = False,
     tolerance: Annotated[float, typer.Option(
         "--linearity-tolerance", help="Deviation from i_p ∝ √v ending the linear range.")] = 0.01,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
 ) -> None:
-    """Randles–Sevcik from CVs at several scan rates: peaks, slope, D ± error, linear range."""
+    """Randles–Sevcik from CVs at several scan rates: peaks, slope, D ± error, linear range.
+
+    Every option of the config's kinetics section that changes the numbers is here, so a
+    published analysis can be reproduced from the command line."""
     from operando.io.cv.read import read_cv
-    from operando.kinetics.analysis import KineticsOptions, analyse_cells
+    from operando.kinetics.analysis import analyse_cells
     from operando.kinetics.cv import label_sweeps
 
     try:
@@ -709,12 +831,13 @@ def kinetics(
                            ("--n", n), ("--temperature-K", temperature_K)):
             if not value > 0:
                 raise ValueError(f"{key}: expected a positive value, found {value}")
-        cyc: int | str = cycle if cycle == "last" else int(cycle)
-        opts = KineticsOptions(n_electrons=n, concentration_mol_cm3=conc_mol_cm3,
-                               temperature_K=temperature_K, cycle=cyc,
-                               linearity_tolerance=tolerance)
+        opts = _kinetics_options(
+            cycle, sweep, background, baseline_window, anodic_window, cathodic_window,
+            n_electrons=n, concentration_mol_cm3=conc_mol_cm3, temperature_K=temperature_K,
+            fit_peak=fit_peak, linearity_tolerance=tolerance, fit_intercept=fit_intercept,
+            max_peak_shift_V_per_decade=max_shift, ir_ohm=ir_ohm, force=force)
         res = analyse_cells(label_sweeps(read_cv(files, format=file_format)),  # type: ignore[arg-type]
-                            area_cm2, opts)
+                            area_cm2, opts)  # type: ignore[arg-type]
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
         raise typer.Exit(code=1) from None
@@ -740,6 +863,7 @@ def kinetics(
                "max_linear_scan_rate_V_s": num(res["cell_max_linear_scan_rate_V_s"]),
                "n_linear": int(res["cell_n_linear"]),
                "randles_sevcik_applies": bool(res["cell_randles_sevcik_applies"]),
+               "flags": _flag_names(int(res["cell_flags"])), "forced": force,
                "reasons": list(res.attrs["reasons"])}
     if as_json:
         typer.echo(json.dumps({"scan_rates": rows, **summary}, indent=2))
@@ -763,15 +887,23 @@ def kinetics(
         console.print(f"slope = {f(summary['slope_A_sqrt_s_per_V'])} ± "
                       f"{f(summary['slope_stderr'], 1, '.2g')} A/√(V/s), R² = "
                       f"{f(summary['r2'], 1, '.5f')}")
+        flagged = f"  [flags: {', '.join(summary['flags'])}]" if summary["flags"] else ""
         console.print(f"D = {f(summary['diffusion_cm2_s'])} ± "
-                      f"{f(summary['diffusion_stderr_cm2_s'], 1, '.2g')} cm²/s")
+                      f"{f(summary['diffusion_stderr_cm2_s'], 1, '.2g')} cm²/s{flagged}",
+                      markup=False)
         console.print(f"linear range: up to {f(summary['max_linear_scan_rate_V_s'], 1e3)} mV/s "
                       f"({summary['n_linear']}/{len(rows)} scan rates)")
         for reason in summary["reasons"]:
             console.print(f"note: {reason}", markup=False)
     if summary["diffusion_cm2_s"] is None:
-        err_console.print("Randles–Sevcik: D could not be computed (see the notes above)")
+        err_console.print("Randles–Sevcik: D not reported (see the notes above)")
         raise typer.Exit(code=1)
+
+
+def _flag_names(flags: int) -> list[str]:
+    from operando.kinetics.analysis import FLAGS
+
+    return [name for bit, (name, _) in FLAGS.items() if flags & bit]
 
 
 def expand_multi_value_options(argv: list[str],

@@ -515,6 +515,15 @@ class XanesSection(_Section):
         "scan_duration_s.")
     scan_duration_s: float | None = Field(
         None, gt=0, description="Text: exposure of each scan (s) for scan_end: duration.")
+    times: Literal["header", "none"] = Field(
+        "header", description="Text: acquisition times of the scans. 'header': each file's "
+        "start time (and scan_end); 'none': no time axis (a single spectrum, or a series "
+        "without start times, e.g. one multi-column file): scans are indexed 1..n, not "
+        "synchronised, not compared with the echem.")
+    mu_columns: list[str] | Literal["*"] | None = Field(
+        None, description="Text: several columns of each file, each one scan (a series in "
+        "one file: energy + one column per spectrum); '*': every column but the energy (and "
+        "ref_column). Such a file has one header for all its spectra: expects times: none.")
     reference_e0_eV: float | None = Field(
         None, description="Tabulated edge of the reference foil (Fe: 7112.0 eV by Bearden; "
         "use the value your standards were calibrated to)."
@@ -610,6 +619,14 @@ class XanesSection(_Section):
 
     def _text_channels(self) -> None:
         """The checks of ``_channels`` for text scans (the *_column keys)."""
+        if self.mu_columns is not None:
+            if self.mu_column is not None or self.i0_column is not None:
+                raise ValueError("'mu_columns' expects neither 'mu_column' nor 'i0_column' "
+                                 "(each listed column is a scan's mu), found one")
+            if self.times != "none":
+                raise ValueError("'mu_columns' (several spectra in one file) expects 'times: "
+                                 "none' (one header for all its spectra: no per-scan start "
+                                 f"time), found times: {self.times!r}")
         if self.mu_column is not None and self.i0_column is not None:
             raise ValueError("'mu_column' and 'i0_column' are both set; expected one (mu as "
                              "given, or mu computed from the counts)")
@@ -782,8 +799,9 @@ class KineticsSection(_Section):
     """Cyclic voltammetry at several scan rates, Randles–Sevcik analysis."""
 
     cv_files: list[InputPath] = Field(
-        default_factory=list, description="Cell CV files: one per scan rate, or files holding "
-        "several rates (NOVA text, EC-Lab .mpt/.mpr, CSV).")
+        default_factory=list, description="Cell CV files (or glob patterns, expanded in natural "
+        "order): one per scan rate, or files holding several rates (NOVA text, EC-Lab "
+        ".mpt/.mpr, CSV).")
     cv_format: Literal["auto", "nova", "biologic-mpt", "biologic-mpr", "csv"] = Field(
         "auto", description="Format of cv_files; auto detects each file.")
     map_file: InputPath | None = Field(
@@ -802,9 +820,22 @@ class KineticsSection(_Section):
         "'last': the last cycle).")
     fit_peak: Literal["anodic", "cathodic"] = Field(
         "anodic", description="Which peak current goes into the i_p-√v fit.")
-    background: Literal["none", "linear", "capacitive"] = Field(
+    background: Literal["none", "linear", "capacitive", "previous-sweep"] = Field(
         "linear", description="Background under the peak: linear baseline or mean "
-        "(capacitive C_dl·v) current of the pre-peak window, or none.")
+        "(capacitive C_dl·v) current of the pre-peak window, the previous sweep's decaying "
+        "current extrapolated in time (Cottrell; the classical baseline of a return peak), or "
+        "none.")
+    sweep: int | Literal["auto", "longest"] = Field(
+        "auto", description="Half-cycle of the cycle searched for each peak: 'auto' (every "
+        "sweep of that direction in the cycle, longest first; the first with a peak in the "
+        "window wins, so a partial first sweep holding the peak counts), 'longest', or N (the "
+        "N-th sweep of that direction in the cycle, 1-based).")
+    ir_ohm: float = Field(
+        0.0, ge=0, description="Uncompensated resistance R_u (ohm): potentials corrected to "
+        "E - I*R_u before peaks are searched; 0: none.")
+    force: bool = Field(
+        False, description="Report D even when the couple is flagged not reversible (peak "
+        "shift, delta Ep), with the flag; false: D is withheld (NaN) then.")
     baseline_window_V: tuple[float, float] | None = Field(
         None, description="Pre-peak potential window [V, V] for the background; null: the "
         "first baseline_fraction of each sweep.")
@@ -849,6 +880,9 @@ class KineticsSection(_Section):
             raise ValueError("'cv_files' expects 'area_cm2' (electrode area), found none")
         if isinstance(self.cycle, int) and self.cycle < 1:
             raise ValueError(f"'cycle' expects a cycle number >= 1 or 'last', found {self.cycle}")
+        if isinstance(self.sweep, int) and self.sweep < 1:
+            raise ValueError(f"'sweep' expects 'auto', 'longest' or a sweep number >= 1, found "
+                             f"{self.sweep}")
         for key in ("baseline_window_V", "anodic_window_V", "cathodic_window_V"):
             w = getattr(self, key)
             if w is not None and not w[0] < w[1]:

@@ -15,7 +15,8 @@ format             first bytes                                   suffixes
 ``biologic-mpr``   ``BIO-LOGIC MODULAR FILE``                    ``.mpr``
 ``biologic-mpt``   ``EC-Lab ASCII FILE`` / ``BT-Lab ASCII FILE``  ``.mpt``
 ``neware``         ``NEWARE``                                    ``.nda .ndax``
-``nova``           a ``;`` header line with ``Potential applied (V)``   (none)
+``nova``           a header naming ``Potential applied (V)`` or      (none)
+                   ``WE(1).Current (A)`` (``;``, tab or ``,``)
 ``csv``            (none)                                        ``.csv .tsv .txt .dat``
 =================  ============================================  ======================
 """
@@ -62,8 +63,11 @@ class FileFormat:
 
 
 def _nova_header(head: bytes) -> bool:
-    first = head.split(b"\n", 1)[0]
-    return b";" in first and b"Potential applied (V)" in first
+    """A NOVA ASCII export: its first non-blank line names NOVA columns, separated by
+    ``;``, tab or ``,``."""
+    first = head.lstrip().split(b"\n", 1)[0]
+    return (any(s in first for s in (b";", b"\t", b","))
+            and (b"Potential applied (V)" in first or b"WE(1).Current (A)" in first))
 
 
 def _no_magic(head: bytes) -> bool:

@@ -13,6 +13,7 @@ from operando.io.errors import InputFileError
 __all__ = [
     "decode_text",
     "is_float",
+    "parse_number",
     "read_file_head",
     "read_numeric_table",
     "read_text_file",
@@ -30,6 +31,24 @@ def is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def parse_number(text: str, *, decimal_comma: bool) -> float | None:
+    """``text`` as a float (``3.41``, ``3,41`` when ``decimal_comma``, ``1,5E-06``), or None
+    (empty or not a number)."""
+    t = text.strip()
+    if not t:
+        return None
+    try:
+        return float(t)
+    except ValueError:
+        pass
+    if decimal_comma and t.count(",") == 1:
+        try:
+            return float(t.replace(",", "."))
+        except ValueError:
+            return None
+    return None
 
 
 def read_file_head(path: str | os.PathLike[str], nbytes: int, *, what: str,

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from operando.cf import cf_attrs
-from operando.kinetics.cv import select_cycle
+from operando.kinetics.cv import cycle_sweeps, previous_sweep_indices
 from operando.kinetics.cv_peaks import REASONS, PeakOptions, sweep_peaks
 from operando.kinetics.randles_sevcik import (
     diffusion_from_slope,
@@ -35,6 +35,7 @@ __all__ = [
     "FLAGS",
     "KineticsInputError",
     "KineticsOptions",
+    "SweepArrays",
     "analyse_cells",
     "analyse_map",
     "analyse_sweeps",
@@ -52,6 +53,10 @@ FLAGS: dict[int, tuple[str, str]] = {
 }
 #: flags that make Randles–Sevcik inapplicable
 FATAL_FLAGS = 2 | 4 | 8 | 32
+#: flags saying the couple is not reversible: D is withheld unless ``force``
+NOT_REVERSIBLE = 4 | 32
+#: reason code of a scan rate whose cycle has no sweep of the wanted direction / number
+NO_SWEEP = 6
 
 
 class KineticsInputError(ValueError):
@@ -67,6 +72,14 @@ class KineticsOptions:
     peak in the fit, :class:`PeakOptions` defaults, no peak search windows (None: the sweep
     after the baseline window), linear range ended by a 1 % deviation at 2 standard errors,
     no intercept, R² >= 0.98, peak drift <= 0.015 V per decade, ΔEp not checked (None).
+
+    ``sweep``: which half-cycle of the cycle is searched for each peak: ``"auto"`` (every
+    sweep of that direction in the cycle, longest first; the first with a peak in the
+    window wins, so a partial first sweep holding the peak is used), ``"longest"`` (only
+    the longest sweep) or N (the N-th sweep of that direction in the cycle, 1-based).
+    ``ir_ohm``: uncompensated resistance R_u (Ω); the potential is corrected to E − I·R_u
+    before peaks are searched (default 0). ``force``: report D even when the couple is
+    flagged not reversible (peak shift, ΔEp), with the flags (default False: D is NaN then).
     """
 
     n_electrons: int = 1
@@ -83,8 +96,19 @@ class KineticsOptions:
     min_r2: float = 0.98
     max_peak_shift_V_per_decade: float = 0.015
     max_delta_ep_V: float | None = None
+    sweep: int | str = "auto"
+    ir_ohm: float = 0.0
+    force: bool = False
 
     def __post_init__(self) -> None:
+        if not (self.sweep in ("auto", "longest")
+                or (isinstance(self.sweep, int) and not isinstance(self.sweep, bool)
+                    and self.sweep >= 1)):
+            raise ValueError(f"kinetics.sweep: expected 'auto', 'longest' or a sweep number "
+                             f">= 1, found {self.sweep!r}")
+        if not self.ir_ohm >= 0:
+            raise ValueError(f"kinetics.ir_ohm: expected a resistance >= 0 (Ω), found "
+                             f"{self.ir_ohm}")
         if self.fit_peak not in ("anodic", "cathodic"):
             raise ValueError(f"kinetics.fit_peak: expected 'anodic' or 'cathodic', found "
                              f"{self.fit_peak!r}")
@@ -97,16 +121,62 @@ class KineticsOptions:
 # --------------------------------------------------------------------- the core
 
 
+@dataclass(frozen=True)
+class SweepArrays:
+    """One sweep of B CVs: ``potential_V``, ``current_A`` ``(B, n)``; ``time_s`` ``(n,)``
+    or ``(B, n)`` and ``previous`` = (time_s, current_A) of the sweep before it, for the
+    previous-sweep background (None: not available)."""
+
+    potential_V: np.ndarray
+    current_A: np.ndarray
+    time_s: np.ndarray | None = None
+    previous: tuple[np.ndarray, np.ndarray] | None = None
+
+
+Candidates = SweepArrays | tuple[np.ndarray, np.ndarray] | Sequence[SweepArrays] | None
+
+
+def _as_candidates(item: Candidates) -> list[SweepArrays]:
+    if item is None:
+        return []
+    if isinstance(item, SweepArrays):
+        return [item]
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], np.ndarray):
+        return [SweepArrays(item[0], item[1])]
+    return list(item)  # type: ignore[arg-type]
+
+
+def _best_peak(cands: list[SweepArrays], sign: int, options: KineticsOptions,
+               window: tuple[float, float] | None, bsz: int) -> tuple[np.ndarray, ...]:
+    """Peak current, potential, stderr and reason ``(B,)`` over the candidate sweeps: per
+    row the first candidate with a peak; where none has one, the first one's reason."""
+    cur, pot, err = (np.full(bsz, np.nan) for _ in range(3))
+    reason = np.full(bsz, NO_SWEEP, dtype=np.int64)
+    for k, c in enumerate(cands):
+        p = sweep_peaks(c.potential_V, c.current_A, sign, options.peaks, window,
+                        time_s=c.time_s, previous=c.previous)
+        take = p["found"] & ~np.isfinite(cur)
+        if k == 0:
+            reason = p["reason"].copy()
+        cur = np.where(take, p["current_A"], cur)
+        pot = np.where(take, p["potential_V"], pot)
+        err = np.where(take, p["sigma_A"], err)
+        reason = np.where(take, 0, reason)
+    return cur, pot, err, reason
+
+
 def analyse_sweeps(
-    anodic: Sequence[tuple[np.ndarray, np.ndarray] | None],
-    cathodic: Sequence[tuple[np.ndarray, np.ndarray] | None],
+    anodic: Sequence[Candidates],
+    cathodic: Sequence[Candidates],
     scan_rate_V_s: np.ndarray,
     area_cm2: float | np.ndarray,
     options: KineticsOptions,
 ) -> dict[str, np.ndarray]:
     """The batched analysis: per scan rate r, ``anodic[r]`` / ``cathodic[r]`` are
-    ``(potential_V, current_A)`` arrays of shape ``(B, n_r)`` (or ``None`` when the
-    cycle has no such sweep); ``scan_rate_V_s`` ascending ``(m,)``.
+    ``(potential_V, current_A)`` arrays of shape ``(B, n_r)``, a :class:`SweepArrays`, a
+    list of them (candidate sweeps in order of preference: per row the first with a peak
+    is used), or ``None`` when the cycle has no such sweep; ``scan_rate_V_s`` ascending
+    ``(m,)``.
 
     Returns ``(B, m)`` arrays ``{anodic,cathodic}_peak_{current_A,potential_V,stderr_A}``,
     ``*_reason`` (int), ``delta_ep_V``, ``in_linear_range``, ``deviation``; and ``(B,)``
@@ -116,39 +186,68 @@ def analyse_sweeps(
     """
     v = np.asarray(scan_rate_V_s, dtype=float)
     m = v.size
-    bsz = next(np.atleast_2d(s[1]).shape[0] for s in (*anodic, *cathodic) if s is not None)
+    cands = {"anodic": [_as_candidates(s) for s in anodic],
+             "cathodic": [_as_candidates(s) for s in cathodic]}
+    bsz = next((np.atleast_2d(c[0].current_A).shape[0] for c in
+                (*cands["anodic"], *cands["cathodic"]) if c), None)
+    if bsz is None:
+        raise KineticsInputError("Randles–Sevcik: no sweep in the selected cycle at any scan "
+                                 "rate (kinetics.cycle / kinetics.sweep)")
     out: dict[str, np.ndarray] = {}
-    for name, sweeps, sign, window in (("anodic", anodic, 1, options.anodic_window_V),
-                                       ("cathodic", cathodic, -1, options.cathodic_window_V)):
+    for name, sign, window in (("anodic", 1, options.anodic_window_V),
+                               ("cathodic", -1, options.cathodic_window_V)):
         cur = np.full((bsz, m), np.nan)
         pot = np.full((bsz, m), np.nan)
         err = np.full((bsz, m), np.nan)
-        reason = np.full((bsz, m), 3, dtype=np.int64)
-        for r, s in enumerate(sweeps):
-            if s is None:
-                continue
-            p = sweep_peaks(s[0], s[1], sign, options.peaks, window)
-            cur[:, r], pot[:, r], err[:, r], reason[:, r] = (
-                p["current_A"], p["potential_V"], p["sigma_A"], p["reason"])
+        reason = np.full((bsz, m), NO_SWEEP, dtype=np.int64)
+        for r, c in enumerate(cands[name]):
+            if c:
+                cur[:, r], pot[:, r], err[:, r], reason[:, r] = _best_peak(
+                    c, sign, options, window, bsz)
         out[f"{name}_peak_current_A"] = cur
         out[f"{name}_peak_potential_V"] = pot
         out[f"{name}_peak_stderr_A"] = err
         out[f"{name}_reason"] = reason
     out["delta_ep_V"] = out["anodic_peak_potential_V"] - out["cathodic_peak_potential_V"]
-    ip = np.abs(out[f"{options.fit_peak}_peak_current_A"])
-    fit = fit_sqrt_rate(ip, out[f"{options.fit_peak}_peak_stderr_A"], v,
-                        linearity_tolerance=options.linearity_tolerance,
+    res = _fit_and_flag(out, v, area_cm2, options, options.linearity_tolerance)
+    if options.force:
+        # a couple flagged not reversible has no quasi-reversible fall-off to test: the
+        # forced D is the fit over every rate with a peak, as authors report it
+        forced = (res["flags"] & NOT_REVERSIBLE) != 0
+        if forced.any():
+            alt = _fit_and_flag(out, v, area_cm2, options, np.inf)
+            for key, value in alt.items():
+                sel = forced.reshape((-1,) + (1,) * (value.ndim - 1))
+                res[key] = np.where(sel, value, res[key])
+    else:  # not reversible: D is withheld unless asked for
+        withheld = (res["flags"] & NOT_REVERSIBLE) != 0
+        res["diffusion_cm2_s"] = np.where(withheld, np.nan, res["diffusion_cm2_s"])
+        res["diffusion_stderr_cm2_s"] = np.where(withheld, np.nan,
+                                                 res["diffusion_stderr_cm2_s"])
+    out.update(res)
+    return out
+
+
+def _fit_and_flag(peaks: dict[str, np.ndarray], v: np.ndarray, area_cm2: float | np.ndarray,
+                  options: KineticsOptions, linearity_tolerance: float
+                  ) -> dict[str, np.ndarray]:
+    """The i_p-√v fit (:func:`fit_sqrt_rate`), D, the peak drift and the flags of B CV sets
+    from their peaks (``{anodic,cathodic}_peak_*``, ``delta_ep_V``; ``(B, m)``)."""
+    bsz = peaks["delta_ep_V"].shape[0]
+    ip = np.abs(peaks[f"{options.fit_peak}_peak_current_A"])
+    fit = fit_sqrt_rate(ip, peaks[f"{options.fit_peak}_peak_stderr_A"], v,
+                        linearity_tolerance=linearity_tolerance,
                         linearity_sigma=options.linearity_sigma,
                         fit_intercept=options.fit_intercept)
     d, d_err = diffusion_from_slope(
         fit["slope"], n_electrons=options.n_electrons, area_cm2=area_cm2,
         concentration_mol_cm3=options.concentration_mol_cm3,
         temperature_K=options.temperature_K, slope_stderr=fit["slope_stderr"])
-    out.update(fit)
+    out = dict(fit)
     out["diffusion_cm2_s"], out["diffusion_stderr_cm2_s"] = d, d_err
 
     # peak-potential drift dEp/dlog10(v) over the linear range (0 for a reversible couple)
-    ep = out[f"{options.fit_peak}_peak_potential_V"]
+    ep = peaks[f"{options.fit_peak}_peak_potential_V"]
     inr = fit["in_linear_range"] & np.isfinite(ep)
     # fewer than 2 rates in the linear range: judge the drift on every rate with a peak
     inr = np.where((inr.sum(1) >= 2)[:, None], inr, np.isfinite(ep))
@@ -169,7 +268,7 @@ def analyse_sweeps(
     flags |= np.where(fit["r2"] < options.min_r2, 8, 0)
     flags |= np.where(~fit["range_tested"], 16, 0)
     if options.max_delta_ep_V is not None:
-        dep = np.where(inr, out["delta_ep_V"], np.nan)
+        dep = np.where(inr, peaks["delta_ep_V"], np.nan)
         flags |= np.where(np.nanmax(np.where(np.isfinite(dep), dep, -np.inf), axis=1)
                           > options.max_delta_ep_V, 32, 0)
     out["flags"] = flags
@@ -180,20 +279,41 @@ def analyse_sweeps(
 # ------------------------------------------------------------------- Datasets
 
 
-def _sweeps(cv: xr.Dataset, cycle: int | str) -> tuple[tuple | None, tuple | None]:
-    sel = select_cycle(cv, cycle)
-    e = cv["potential_V"].values
-    i = cv["current_A"].values
+def _sweeps(cv: xr.Dataset, cycle: int | str, sweep: int | str = "auto", ir_ohm: float = 0.0
+            ) -> tuple[list[SweepArrays], list[SweepArrays]]:
+    """The candidate anodic and cathodic sweeps of ``cycle`` (see ``KineticsOptions.sweep``),
+    each with its previous sweep, the potential corrected by ``ir_ohm`` (Ω)."""
+    found = cycle_sweeps(cv, cycle)
+    i = np.asarray(cv["current_A"].values, dtype=float)
+    e = np.asarray(cv["potential_V"].values, dtype=float) - ir_ohm * i
+    t = np.asarray(cv["time_s"].values, dtype=float)
     lead = e.shape[:-1]
     b = int(np.prod(lead)) if lead else 1
 
-    def take(idx: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
-        if idx is None:
-            return None
-        return (e[..., idx].reshape(b, idx.size).astype(float),
-                i[..., idx].reshape(b, idx.size).astype(float))
+    def arrays(idx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (e[..., idx].reshape(b, idx.size), i[..., idx].reshape(b, idx.size),
+                t[..., idx].reshape(-1, idx.size))
 
-    return take(sel.anodic), take(sel.cathodic)
+    def take(direction: int) -> list[SweepArrays]:
+        sweeps = found[direction]
+        if sweep == "longest":
+            sweeps = sorted(sweeps, key=lambda x: -x.size)[:1]
+        elif sweep == "auto":
+            sweeps = sorted(sweeps, key=lambda x: -x.size)
+        else:
+            sweeps = sweeps[int(sweep) - 1:int(sweep)]
+        out = []
+        for idx in sweeps:
+            pe, pi, pt = arrays(idx)
+            prev = previous_sweep_indices(cv, idx)
+            previous = None
+            if prev is not None:
+                _, prev_i, prev_t = arrays(prev)
+                previous = (prev_t, prev_i)
+            out.append(SweepArrays(pe, pi, pt, previous))
+        return out
+
+    return take(1), take(-1)
 
 
 def _rates(cvs: Sequence[xr.Dataset]) -> np.ndarray:
@@ -221,6 +341,11 @@ _FLAG_ATTRS = {
 }
 
 
+def _withheld(options: KineticsOptions) -> str:
+    return ("; D reported anyway, flagged (kinetics.force)" if options.force else
+            "; D not reported (kinetics.force / --force reports it with this flag)")
+
+
 def _reasons(res: dict[str, np.ndarray], cvs: Sequence[xr.Dataset],
              options: KineticsOptions) -> list[str]:
     """Human-readable reasons (file, rate, config key) for a single-CV-set result."""
@@ -244,7 +369,7 @@ def _reasons(res: dict[str, np.ndarray], cvs: Sequence[xr.Dataset],
                    f"{res['peak_shift_V_per_decade'][0] * 1e3:.3g} mV per decade of scan rate "
                    f"(> kinetics.max_peak_shift_V_per_decade = "
                    f"{options.max_peak_shift_V_per_decade * 1e3:.3g} mV): the couple is not "
-                   "reversible, Randles–Sevcik does not apply")
+                   "reversible, Randles–Sevcik does not apply" + _withheld(options))
     if flags & 8:
         out.append(f"R² = {res['r2'][0]:.4f} of the i_p-√v fit is below kinetics.min_r2 = "
                    f"{options.min_r2}")
@@ -252,7 +377,8 @@ def _reasons(res: dict[str, np.ndarray], cvs: Sequence[xr.Dataset],
         out.append("fewer than 3 scan rates with a peak: the linear range is not tested")
     if flags & 32:
         out.append(f"ΔEp exceeds kinetics.max_delta_ep_V = {options.max_delta_ep_V} V "
-                   f"(reversible: {reversible_delta_ep_V(options.n_electrons, options.temperature_K) * 1e3:.1f} mV)")  # noqa: E501
+                   f"(reversible: {reversible_delta_ep_V(options.n_electrons, options.temperature_K) * 1e3:.1f} mV)"  # noqa: E501
+                   + _withheld(options))
     return out
 
 
@@ -269,7 +395,7 @@ def analyse_cells(cvs: Sequence[xr.Dataset], area_cm2: float,
         raise ValueError(f"kinetics.area_cm2: expected a positive electrode area (cm²), found "
                          f"{area_cm2}")
     rates = _rates(cvs)
-    sw = [_sweeps(c, options.cycle) for c in cvs]
+    sw = [_sweeps(c, options.cycle, options.sweep, options.ir_ohm) for c in cvs]
     res = analyse_sweeps([s[0] for s in sw], [s[1] for s in sw], rates, area_cm2, options)
     reasons = _reasons(res, cvs, options)
     per = ("scan_rate",)
@@ -346,7 +472,7 @@ def analyse_map(cvs: Sequence[xr.Dataset], options: KineticsOptions, *,
         raise ValueError(f"{cvs[0].attrs.get('source_file', '?')}: kinetics.map_area_cm2 / "
                          f"pixel_area_cm2: expected a positive pixel area (cm²), found {area}")
     ny, nx = cvs[0].sizes["y"], cvs[0].sizes["x"]
-    sw = [_sweeps(c, options.cycle) for c in cvs]
+    sw = [_sweeps(c, options.cycle, options.sweep, options.ir_ohm) for c in cvs]
     res = analyse_sweeps([s[0] for s in sw], [s[1] for s in sw], rates, area, options)
     yx = ("y", "x")
     ryx = ("map_scan_rate", "y", "x")

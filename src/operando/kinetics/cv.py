@@ -37,6 +37,7 @@ from operando.echem.segments import cumulative_trapezoid_C
 __all__ = [
     "CycleSweeps",
     "ScanRateError",
+    "cycle_sweeps",
     "label_sweeps",
     "scan_charges_C",
     "select_cycle",
@@ -141,6 +142,49 @@ def select_cycle(cv: xr.Dataset, cycle: int | str = 1) -> CycleSweeps:
         return best
 
     return CycleSweeps(cycle=chosen, anodic=longest(1), cathodic=longest(-1))
+
+
+def cycle_sweeps(cv: xr.Dataset, cycle: int | str = 1) -> dict[int, list[np.ndarray]]:
+    """Every sweep (half-cycle) of ``cycle`` (file numbering, or ``"last"``) by direction:
+    ``{+1: [index arrays of the anodic sweeps, in time order], -1: [... cathodic]}``.
+
+    A partial first sweep (from the open-circuit potential to the first vertex) is one of
+    them, so a peak it holds can be found. Raises ``ValueError`` naming the source file and
+    ``kinetics.cycle`` when the cycle is not in the record.
+    """
+    cycles = np.asarray(cv["cycle"].values).reshape(-1)
+    present = np.unique(cycles)
+    src = cv.attrs.get("source_file", "<cv>")
+    if cycle == "last":
+        chosen = int(present.max())
+    else:
+        chosen = int(cycle)
+        if chosen not in present:
+            raise ValueError(f"{src}: kinetics.cycle: expected one of the recorded cycles "
+                             f"{present.tolist()}, found {cycle!r}")
+    sweep = np.asarray(cv["sweep"].values).reshape(-1)
+    direction = np.asarray(cv["direction"].values).reshape(-1)
+    in_cycle = cycles == chosen
+    out: dict[int, list[np.ndarray]] = {1: [], -1: []}
+    for s in np.unique(sweep[in_cycle]):
+        idx = np.flatnonzero((sweep == s) & in_cycle)
+        d = int(direction[idx[0]])
+        if d in out and idx.size >= MIN_SWEEP_SAMPLES:
+            out[d].append(idx)
+    return out
+
+
+def previous_sweep_indices(cv: xr.Dataset, idx: np.ndarray) -> np.ndarray | None:
+    """Indices (into ``sample``) of the moving sweep just before the one holding ``idx``
+    (whatever its cycle), or None when it is the first."""
+    sweep = np.asarray(cv["sweep"].values).reshape(-1)
+    direction = np.asarray(cv["direction"].values).reshape(-1)
+    s = int(sweep[idx[0]])
+    for prev in range(s - 1, -1, -1):
+        p = np.flatnonzero(sweep == prev)
+        if p.size and direction[p[0]] != 0:
+            return p
+    return None
 
 
 # --------------------------------------------------------- one Dataset per scan rate

@@ -12,6 +12,12 @@ peak is a maximum:
    switching transient): ``"linear"`` fits y = b0 + b1·E (capacitive current plus a slow
    background), ``"capacitive"`` takes the mean (the double-layer current C_dl·v),
    ``"none"`` nothing. The residual scatter there is the noise σ (A).
+   ``"previous-sweep"`` instead extrapolates the sweep before (the forward sweep of a
+   return peak) in time: its decaying tail (the later half of the samples after its own
+   peak, up to the vertex) is fitted with the Cottrell form i = a + b (t − t₀)^-½, t₀ the
+   time it passed its half-wave potential (midway between its half-peak and its peak),
+   and the fit continued under this sweep (the classical baseline of a reverse peak:
+   Nicholson 1966). The residual scatter of that fit is σ.
 2. the largest moving average of the corrected current in the search window (default:
    the sweep after the baseline window) is the peak candidate; at the edge of the window
    (still rising) there is no peak.
@@ -29,7 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["REASONS", "PeakOptions", "sweep_peaks"]
+__all__ = ["BACKGROUNDS", "REASONS", "PeakOptions", "previous_sweep_background", "sweep_peaks"]
+
+#: the background models of :class:`PeakOptions`
+BACKGROUNDS: tuple[str, ...] = ("none", "linear", "capacitive", "previous-sweep")
 
 #: reason codes of :func:`sweep_peaks` (0 = a peak was found)
 REASONS: dict[int, str] = {
@@ -38,6 +47,9 @@ REASONS: dict[int, str] = {
     2: "no peak: the maximum is not above the noise (min_snr)",
     3: "no peak: too few samples in the baseline or search window",
     4: "no peak: the quartic fit has its maximum at the edge of the fit window",
+    5: "no peak: no previous sweep with a decaying tail to extrapolate the background from "
+       "(kinetics.background = previous-sweep)",
+    6: "no peak: the cycle has no such sweep (kinetics.cycle / kinetics.sweep)",
 }
 
 
@@ -45,16 +57,16 @@ REASONS: dict[int, str] = {
 class PeakOptions:
     """How peaks are found (see the module docstring); potentials in V."""
 
-    background: str = "linear"  # "none" | "linear" | "capacitive"
+    background: str = "linear"  # "none" | "linear" | "capacitive" | "previous-sweep"
     baseline_window_V: tuple[float, float] | None = None
     baseline_fraction: float = 0.2
     fit_half_width_V: float = 0.03
     min_snr: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.background not in ("none", "linear", "capacitive"):
-            raise ValueError(f"kinetics.background: expected 'none', 'linear' or "
-                             f"'capacitive', found {self.background!r}")
+        if self.background not in BACKGROUNDS:
+            raise ValueError(f"kinetics.background: expected one of {list(BACKGROUNDS)}, "
+                             f"found {self.background!r}")
         if not 0 < self.baseline_fraction < 1:
             raise ValueError(f"kinetics.baseline_fraction: expected in (0, 1), found "
                              f"{self.baseline_fraction}")
@@ -68,27 +80,61 @@ def _in_window(e: np.ndarray, window: tuple[float, float]) -> np.ndarray:
     return (e >= lo) & (e <= hi)
 
 
-def sweep_peaks(
-    potential_V: np.ndarray,
-    current_A: np.ndarray,
-    direction: int,
-    options: PeakOptions = PeakOptions(),
-    window_V: tuple[float, float] | None = None,
-) -> dict[str, np.ndarray]:
-    """Peak of each sweep in a batch ``(B, n)``; returns arrays of shape ``(B,)``:
+def previous_sweep_background(
+    previous_time_s: np.ndarray, previous_current_A: np.ndarray, previous_direction: int,
+    time_s: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The previous sweep's decaying current extrapolated under a sweep (module docstring).
 
-    ``current_A`` (signed, background-subtracted; NaN when none), ``potential_V``,
-    ``sigma_A`` (standard error of the peak current), ``noise_A`` (σ of the current in
-    the baseline window), ``background_A`` (background at the peak potential, signed),
-    ``found`` (bool), ``reason`` (int, :data:`REASONS`).
+    ``previous_time_s``, ``previous_current_A``: ``(B, m)`` (or ``(m,)`` times) of the
+    sweep before, in direction ``previous_direction`` (+1/−1); ``time_s``: ``(B, n)`` or
+    ``(n,)`` of the sweep whose background is wanted. Returns ``(background_A (B, n),
+    noise_A (B,), ok (B,), n_tail (B,))``: the signed background current, the residual σ
+    of the Cottrell fit on the tail, whether the tail had enough (≥ 4) samples after a
+    peak, and how many it had.
     """
-    e = np.atleast_2d(np.asarray(potential_V, dtype=float))
-    y = direction * np.atleast_2d(np.asarray(current_A, dtype=float))
-    if e.shape != y.shape:
-        e = np.broadcast_to(e, y.shape)
-    b, n = y.shape
+    ip = np.atleast_2d(np.asarray(previous_current_A, dtype=float))
+    tp = np.broadcast_to(np.atleast_2d(np.asarray(previous_time_s, dtype=float)), ip.shape)
+    t = np.atleast_2d(np.asarray(time_s, dtype=float))
+    b, m = ip.shape
+    t = np.broadcast_to(t, (b, t.shape[-1]))
+    y = previous_direction * ip
+    rows = np.arange(b)
+    k_pk = np.argmax(np.where(np.isfinite(y), y, -np.inf), axis=1)
+    # half-peak on the rising side: the last sample before the peak below half its height
+    below = (y < 0.5 * y[rows, k_pk][:, None]) & (np.arange(m)[None, :] < k_pk[:, None])
+    k_half = np.where(below.any(1), m - 1 - np.argmax(below[:, ::-1], axis=1), 0)
+    t0 = 0.5 * (tp[rows, k_half] + tp[rows, k_pk])
+    t_end = tp[:, -1]
+    tail = (tp >= (0.5 * (tp[rows, k_pk] + t_end))[:, None]) & (tp > t0[:, None]) \
+        & np.isfinite(ip)
+    ok = tail.sum(1) >= 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.where(tail, 1.0 / np.sqrt(np.where(tail, tp - t0[:, None], 1.0)), 0.0)
+        w = tail.astype(float)
+        nw = np.maximum(w.sum(1), 1)
+        um = (w * u).sum(1) / nw
+        im = (w * np.where(tail, ip, 0.0)).sum(1) / nw
+        du = np.where(tail, u - um[:, None], 0.0)
+        di = np.where(tail, ip - im[:, None], 0.0)
+        suu = (du * du).sum(1)
+        slope = np.where(suu > 0, (du * di).sum(1) / np.where(suu > 0, suu, 1), 0.0)
+        resid = np.where(tail, di - slope[:, None] * du, 0.0)
+        noise = np.sqrt((resid ** 2).sum(1) / np.maximum(w.sum(1) - 2, 1))
+        dt = t - t0[:, None]
+        base = im[:, None] + slope[:, None] * (np.where(dt > 0, dt, np.nan) ** -0.5
+                                               - um[:, None])
+    ok &= np.isfinite(base).all(1)
+    return (np.where(ok[:, None], base, np.nan), np.where(ok, noise, np.nan), ok,
+            tail.sum(1).astype(float))
+
+
+def _window_background(e: np.ndarray, y: np.ndarray, options: PeakOptions, skip: int
+                       ) -> tuple[np.ndarray, ...]:
+    """Background of ``y`` from the baseline window: (base (B, n), noise (B,), mask of the
+    window (B, n), its sample count, mean offset x̄ and Sxx (for the linear error))."""
+    n = y.shape[1]
     idx = np.arange(n)
-    skip = max(1, round(0.02 * n))
     if options.baseline_window_V is not None:
         m_bl = _in_window(e, options.baseline_window_V)
     else:
@@ -96,9 +142,6 @@ def sweep_peaks(
         span = np.where(span > 0, span, np.abs(e.max(1, keepdims=True) - e.min(1, keepdims=True)))
         m_bl = (np.abs(e - e[:, :1]) <= options.baseline_fraction * span) & (idx >= skip)
     m_bl = m_bl & np.isfinite(y)
-    reason = np.zeros(b, dtype=np.int64)
-
-    # 1. background on the baseline window
     w = m_bl.astype(float)
     s0 = w.sum(1)
     x = e - e[:, :1]
@@ -121,12 +164,60 @@ def sweep_peaks(
     resid = np.where(m_bl, y - base if options.background != "none" else dy, 0.0)
     dof = np.maximum(s0 - max(n_par, 1), 1)
     noise = np.sqrt((resid**2).sum(1) / dof)
-    reason[s0 < 3] = 3
+    return base, noise, m_bl, s0, xm, sxx
+
+
+def sweep_peaks(
+    potential_V: np.ndarray,
+    current_A: np.ndarray,
+    direction: int,
+    options: PeakOptions = PeakOptions(),
+    window_V: tuple[float, float] | None = None,
+    *,
+    time_s: np.ndarray | None = None,
+    previous: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Peak of each sweep in a batch ``(B, n)``; returns arrays of shape ``(B,)``:
+
+    ``current_A`` (signed, background-subtracted; NaN when none), ``potential_V``,
+    ``sigma_A`` (standard error of the peak current), ``noise_A`` (σ of the current in
+    the baseline window), ``background_A`` (background at the peak potential, signed),
+    ``found`` (bool), ``reason`` (int, :data:`REASONS`).
+
+    With ``options.background == "previous-sweep"``: ``time_s`` (``(n,)`` or ``(B, n)``, s)
+    of this sweep and ``previous`` = (time_s, current_A) of the sweep before it (in the
+    other direction); without a previous sweep every row gets reason 5.
+    """
+    e = np.atleast_2d(np.asarray(potential_V, dtype=float))
+    y = direction * np.atleast_2d(np.asarray(current_A, dtype=float))
+    if e.shape != y.shape:
+        e = np.broadcast_to(e, y.shape)
+    b, n = y.shape
+    idx = np.arange(n)
+    skip = max(1, round(0.02 * n))
+    reason = np.zeros(b, dtype=np.int64)
+    if options.background == "previous-sweep":
+        ok = np.zeros(b, dtype=bool)
+        base, noise, s0 = np.zeros_like(y), np.full(b, np.nan), np.zeros(b)
+        if previous is not None and time_s is not None:
+            base_i, noise, ok, s0 = previous_sweep_background(previous[0], previous[1],
+                                                              -direction, time_s)
+            base = direction * np.where(ok[:, None], base_i, 0.0)
+        reason[~ok] = 5
+        xm = sxx = np.zeros(b)
+        x = e - e[:, :1]
+    else:
+        base, noise, m_bl, s0, xm, sxx = _window_background(e, y, options, skip)
+        x = e - e[:, :1]
+        reason[s0 < 3] = 3
+    safe0 = np.maximum(s0, 1)
     yc = y - base
 
     # 2. search window and smoothed maximum
     if window_V is not None:
         m_w = _in_window(e, window_V)
+    elif options.background == "previous-sweep":
+        m_w = np.broadcast_to(idx >= skip, y.shape)
     elif options.baseline_window_V is not None:
         m_w = ~_in_window(e, options.baseline_window_V) & (idx >= skip)
     else:
@@ -165,7 +256,7 @@ def sweep_peaks(
     ip = vals[np.arange(b), a]
     ustar = ug[a]
     reason[(reason == 0) & ((a == 0) | (a == ug.size - 1))] = 4
-    reason[(reason == 0) & ~(ip > options.min_snr * noise)] = 2
+    reason[(reason == 0) & ~(ip > options.min_snr * np.nan_to_num(noise))] = 2
     e0 = ew.mean(1)
     e1 = (ew * u).sum(1) / (u * u).sum()
     ep = e0 + e1 * ustar
@@ -177,7 +268,7 @@ def sweep_peaks(
         xpk = x[np.arange(b), kpk]
         sxx_safe = np.where(sxx > 0, sxx, np.inf)
         var_bg = 1.0 / safe0 + (xpk - xm) ** 2 / sxx_safe
-    elif options.background == "capacitive":
+    elif options.background in ("capacitive", "previous-sweep"):
         var_bg = 1.0 / safe0
     else:
         var_bg = np.zeros(b)

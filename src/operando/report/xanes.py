@@ -20,7 +20,10 @@ def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
     ax_f, ax_s, ax_r = axd["f"], axd["s"], axd["r"]
     t = np.asarray(ds["time"].values, dtype=float) / 3600.0
     on_clock = "potentiostat" in str(ds["time"].attrs.get("long_name", ""))  # else: epoch
-    if not on_clock and t.size:
+    indexed = not np.isfinite(t).any()  # no acquisition times: the scan index
+    if indexed:
+        t = np.arange(1, t.size + 1, dtype=float)
+    elif not on_clock and t.size:
         t = t - np.nanmin(t)
     comp = str(ds.attrs.get("faraday_component", ""))
     have_fit = "fraction" in ds
@@ -49,7 +52,8 @@ def xanes_figure(ds: xr.Dataset, title: str = "") -> Figure:
                        fontsize=9)
     else:
         ax_r.set_axis_off()
-        ax_f.set_xlabel("time on the potentiostat clock (h)" if on_clock else
+        ax_f.set_xlabel("scan (no acquisition times)" if indexed else
+                        "time on the potentiostat clock (h)" if on_clock else
                         "time since the first scan (h, beamline clock)")
     if have_fit:
         ax_f.set_ylabel("fraction")

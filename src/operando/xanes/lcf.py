@@ -17,6 +17,10 @@ discarded and the feasible one with the smallest residual kept. This is exact (i
 NNLS/simplex-constrained solution) and costs O(2^k k³ + n k m) — a few ms for 10 000
 spectra; no per-spectrum iteration.
 
+The window holds the grid points from the one at or below ``emin`` to the last one at or
+below ``emax`` (:func:`window_start`; Larch's ``index_of`` on both ends), so a window edge
+between two grid points takes in the point just below it, as Larch does.
+
 Statistics per spectrum, as Larch ``lincombo_fit`` (unit weights):
 χ² = Σ r², reduced χ² = χ² / (N − n_free), n_free = k − 1 with the sum constraint
 (k without), R-factor = Σ r² / Σ y². Standard errors: the covariance of the weights of
@@ -43,7 +47,7 @@ from itertools import combinations
 import numpy as np
 
 __all__ = ["CombinationResult", "LcfResult", "interp_onto", "lcf", "lcf_combinations",
-           "standards_matrix"]
+           "standards_matrix", "window_start"]
 
 
 @dataclass
@@ -82,6 +86,16 @@ def interp_onto(x_new: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     y = np.asarray(y, dtype=float)
     order = np.argsort(x)
     return np.interp(x_new, x[order], y[order], left=np.nan, right=np.nan)
+
+
+def window_start(energy: np.ndarray, emin: float) -> float:
+    """The first energy of a fit window starting at ``emin`` (eV), as Larch's
+    ``lincombo_fit`` takes it (``index_of``: the grid point at or below ``emin``; the first
+    point when ``emin`` is below the grid). The window's end is the point at or below
+    ``emax``, i.e. every point ``<= emax``."""
+    e = np.asarray(energy, dtype=float)
+    below = e[e <= emin]
+    return float(below.max()) if below.size else -np.inf
 
 
 def standards_matrix(
@@ -198,7 +212,7 @@ def lcf(
     if k < 1:
         raise ValueError("lcf: expected at least one standard, found none")
     S_all = standards_matrix(e, standards)
-    win = (e >= emin) & (e <= emax) & np.isfinite(S_all).all(axis=1)
+    win = (e >= window_start(e, emin)) & (e <= emax) & np.isfinite(S_all).all(axis=1)
     npts = int(win.sum())
     n_free = k - 1 if sum_to_one else k
     if npts <= n_free + 1:
@@ -281,7 +295,8 @@ def lcf_combinations(
 ) -> CombinationResult:
     """Fit every subset of ``min_components``..``max_components`` standards (each subset a
     batched :func:`lcf` over all spectra) and rank the subsets by reduced χ² (Larch
-    ``lincombo_fitall``). Keyword arguments go to :func:`lcf`."""
+    ``lincombo_fitall``; exact fits tie and go to the subset with fewer standards). Keyword
+    arguments go to :func:`lcf`."""
     names = list(standards)
     kmax = len(names) if max_components is None else int(min(max_components, len(names)))
     if kmax < min_components:
@@ -292,6 +307,11 @@ def lcf_combinations(
             for sub in subsets]
     red = np.array([f.redchi for f in fits])
     key = np.where(np.isfinite(red), red, np.inf)
+    # exact fits (χ² at rounding level, 1e-12 of the worst subset's) tie, and a tie goes to
+    # the subset listed first: the one with fewer standards
+    with np.errstate(invalid="ignore"):
+        worst = np.nanmax(np.where(np.isfinite(red), red, np.nan), axis=0) if red.size else red
+    key = np.where(key <= 1e-12 * np.nan_to_num(worst), 0.0, key)
     rank = np.argsort(np.argsort(key, axis=0, kind="stable"), axis=0, kind="stable")
     overall = np.argsort(np.nanmean(np.where(np.isfinite(red), red, np.nan), axis=1)
                          if red.size else np.array([]), kind="stable")

@@ -364,13 +364,36 @@ def prepare_curve(energy: np.ndarray, mu: np.ndarray, *, normalize_first: bool =
     return e, y
 
 
+#: edge steps outside this range are "far from 1": not on the scale of normalised standards
+EDGE_STEP_RANGE = (0.5, 2.0)
+#: R-factors above this are far above a good XANES LCF (~0.01 and below)
+MAX_R_FACTOR = 0.05
+
+
 @dataclass
 class SpectraFit:
-    """The LCF of standalone spectra (:func:`fit_spectra`) and each spectrum's E0 (eV, the
-    maximum of dμ/dE on its own axis)."""
+    """The LCF of standalone spectra (:func:`fit_spectra`), each spectrum's E0 (eV, the
+    maximum of dμ/dE on its own axis) and edge step (Larch pre_edge conventions, on the
+    curve as fitted), the combinatorial search when asked, and per spectrum the scale
+    flags (:func:`scale_flags`)."""
 
     lcf: LcfResult
     e0: np.ndarray
+    edge_step: np.ndarray = field(default_factory=lambda: np.empty(0))
+    combinations: CombinationResult | None = None
+    flags: list[list[str]] = field(default_factory=list)
+
+
+def scale_flags(edge_step: float, r_factor: float) -> list[str]:
+    """Why a fitted spectrum is clearly not on the scale of normalised standards:
+    ``edge_step_off_scale`` (edge step outside :data:`EDGE_STEP_RANGE`, e.g. raw μ fitted
+    with normalised standards), ``high_r_factor`` (R-factor above :data:`MAX_R_FACTOR`)."""
+    out = []
+    if not (EDGE_STEP_RANGE[0] <= edge_step <= EDGE_STEP_RANGE[1]):
+        out.append("edge_step_off_scale")
+    if np.isfinite(r_factor) and r_factor > MAX_R_FACTOR:
+        out.append("high_r_factor")
+    return out
 
 
 def fit_spectra(
@@ -380,17 +403,26 @@ def fit_spectra(
     fit_range_eV: tuple[float, float] = (-20.0, 60.0),
     absolute: bool = False,
     sum_to_one: bool = True,
+    max_components: int | None = None,
 ) -> SpectraFit:
     """Linear-combination fit of spectra that are not a run (no foil, no counts; each from
     :func:`prepare_curve`): on the first spectrum's grid (:func:`common_grid`), window
     ``fit_range_eV`` (eV; default -20 to 60) relative to the median E0 of the spectra
     (:func:`lcf_window`), or absolute energies with ``absolute`` (default False); weights
     >= 0, summing to 1 unless ``sum_to_one`` is False (default True). ``standards``:
-    name → (energy eV, normalised μ)."""
+    name → (energy eV, normalised μ). ``max_components`` (default None: off): also fit
+    every subset of 1..max_components standards, ranked by reduced χ² (Larch fit-all).
+    Each spectrum's edge step and R-factor give its scale flags (:func:`scale_flags`)."""
     grid = curves[0][0]
     Y = common_grid([e for e, _ in curves], [y for _, y in curves], grid)
     assert Y is not None
     e0 = np.array([find_e0(e, y) for e, y in curves])
     lo, hi = fit_range_eV if absolute else lcf_window(e0, fit_range_eV)
-    return SpectraFit(lcf=lcf(grid, Y, standards, emin=lo, emax=hi, sum_to_one=sum_to_one),
-                      e0=e0)
+    fit = lcf(grid, Y, standards, emin=lo, emax=hi, sum_to_one=sum_to_one)
+    combos = None
+    if max_components is not None:
+        combos = lcf_combinations(grid, Y, standards, max_components=max_components,
+                                  emin=lo, emax=hi, sum_to_one=sum_to_one)
+    steps = np.array([float(normalize(e, y).edge_step[0]) for e, y in curves])
+    flags = [scale_flags(steps[i], float(fit.r_factor[i])) for i in range(len(curves))]
+    return SpectraFit(lcf=fit, e0=e0, edge_step=steps, combinations=combos, flags=flags)

@@ -15,7 +15,13 @@ line per sample, fields separated by ``;``, decimal point ``.``::
 * ``Current range``: the auto-selected current range (A, a decade: 1E-05 means 10 µA).
 
 One file per scan rate, named ``cv_<rate in mV/s>mVs.txt`` with ``.`` written ``p``
-(``1e-5 V/s`` → ``cv_0p01mVs.txt``).
+(``1e-5 V/s`` → ``cv_0p01mVs.txt``): that is what :func:`write_nova_cv` writes.
+
+:func:`read_nova_cv` also reads what NOVA writes on other set-ups: fields separated by a
+tab or ``,`` (sniffed from the header), a decimal comma (``1,234E-06``) with ``;`` or tab
+separators (a European locale), blank padding rows (every cell empty; NOVA pads a
+column-group export with thousands of them), and a header with only some of the columns
+(``Time (s)``, ``WE(1).Current (A)`` and one of the potentials are needed).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import numpy as np
 
 from operando.io.atomic import write_text_atomic
 from operando.io.errors import InputFileError
-from operando.io.text import is_float, read_text_file
+from operando.io.text import parse_number, read_text_file
 
 NOVA_COLUMNS: tuple[str, ...] = (
     "Potential applied (V)", "Time (s)", "WE(1).Current (A)", "WE(1).Potential (V)", "Scan",
@@ -107,41 +113,77 @@ def write_nova_cv(
     return write_text_atomic(path, "\n".join(lines) + "\n")
 
 
+#: field separators of NOVA exports, by preference when sniffing the header line
+NOVA_SEPARATORS: tuple[str, ...] = (";", "\t", ",")
+#: columns that must hold a number on every data row (when present)
+_STRICT = ("Potential applied (V)", "Time (s)", "WE(1).Current (A)", "WE(1).Potential (V)",
+           "Scan", "Index")
+_POTENTIALS = ("Potential applied (V)", "WE(1).Potential (V)")
+
+
+def _separator(header: str) -> str:
+    """The separator (``;``, tab or ``,``) that splits the header into the most fields."""
+    return max(NOVA_SEPARATORS, key=lambda s: (header.count(s), -NOVA_SEPARATORS.index(s)))
+
+
+def _sep_name(sep: str) -> str:
+    return {"\t": "tab", ";": "';'", ",": "','"}[sep]
+
+
 def read_nova_cv(path: str | Path) -> dict[str, np.ndarray]:
     """Read a NOVA ASCII export: column name → float array (``Scan``, ``Index`` as int).
 
-    Raises :class:`~operando.io.errors.InputFileError` naming the file (and line) when it
-    is missing, lacks the NOVA columns, or a row is not ``;``-separated numbers, one per
-    column.
+    Layouts read: fields separated by ``;``, tab or ``,`` (sniffed from the header line),
+    decimal point or, with ``;`` or tab, decimal comma (``1,234E-06``), and blank padding
+    rows (every cell empty: NOVA pads exports with thousands of them) anywhere, which are
+    skipped. The header must name ``Time (s)``, ``WE(1).Current (A)`` and a potential
+    (``Potential applied (V)`` and/or ``WE(1).Potential (V)``). Those columns and
+    ``Scan``/``Index`` must hold a number on every data row; other columns are numbers
+    where they parse, NaN elsewhere. Raises :class:`~operando.io.errors.InputFileError`
+    naming the file, the line and the column: missing file, missing columns, a row with
+    the wrong number of fields, a cell that is not a number.
     """
     path = Path(path)
     lines = read_text_file(path, what="a NOVA ASCII CV export, e.g. cv_0p01mVs.txt")
-    header = [c.strip() for c in lines[0].split(";")] if lines else []
-    missing = [c for c in ("Potential applied (V)", "Time (s)", "WE(1).Current (A)")
-               if c not in header]
+    first = next((k for k, line in enumerate(lines) if line.strip()), None)
+    if first is None:
+        raise InputFileError(f"{path}: empty file: expected a NOVA header line (Potential "
+                             "applied (V);Time (s);WE(1).Current (A);...), found none")
+    sep = _separator(lines[first])
+    header = [c.strip() for c in lines[first].split(sep)]
+    while header and header[-1] == "":
+        header.pop()
+    missing = [c for c in ("Time (s)", "WE(1).Current (A)") if c not in header]
+    if not any(c in header for c in _POTENTIALS):
+        missing.insert(0, "Potential applied (V)")
     if missing:
         raise InputFileError(
-            f"{path}: line 1: expected the NOVA columns {missing} in the ';'-separated "
-            f"header line, found {header[:12]}"
-        )
+            f"{path}: line {first + 1}: expected the NOVA columns {missing} in the header "
+            f"line (separated by ';', tab or ','), found {header[:12]}")
+    decimal_comma = sep != ","
+    strict = [k for k, name in enumerate(header) if name in _STRICT]
     rows: list[list[float]] = []
-    for n, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        cells = line.split(";")
+    for n, line in enumerate(lines[first + 1:], start=first + 2):
+        cells = line.split(sep)
+        if all(not c.strip() for c in cells):
+            continue  # blank padding row
+        while len(cells) > len(header) and not cells[-1].strip():
+            cells.pop()
         if len(cells) != len(header):
             raise InputFileError(
-                f"{path}: line {n}: expected {len(header)} ';'-separated values (one per "
-                f"header column), found {len(cells)}: {line[:80]!r}"
-            )
-        try:
-            rows.append([float(c) for c in cells])
-        except ValueError:
-            bad = next(c for c in cells if not is_float(c))
-            raise InputFileError(
-                f"{path}: line {n}: expected numbers with a decimal point, found {bad!r} "
-                f"in {line[:80]!r}"
-            ) from None
+                f"{path}: line {n}: expected {len(header)} {_sep_name(sep)}-separated values "
+                f"(one per header column), found {len(cells)}: {line[:80]!r}")
+        values = [parse_number(c, decimal_comma=decimal_comma) for c in cells]
+        for k in strict:
+            if values[k] is None:
+                found = repr(cells[k].strip()) if cells[k].strip() else "an empty cell"
+                raise InputFileError(
+                    f"{path}: line {n}, column {k + 1} {header[k]!r}: expected a number "
+                    f"(decimal point{' or comma' if decimal_comma else ''}), found {found}")
+        rows.append([np.nan if v is None else v for v in values])
+    if not rows:
+        raise InputFileError(f"{path}: expected data rows after the header (line {first + 1}), "
+                             "found none (only blank padding rows)")
     data = np.asarray(rows, dtype=float).reshape(len(rows), len(header))
     out = {name: data[:, k] for k, name in enumerate(header)}
     for name in ("Scan", "Index"):

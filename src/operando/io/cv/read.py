@@ -3,7 +3,8 @@
 =================  ==============================================  =========================
 format             recognised by                                   scan rate recorded in
 =================  ==============================================  =========================
-``nova``           ``;`` header with ``Potential applied (V)``      the name ``cv_<mV/s>mVs.txt``
+``nova``           header naming ``WE(1).Current (A)`` or         the name ``cv_<mV/s>mVs.txt``
+                   ``Potential applied (V)`` (``;``/tab/``,``)
 ``biologic-mpt``   ``EC-Lab ASCII FILE`` / ``.mpt``                the header's ``dE/dt`` lines
 ``biologic-mpr``   ``BIO-LOGIC MODULAR FILE`` / ``.mpr``           (not decoded: dE/dt only)
 ``csv``            ``.csv`` / ``.tsv`` / ``.txt`` with named columns  an optional scan-rate column
@@ -38,11 +39,10 @@ from operando.io.cv.nova import read_nova_cv, scan_rate_from_filename
 from operando.io.cv.seccm import read_seccm_map
 from operando.io.echem.biologic import mpt_record, read_mpt_file
 from operando.io.echem.biologic_mpr import mpr_record, read_mpr_file
-from operando.io.echem.csv_table import read_csv_table
+from operando.io.echem.csv_table import numeric_column, read_csv_table
 from operando.io.echem.schema import build_echem_dataset
 from operando.io.errors import InputFileError
 from operando.io.formats import detect_format
-from operando.io.text import is_float
 
 __all__ = ["CV_FORMATS", "CVFormat", "CVFormatError", "detect_cv_format", "read_cv"]
 
@@ -108,7 +108,7 @@ def _raw_nova(path: Path) -> xr.Dataset:
         rates, source = [scan_rate_from_filename(path)], "file name"
     except ValueError:
         rates, source = [], ""
-    e_app = d["Potential applied (V)"]
+    e_app = d.get("Potential applied (V)", d.get("WE(1).Potential (V)"))
     return _record(path, "nova", potential_V=d.get("WE(1).Potential (V)", e_app),
                 potential_applied_V=e_app, current_A=d["WE(1).Current (A)"],
                 time_s=d["Time (s)"], cycle=d.get("Scan"), recorded_rates=rates,
@@ -187,13 +187,7 @@ def _raw_csv(path: Path) -> xr.Dataset:
     for key, names in _CSV_NAMES.items():
         for name, factor in names.items():
             if name in lower:
-                text = table.cells[lower[name]]
-                try:
-                    cols[key] = np.asarray([float(c) for c in text]) * factor
-                except ValueError:
-                    bad = next(c for c in text if not is_float(c))
-                    raise CVFormatError(f"{path}: column {lower[name]!r}: expected numbers, "
-                                        f"found {bad!r}") from None
+                cols[key] = numeric_column(table, lower[name], error=CVFormatError) * factor
                 break
     missing = [k for k in ("time_s", "potential_V", "current_A") if k not in cols]
     if missing:

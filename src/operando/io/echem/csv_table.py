@@ -1,7 +1,8 @@
 """Generic CSV / TSV cycler exports, read with a column map (``echem.columns`` in the config).
 
 Layout accepted: optional leading comment lines (``#``) and blank lines, one header line of
-column names, then one row per record with the same number of fields. The field separator
+column names, then one row per record with the same number of fields; blank padding rows
+(every cell empty, e.g. ``;;;;``) are skipped wherever they are. The field separator
 is ``columns.delimiter`` or, when absent, the one of tab / ``;`` / ``,`` that splits the
 header into the most fields. With a separator other than ``,`` a decimal comma
 (``3,41``) is accepted. Quoted fields follow the csv module's rules.
@@ -39,10 +40,10 @@ from operando.io.echem.schema import (
     ExtraColumn,
     build_echem_dataset,
 )
-from operando.io.text import read_text_file
+from operando.io.text import parse_number, read_text_file
 from operando.io.timestamps import zoneinfo_or_raise
 
-__all__ = ["CsvColumnMap", "CsvTable", "csv_columns", "csv_record",
+__all__ = ["CsvColumnMap", "CsvTable", "csv_columns", "csv_record", "numeric_column",
            "read_csv_table", "read_echem_csv"]
 
 _DELIMITERS = ("\t", ";", ",")
@@ -156,6 +157,8 @@ def read_csv_table(path: str | os.PathLike[str], delimiter: str | None = None) -
         if not line.strip():
             continue
         fields = next(csv.reader([line], delimiter=delim))
+        if all(not f.strip() for f in fields):
+            continue  # a blank padding row (every cell empty)
         while len(fields) > len(names) and fields[-1].strip() == "":
             fields.pop()
         if len(fields) != len(names):
@@ -176,31 +179,28 @@ def csv_columns(columns: CsvColumnMap | Mapping[str, Any]) -> tuple[CsvColumnMap
     return cols, cols.trigger
 
 
-def _number(text: str, comma_ok: bool) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    if comma_ok and "," in text:
-        try:
-            return float(text.replace(",", "."))
-        except ValueError:
-            return None
-    return None
-
-
-def _numbers(table: CsvTable, key: str, column: str) -> np.ndarray:
+def numeric_column(table: CsvTable, column: str, *, key: str = "",
+                   error: type[Exception] = EchemFormatError) -> np.ndarray:
+    """The cells of ``column`` as floats (a decimal comma is accepted unless the separator
+    is ``,``). A cell that is not a number raises ``error`` naming the file, the line, the
+    column (and the config ``key`` that named it, when given) and the cell found."""
     comma_ok = table.delimiter != ","
     out = np.empty(table.n_rows)
     for k, text in enumerate(table.cells[column]):
-        value = _number(text, comma_ok)
+        value = parse_number(text, decimal_comma=comma_ok)
         if value is None:
-            raise EchemFormatError(
-                f"{table.path}: line {table.data_lines[k]}, column {column!r} (columns."
-                f"{key}): expected a number, found {text!r}"
+            where = f" ({key})" if key else ""
+            found = repr(text) if text.strip() else "an empty cell"
+            raise error(
+                f"{table.path}: line {table.data_lines[k]}, column {column!r}{where}: expected "
+                f"a number, found {found}"
             )
         out[k] = value
     return out
+
+
+def _numbers(table: CsvTable, key: str, column: str) -> np.ndarray:
+    return numeric_column(table, column, key=f"columns.{key}")
 
 
 def _maybe_numbers(table: CsvTable, column: str) -> np.ndarray:

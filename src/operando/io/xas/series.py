@@ -60,10 +60,12 @@ class XasTextScan:
     ref_mu: np.ndarray | None
     start_epoch_s: float
     end_epoch_s: float
+    column: str = ""
 
     @property
     def source(self) -> str:
-        return str(self.path)
+        """The file, and ``:column`` for one spectrum of a multi-column file."""
+        return f"{self.path}:{self.column}" if self.column else str(self.path)
 
 
 def _column(xt: XasText, name: str | None, key: str) -> np.ndarray | None:
@@ -106,10 +108,19 @@ def read_xas_text_scans(
     timezone: str | None = None,
     scan_end: Literal["header", "next_start", "duration"] = "header",
     scan_duration_s: float | None = None,
+    times: Literal["header", "none"] = "header",
+    mu_columns: Sequence[str] | str | None = None,
 ) -> list[XasTextScan]:
     """Read a series of text scans, one file each, in the order given (see the module
     docstring). Without ``mu_column`` and ``i0_column`` a file must hold exactly two
-    columns (energy, mu). Raises :class:`XasTextError` naming the file and what is wrong."""
+    columns (energy, mu). ``times="none"``: no start times are read (start and end NaN; a
+    single spectrum or a series without times). ``mu_columns``: several columns of each
+    file, each one scan (``"*"``: every column but the energy and ``ref_column``); needs
+    ``times="none"``. Raises :class:`XasTextError` naming the file and what is wrong."""
+    if mu_columns is not None:
+        if times != "none":
+            raise ValueError("read_xas_text_scans: mu_columns expects times='none'")
+        return _multi_column_scans(paths, energy_column, mu_columns, ref_column)
     if timezone is not None:
         zoneinfo_or_raise(timezone)
     if scan_end == "duration" and not (scan_duration_s and scan_duration_s > 0):
@@ -134,6 +145,15 @@ def read_xas_text_scans(
                     + ", ".join(repr(c) for c in xt.columns))
             mu = xt.columns[others[0]]
         found = _meta(xt, START_KEYS)
+        if times == "none":
+            out.append(XasTextScan(
+                path=xt.path, number=k + 1, energy=energy, mu=mu,
+                i0=_column(xt, i0_column, "i0_column"), it=_column(xt, it_column, "it_column"),
+                if_=_column(xt, if_column, "if_column"),
+                iref=_column(xt, iref_column, "iref_column"),
+                ref_mu=_column(xt, ref_column, "ref_column"), start_epoch_s=float("nan"),
+                end_epoch_s=float("nan")))
+            continue
         if found is None:
             raise XasTextError(
                 f"{xt.path}: no start time in the header (expected '#{START_KEY}=' as SOLEIL "
@@ -165,6 +185,8 @@ def read_xas_text_scans(
             iref=_column(xt, iref_column, "iref_column"),
             ref_mu=_column(xt, ref_column, "ref_column"), start_epoch_s=start,
             end_epoch_s=end))
+    if times == "none":
+        return out
     if scan_end == "next_start":
         starts = np.array([s.start_epoch_s for s in out])
         if starts.size < 2:
@@ -181,4 +203,32 @@ def read_xas_text_scans(
     for s in out:
         if not s.end_epoch_s > s.start_epoch_s and scan_end != "header":
             raise XasTextError(f"{s.path}: scan end is not after its start")
+    return out
+
+
+def _multi_column_scans(paths: Sequence[str | os.PathLike[str]], energy_column: str | None,
+                        mu_columns: Sequence[str] | str, ref_column: str | None
+                        ) -> list[XasTextScan]:
+    """Every listed column of every file as one scan (no times), numbered 1..n in order."""
+    out: list[XasTextScan] = []
+    if not paths:
+        raise XasTextError("xanes.files: no text scan files (the patterns matched nothing)")
+    for path in paths:
+        xt = read_xas_text(path)
+        energy = _column(xt, energy_column, "energy_column")
+        if energy is None:
+            energy = xt.energy
+        ref = _column(xt, ref_column, "ref_column")
+        skip = {xt.energy_label, energy_column, ref_column}
+        names = ([c for c in xt.columns if c not in skip] if mu_columns == "*"
+                 else list(mu_columns))
+        if not names:
+            raise MissingColumnError(f"{xt.path}: xanes.mu_columns '*': no column besides the "
+                                     f"energy; columns: {list(xt.columns)}")
+        for name in names:
+            mu = _column(xt, name, "mu_columns")
+            out.append(XasTextScan(path=xt.path, number=len(out) + 1, energy=energy, mu=mu,
+                                   i0=None, it=None, if_=None, iref=None, ref_mu=ref,
+                                   start_epoch_s=float("nan"), end_epoch_s=float("nan"),
+                                   column=str(name)))
     return out
