@@ -592,6 +592,57 @@ def test_incomplete_file_without_swmr_is_an_error(tmp_path: Path) -> None:
     assert open_frames(p, swmr=True).n_frames == 4
 
 
+def _nexus_one_element(path: Path, frames: np.ndarray, **extra: np.ndarray) -> Path:
+    """A NeXus stack whose NXdetector keeps ``extra`` datasets (e.g. a (1,) count_time)."""
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        det = entry.create_group("instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["data"] = frames
+        for name, value in extra.items():
+            det[name] = value
+    return path
+
+
+def test_one_element_count_time_and_monitor_are_broadcast(tmp_path: Path) -> None:
+    frames = _stack(10)
+    p = _nexus_one_element(tmp_path / "ct1.nxs", frames, count_time=np.array([0.5]),
+                           mon=np.array([1234.0]), start=np.array([T0]))
+    data = "/entry/instrument/detector/data"
+    for src in (open_frames(p), open_frames(p, dataset=data), open_frames(f"{p}::{data}")):
+        assert src.n_frames == 10
+        md = src.metadata()
+        np.testing.assert_array_equal(md.count_time_s, np.full(10, 0.5))
+        assert md.count_time_source == f"{p}::/entry/instrument/detector/count_time"
+        assert np.isnan(md.monitor).all()  # a lone number is not taken as a monitor by search
+    md = open_frames(p, monitor_path="instrument/detector/mon").metadata()
+    np.testing.assert_array_equal(md.monitor, np.full(10, 1234.0))  # named: broadcast
+    # a timestamp is per frame: one value dates a one-frame stack only
+    with pytest.raises(FrameFormatError) as err:
+        open_frames(p, timestamp_path="instrument/detector/start")
+    assert str(err.value).startswith(f"{p}::/entry/instrument/detector/start: one timestamp "
+                                     "value for the 10 frames")
+    q = _nexus_one_element(tmp_path / "one.nxs", frames[:1], count_time=np.array([0.5]),
+                           timestamp=np.array([T0]))
+    np.testing.assert_array_equal(open_frames(q).metadata().epoch_s, [T0])
+    r = _nexus_one_element(tmp_path / "ts1.nxs", frames, timestamp=np.array([T0]))
+    assert open_frames(r).metadata().epoch_s is None  # found by search: not taken
+
+
+def test_swmr_one_element_growing_count_time_is_per_frame(tmp_path: Path) -> None:
+    p = tmp_path / "live.h5"
+    with h5py.File(p, "w", libver="latest") as f:
+        det = f.create_group("entry/instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det.create_dataset("data", data=_stack(3), maxshape=(None, *SHAPE))
+        det.create_dataset("count_time", data=[0.5], maxshape=(None,))
+    src = open_frames(p, swmr=True)  # resizable: its first value, not a constant
+    assert (src.n_frames, src.n_pending) == (1, 2)
+    assert open_frames(p).n_frames == 3  # a finished file: one value for every frame
+    np.testing.assert_array_equal(open_frames(p).metadata().count_time_s, [0.5] * 3)
+
+
 # ---------------------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------------------

@@ -52,6 +52,11 @@ by the data set's NeXus ``target`` attribute, ``<entry>/measurement`` and the en
 NXdetector / NXmonitor groups, under the names in :data:`TIMESTAMP_NAMES`,
 :data:`COUNT_TIME_NAMES`, :data:`MONITOR_NAMES` (an NXmonitor's ``data`` too). A timestamp
 found by search must look like epoch seconds (after 1973, ``units`` s/ms/us/ns honoured).
+A scalar or a one-element array (a constant stored the NeXus way, shape ``(1,)``) is one
+value for every frame: a count time is broadcast, a monitor too when named (searched for, a
+lone number is not taken as a monitor), a timestamp only dates a one-frame stack (for more
+frames it is skipped when searched for, an error when named). With ``swmr`` a one-element
+array that can still grow (``maxshape`` > 1) is per-frame data holding its first value.
 For an Eiger master the count time is ``/entry/instrument/detector/count_time``; its
 timestamps and monitor are read only when named (the filewriter records none per frame).
 For image series the three names are fabio header keys; the count time is also read from

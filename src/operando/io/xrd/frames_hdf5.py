@@ -253,10 +253,26 @@ def _search_groups(f: h5py.File, data_path: str) -> list[str]:
     return list(dict.fromkeys(groups))
 
 
+def one_value(dset: h5py.Dataset, swmr: bool = False) -> bool:
+    """True when ``dset`` holds one value for every frame: a scalar, or a one-element 1D
+    array (NeXus writers often store a constant that way) unless, read as SWMR, it can still
+    grow (``maxshape`` larger than 1: a per-frame dataset holding its first value so far)."""
+    if dset.ndim == 0:
+        return True
+    if dset.shape != (1,):
+        return False
+    return not swmr or dset.maxshape == (1,)
+
+
 def find_meta(
-    f: h5py.File, file: Path, data_path: str, kind: str, explicit: str | None
+    f: h5py.File, file: Path, data_path: str, kind: str, explicit: str | None,
+    swmr: bool = False,
 ) -> MetaRef | None:
-    """Locate a per-frame quantity (``kind`` = timestamp / count_time / monitor / written)."""
+    """Locate a per-frame quantity (``kind`` = timestamp / count_time / monitor / written).
+
+    A scalar or one-element dataset (:func:`one_value`) is marked ``scalar``: one value for
+    every frame. Searched for, such a monitor is not taken (a lone number beside the frames
+    is a total or a preset more often than a per-frame monitor); named, it is."""
     if explicit is not None:
         path = explicit if explicit.startswith("/") else \
             posixpath.join(_entry_of(data_path), explicit)
@@ -266,7 +282,7 @@ def find_meta(
                 f"{file}: no {kind.replace('_', ' ')} dataset at {path} "
                 f"(named by {kind}_path={explicit!r})"
             )
-        return _meta_ref(file, path, dset, kind)
+        return _meta_ref(file, path, dset, kind, swmr)
     names = {"timestamp": TIMESTAMP_NAMES, "count_time": COUNT_TIME_NAMES,
              "monitor": MONITOR_NAMES, "written": WRITTEN_NAMES}[kind]
     for gpath in _search_groups(f, data_path):
@@ -282,23 +298,24 @@ def find_meta(
             dset = h5_get(grp, name)
             if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "iuf":
                 continue
-            if dset.ndim > 1 or (dset.ndim == 0 and kind != "count_time"):
+            if dset.ndim > 1 or (kind in ("monitor", "written") and one_value(dset, swmr)):
                 continue
-            ref = _meta_ref(file, posixpath.join(gpath, name), dset, kind)
+            ref = _meta_ref(file, posixpath.join(gpath, name), dset, kind, swmr)
             if kind == "timestamp" and not _looks_like_epoch(dset, ref.scale):
                 continue
             return ref
     return None
 
 
-def _meta_ref(file: Path, path: str, dset: h5py.Dataset, kind: str) -> MetaRef:
+def _meta_ref(file: Path, path: str, dset: h5py.Dataset, kind: str,
+              swmr: bool = False) -> MetaRef:
     if dset.ndim > 1:
         raise FrameFormatError(
             f"{file}::{path}: expected a 1D per-frame {kind.replace('_', ' ')} dataset "
             f"(or a scalar), found shape {dset.shape}"
         )
     scale = _time_scale(dset) if kind in ("timestamp", "count_time") else 1.0
-    return MetaRef(file=file, path=path, scale=scale, scalar=dset.ndim == 0)
+    return MetaRef(file=file, path=path, scale=scale, scalar=one_value(dset, swmr))
 
 
 def _looks_like_epoch(dset: h5py.Dataset, scale: float) -> bool:
@@ -464,7 +481,7 @@ def announced_frames(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> 
                            ("count_time", opts.count_time_path),
                            ("monitor", opts.monitor_path)):
         try:
-            ref = find_meta(f, file, path, kind, explicit)
+            ref = find_meta(f, file, path, kind, explicit, opts.swmr)
         except FrameFormatError:
             ref = None
         if ref is not None and not ref.scalar:
@@ -510,10 +527,12 @@ def dataset_segment(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> O
         complete, breaks = extent, ()
         if read_file != file or read_path != path:
             where = f"{file}::{path} -> {read_file}::{read_path}"
-    refs = {kind: find_meta(f, file, path, kind, explicit) for kind, explicit in (
-        ("timestamp", opts.timestamp_path), ("count_time", opts.count_time_path),
-        ("monitor", opts.monitor_path))}
-    written = find_meta(f, file, path, "written", None) if opts.swmr else None
+    refs = {kind: find_meta(f, file, path, kind, explicit, opts.swmr)
+            for kind, explicit in (("timestamp", opts.timestamp_path),
+                                   ("count_time", opts.count_time_path),
+                                   ("monitor", opts.monitor_path))}
+    refs["timestamp"] = _per_frame_timestamp(refs["timestamp"], extent, where, opts)
+    written = find_meta(f, file, path, "written", None, opts.swmr) if opts.swmr else None
     announced = extent
     for kind, ref in (*refs.items(), ("written", written)):
         if ref is None:
@@ -546,6 +565,23 @@ def dataset_segment(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> O
         count_time=refs["count_time"], monitor=refs["monitor"], input_file=file,
     )
     return seg, shape, dset.dtype
+
+
+def _per_frame_timestamp(
+    ref: MetaRef | None, extent: int, where: str, opts: OpenOptions
+) -> MetaRef | None:
+    """A timestamp holding one value (scalar or one-element array) dates one frame only:
+    kept for a one-frame stack; for more frames it is not taken when found by search (it
+    is the scan's start, not a per-frame time) and an error when named by timestamp_path."""
+    if ref is None or not ref.scalar or extent <= 1:
+        return ref
+    if opts.timestamp_path is None:
+        return None
+    raise FrameFormatError(
+        f"{ref}: one timestamp value for the {extent} frames of {where} (named by "
+        f"timestamp_path={opts.timestamp_path!r}); expected one epoch time per frame (a "
+        "single value is taken only for a one-frame stack)"
+    )
 
 
 def _select_rows(space: h5py.h5s.SpaceID) -> tuple[int, int]:
@@ -656,8 +692,13 @@ def hdf5_metadata(seg: FrameSegment, swmr: bool) -> dict[str, tuple[np.ndarray |
             dset = h5_get(f, ref.path)
             if not isinstance(dset, h5py.Dataset):
                 raise FrameFormatError(f"{ref}: the {key.replace('_', ' ')} dataset is gone")
+            if ref.scalar and key == "timestamp" and n > 1:
+                raise FrameFormatError(
+                    f"{ref}: one timestamp value for {n} frames; expected one epoch time per "
+                    "frame (a single value is taken only for a one-frame stack)"
+                )
             if ref.scalar:
-                values = np.full(n, float(dset[()]))
+                values = np.full(n, float(np.asarray(dset[()], dtype=np.float64).ravel()[0]))
             else:
                 if dset.shape[0] < n:
                     raise FrameFormatError(
