@@ -35,13 +35,21 @@ Layouts (``FrameSource.layout``)
 Auto-detection (``dataset=None``)
 ---------------------------------
 An HDF5 file is an Eiger master when ``/entry/data`` holds ``data_NNNNNN`` links. Otherwise
-every dataset named ``data`` in an ``NX_class = NXdetector`` group is a candidate (hard
-links, soft links and external links to the same object count once). One candidate is
-taken; several (e.g. several Bliss scans) is an error listing them: pass ``dataset`` (an
-HDF5 path, or a pattern such as ``"/*.1/measurement/pilatus"`` matched level by level with
-:mod:`fnmatch`, every match being a segment, in natural order), or ``"file.h5::/path"``.
-With no NXdetector data, the file's single 3D numeric dataset is taken (several or none:
-an error listing what was found). A 2D dataset named explicitly is a one-frame stack.
+the file is walked through hard links and external links (a proposal master whose entries
+are external links to scan files is entered), and only numeric datasets shaped like frames
+are candidates: ``(n, ny, nx)`` or ``(ny, nx)`` with ``(ny, nx)`` the detector's shape when
+known (``frame_shape``, from the PONI), else at least :data:`MIN_FRAME_SIDE` pixels a side
+(a 3×3 orientation matrix is not a frame). Every dataset named ``data`` in an
+``NX_class = NXdetector`` group is a detector candidate (hard links, soft links and external
+links to the same object count once). One candidate is taken. An NXdetector ``data`` link
+that does not resolve (its file missing: the message names it) is never passed over for
+another dataset. Several candidates (e.g. several Bliss scans) is an error listing them:
+pass ``dataset`` (an HDF5 path, or a pattern such as ``"/*.1/measurement/pilatus"`` matched
+level by level with :mod:`fnmatch`, every match being a segment, in natural order), or
+``"file.h5::/path"``. With no NXdetector data, the file's single 3D candidate is taken,
+else its single 2D one (one frame stored outside the NeXus conventions; masks, flats and
+darks by name are not taken). Several or none is an error listing what was found, what
+was not taken and why. A 2D dataset named explicitly is a one-frame stack.
 
 Per-frame metadata
 ------------------
@@ -117,6 +125,7 @@ from operando.io.xrd.frame_segments import (
 )
 from operando.io.xrd.frames_eiger import eiger_data_files, eiger_segments, is_eiger_master
 from operando.io.xrd.frames_hdf5 import (
+    MIN_FRAME_SIDE,
     dataset_segments,
     h5open,
     hdf5_metadata,
@@ -134,6 +143,7 @@ from operando.io.xrd.images import (
 
 __all__ = [
     "COUNT_TIME_NAMES",
+    "MIN_FRAME_SIDE",
     "MONITOR_NAMES",
     "TIMESTAMP_NAMES",
     "FrameFormatError",
@@ -386,6 +396,7 @@ def open_frames(
     count_time_path: str | None = None,
     monitor_path: str | None = None,
     swmr: bool = False,
+    frame_shape: tuple[int, int] | None = None,
 ) -> FrameSource:
     """Describe the frame stack in ``inputs`` (files, globs or ``"file.h5::/path"``).
 
@@ -395,9 +406,13 @@ def open_frames(
     per-frame datasets (header keys for image files), searched for when None. ``swmr``
     opens HDF5 files as SWMR readers and reports frames still being written as pending
     (see the module docstring for the rule). Raises :class:`FrameFormatError` naming the
-    file and path for every bad input.
+    file and path for every bad input. ``frame_shape`` (ny, nx), the detector's shape when
+    known (:func:`operando.io.xrd.geometry.poni_frame_shape`), is the shape of the frames
+    auto-detection looks for.
     """
-    opts = OpenOptions(dataset, timestamp_path, count_time_path, monitor_path, bool(swmr))
+    opts = OpenOptions(dataset, timestamp_path, count_time_path, monitor_path, bool(swmr),
+                       None if frame_shape is None else
+                       (int(frame_shape[0]), int(frame_shape[1])))
     items = _expand_inputs(inputs)
     h5_items = [(p, inner) for p, inner in items if h5py.is_hdf5(p)]
     img_items = [(p, inner) for p, inner in items if not h5py.is_hdf5(p)]

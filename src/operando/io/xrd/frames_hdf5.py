@@ -137,16 +137,53 @@ def _obj_key(obj: h5py.HLObject) -> tuple[str, int]:
     return (os.path.realpath(obj.file.filename), h5py.h5o.get_info(obj.id).addr)
 
 
+#: frames found automatically are at least this many pixels along each axis when the
+#: detector shape is not known (a 3×3 orientation matrix or a 4×4 transformation is no frame)
+MIN_FRAME_SIDE = 8
+#: 2D datasets never taken as a lone frame by auto-detection (detector calibration images)
+_NOT_FRAMES = re.compile(r"(^|_)(pixel_)?mask$|^flat(field)?$|^dark(field)?$|^gain$",
+                         re.IGNORECASE)
+
+
 @dataclass
 class _Cand:
     path: str
     shape: tuple[int, ...]
     in_detector: bool
-    dangling: str = ""  # for an external link to a missing file/object: the link's target
+    dangling: str = ""  # for a link to a missing file/object: the link's target
+    missing: str = ""  # ... and what is missing (the file, resolved, or the object)
+
+    def fits(self, frame_shape: tuple[int, int] | None) -> bool:
+        """A frame stack (n, ny, nx) or one frame (ny, nx) of the detector's shape (at
+        least :data:`MIN_FRAME_SIDE` pixels a side when the shape is not known)."""
+        if self.dangling or len(self.shape) not in (2, 3):
+            return False
+        frame = tuple(int(v) for v in self.shape[-2:])
+        if frame_shape is not None:
+            return frame == tuple(int(v) for v in frame_shape)
+        return min(frame) >= MIN_FRAME_SIDE
+
+    def text(self) -> str:
+        if self.dangling:
+            return f"{self.path} -> {self.dangling} ({self.missing or 'missing'})"
+        return f"{self.path} {self.shape}"
+
+
+def _dangling(group: h5py.Group, name: str, link: Any) -> tuple[str, str]:
+    """(target, what is missing) of a soft or external link that does not resolve."""
+    if isinstance(link, h5py.SoftLink):
+        return link.path, f"no object {link.path}"
+    here = Path(group.file.filename)
+    ext = link_target(here, link.filename)
+    if not ext.is_file():
+        return f"{link.filename}::{link.path}", f"missing file {ext}"
+    return f"{link.filename}::{link.path}", f"{ext} has no object {link.path}"
 
 
 def _walk_candidates(f: h5py.File) -> list[_Cand]:
-    """Numeric 2D/3D datasets reachable by hard and external links, each object once."""
+    """Numeric 2D/3D datasets reachable by hard and external links (groups reached through
+    an external link are entered: a proposal master linking scan files), each object once;
+    and the links of an NXdetector's ``data`` (or any external link) that do not resolve."""
     seen_groups: set[tuple[str, int]] = set()
     seen: dict[tuple[str, int], _Cand] = {}
     dangling: list[_Cand] = []
@@ -159,18 +196,20 @@ def _walk_candidates(f: h5py.File) -> list[_Cand]:
         is_det = _nx_class(group) == "NXdetector"
         for name in group:
             link = group.get(name, getlink=True)
-            if isinstance(link, h5py.SoftLink):
-                continue  # its target is visited under its own name
             child = posixpath.join(path, name)
+            if isinstance(link, h5py.SoftLink):
+                if is_det and name == "data" and h5_get(group, name) is None:
+                    dangling.append(_Cand(child, (), True, *_dangling(group, name, link)))
+                continue  # its target is visited under its own name
             try:
                 obj = group[name]
             except (KeyError, OSError):
                 if isinstance(link, h5py.ExternalLink):  # dangling: reported in errors
                     dangling.append(_Cand(child, (), is_det and name == "data",
-                                          f"{link.filename}::{link.path}"))
+                                          *_dangling(group, name, link)))
                 continue
             if isinstance(obj, h5py.Group):
-                if isinstance(link, h5py.HardLink):
+                if isinstance(link, (h5py.HardLink, h5py.ExternalLink)):
                     visit(obj, child)
                 continue
             if obj.ndim not in (2, 3) or obj.dtype.kind not in "iuf":
@@ -186,11 +225,74 @@ def _walk_candidates(f: h5py.File) -> list[_Cand]:
 
 
 def _list_3d(cands: list[_Cand]) -> str:
-    found = [f"{c.path} {c.shape}" for c in cands if len(c.shape) == 3]
-    found += [f"{c.path} -> {c.dangling} (missing)" for c in cands if c.dangling]
+    found = [c.text() for c in cands if len(c.shape) == 3 or c.dangling]
+    return _listing(found)
+
+
+def _listing(found: list[str]) -> str:
     if len(found) > 8:
         found = [*found[:8], f"... and {len(found) - 8} more"]
     return ", ".join(found) if found else "none"
+
+
+def _how_to_name(file: Path, example: str) -> str:
+    return (f"name the frame stack with --dataset {example} (config: xrd.dataset; Python: "
+            f"dataset='{example}') or give it as {file}::{example}")
+
+
+def _auto_select(f: h5py.File, file: Path, frame_shape: tuple[int, int] | None) -> str:
+    """The one frame stack of a file (module docstring of :mod:`.frames`), else an error
+    listing the candidates, the links that do not resolve and how to name a stack."""
+    everything = _walk_candidates(f)
+    fits = [c for c in everything if c.fits(frame_shape)]
+    det = [c for c in fits if c.in_detector]
+    broken = [c for c in everything if c.dangling and c.in_detector]
+    other_broken = [c for c in everything if c.dangling and not c.in_detector]
+    unfit = [c for c in everything if not c.dangling and not c.fits(frame_shape)]
+    wanted = (f"frames of the detector's shape {tuple(frame_shape)}" if frame_shape
+              else f"frames of at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} pixels")
+    notes = ""
+    if unfit:
+        notes += f"; not taken (expected {wanted}): {_listing([c.text() for c in unfit])}"
+    if other_broken:
+        notes += ("; external links that do not resolve: "
+                  f"{_listing([c.text() for c in other_broken])}")
+    if len(det) == 1 and not broken:
+        return det[0].path
+    if det or broken:
+        if not det:
+            missing = "; ".join(f"{c.path} -> {c.dangling}: {c.missing}" for c in broken)
+            others = [c.text() for c in fits]
+            raise FrameFormatError(
+                f"{file}: the NXdetector frame data is a link that does not resolve "
+                f"({missing}); copy the linked file beside {file.name} (where the link "
+                f"expects it), or {_how_to_name(file, fits[0].path if fits else '<path>')}"
+                f"; other datasets shaped like frames: {_listing(others)}{notes}"
+            )
+        listing = _listing([c.text() for c in [*det, *broken]])
+        raise FrameFormatError(
+            f"{file}: {len(det) + len(broken)} detector frame stacks found ({listing}); "
+            f"{_how_to_name(file, det[0].path)}, or take them all in order with a pattern "
+            "such as --dataset '/*.1/instrument/<detector>/data'" + notes
+        )
+    three = [c for c in fits if len(c.shape) == 3]
+    if len(three) == 1:
+        return three[0].path
+    if len(three) > 1:
+        raise FrameFormatError(
+            f"{file}: no NXdetector data and {len(three)} 3D datasets shaped like frame "
+            f"stacks ({_listing([c.text() for c in three])}); "
+            f"{_how_to_name(file, three[0].path)}{notes}"
+        )
+    two = [c for c in fits if not _NOT_FRAMES.search(posixpath.basename(c.path))]
+    if len(two) == 1 and not other_broken:
+        return two[0].path  # a single 2D frame outside the NeXus conventions
+    example = two[0].path if two else "<path>"
+    raise FrameFormatError(
+        f"{file}: no frame stack found (no NXdetector data, no 3D dataset of {wanted}); "
+        f"2D datasets shaped like one frame: {_listing([c.text() for c in two])}; "
+        f"{_how_to_name(file, example)}{notes}"
+    )
 
 
 def _glob_h5(f: h5py.File, pattern: str) -> list[str]:
@@ -375,40 +477,14 @@ def pixel_mask_ref(f: h5py.File, file: Path, path: str) -> str | None:
 
 
 def select_paths(
-    f: h5py.File, file: Path, dataset: str | None, opts_swmr: bool = False
+    f: h5py.File, file: Path, dataset: str | None, opts_swmr: bool = False,
+    frame_shape: tuple[int, int] | None = None,
 ) -> tuple[list[str], list[str]]:
     """The logical HDF5 path(s) of the frame stack(s) in one file (see module docstring),
     and, with ``swmr``, the pattern matches from the first one whose linked file is not
     written yet on (their frames are pending)."""
     if dataset is None:
-        everything = _walk_candidates(f)
-        cands = [c for c in everything if not c.dangling]
-        det = [c for c in cands if c.in_detector]
-        if len(det) == 1:
-            return [det[0].path], []
-        if len(det) > 1:
-            listing = ", ".join(f"{c.path} {c.shape}" for c in det[:8])
-            if len(det) > 8:
-                listing += f", ... and {len(det) - 8} more"
-            raise FrameFormatError(
-                f"{file}: {len(det)} detector frame stacks found ({listing}); choose with "
-                f"dataset='<path>' or '{file}::<path>', or take them all in order with a "
-                "pattern such as dataset='/*.1/instrument/<detector>/data'"
-            )
-        three = [c for c in cands if len(c.shape) == 3]
-        if len(three) == 1:
-            return [three[0].path], []
-        if len(three) > 1:
-            raise FrameFormatError(
-                f"{file}: no NXdetector data and {len(three)} 3D datasets ({_list_3d(three)}); "
-                "name the frame stack with dataset='<path>'"
-            )
-        two = ", ".join(f"{c.path} {c.shape}" for c in cands) or "none"
-        broken = ", ".join(f"{c.path} -> {c.dangling}" for c in everything if c.dangling)
-        raise FrameFormatError(
-            f"{file}: no frame stack found (no NXdetector data, no 3D dataset); 2D datasets: "
-            f"{two}" + (f"; external links to missing files: {broken}" if broken else "")
-        )
+        return [_auto_select(f, file, frame_shape)], []
     if GLOB_CHARS.search(dataset):
         pattern = "/" + dataset.lstrip("/")
         paths: list[str] = []
@@ -461,7 +537,7 @@ def dataset_segments(
     """The frame stacks of a NeXus / Bliss / plain HDF5 file (``dataset``: a path or
     pattern, None = found automatically) with the detector's saturation value and pixel
     mask reference (``file::/path``, None when absent)."""
-    paths, later = select_paths(f, file, dataset, opts.swmr)
+    paths, later = select_paths(f, file, dataset, opts.swmr, opts.frame_shape)
     segs = [dataset_segment(f, file, p, opts) for p in paths]
     extra = sum(announced_frames(f, file, p, opts) for p in later)
     if extra:
