@@ -282,6 +282,65 @@ def test_bliss_virtual_dataset_missing_source(tmp_path: Path) -> None:
     np.testing.assert_array_equal(src.read(0, 3), frames[:3])
 
 
+def _proposal_master(tmp_path: Path) -> tuple[Path, dict[int, np.ndarray]]:
+    """An ESRF-like proposal master: top-level entries are external links to the scans of
+    a dataset file two folders down, whose detector data are virtual datasets over LIMA
+    files named relative to that dataset file."""
+    ddir = tmp_path / "sample/sample_0001"
+    stacks: dict[int, np.ndarray] = {}
+    with h5py.File(_mkdir(ddir) / "sample_0001.h5", "w") as f:
+        for scan in (1, 2):
+            frames = stacks[scan] = _stack(5, seed=10 + scan)
+            layout = h5py.VirtualLayout(shape=(5, *SHAPE), dtype=np.uint32)
+            for i, (a, b) in enumerate(((0, 3), (3, 5))):
+                rel = f"scan{scan:04d}/pilatus_{i:04d}.h5"
+                with h5py.File(_mkdir((ddir / rel).parent) / Path(rel).name, "w") as g:
+                    g["/entry_0000/measurement/data"] = frames[a:b]
+                layout[a:b] = h5py.VirtualSource(rel, "/entry_0000/measurement/data",
+                                                 shape=(b - a, *SHAPE))
+            entry = f.create_group(f"{scan}.1")
+            entry.attrs["NX_class"] = "NXentry"
+            det = entry.create_group("instrument/pilatus")
+            det.attrs["NX_class"] = "NXdetector"
+            det.create_virtual_dataset("data", layout, fillvalue=0)
+            entry["measurement/pilatus"] = h5py.SoftLink(f"/{scan}.1/instrument/pilatus/data")
+            entry["measurement/epoch"] = T0 + 100 * scan + np.arange(5.0)
+    master = tmp_path / "ihch1234_id31.h5"
+    with h5py.File(master, "w") as f:
+        for scan in (1, 2):
+            f[f"sample_0001_{scan}.1"] = h5py.ExternalLink("sample/sample_0001/sample_0001.h5",
+                                                          f"/{scan}.1")
+    return master, stacks
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_proposal_master_external_links_and_relative_vds(tmp_path: Path, monkeypatch) -> None:
+    master, stacks = _proposal_master(tmp_path)
+    monkeypatch.chdir(_mkdir(tmp_path / "elsewhere"))  # HDF5's cwd fallback cannot help
+    with pytest.raises(FrameFormatError) as err:  # the links are followed: two scans found
+        open_frames(master)
+    assert "/sample_0001_1.1/instrument/pilatus/data (5, 16, 20)" in str(err.value)
+    assert "/sample_0001_2.1/instrument/pilatus/data (5, 16, 20)" in str(err.value)
+    one = open_frames(f"{master}::/sample_0001_2.1/measurement/pilatus")
+    assert (one.n_frames, one.layout) == (5, "bliss")
+    assert one.files == (tmp_path / "sample/sample_0001/sample_0001.h5",)
+    assert one.chunks(10) == [(0, 3), (3, 5)]  # the LIMA file boundary
+    np.testing.assert_array_equal(one.read(0, 5), stacks[2])
+    np.testing.assert_array_equal(one.metadata().epoch_s, T0 + 200 + np.arange(5.0))
+    both = open_frames(master, dataset="/sample_0001_*/measurement/pilatus")
+    np.testing.assert_array_equal(both.to_dask(4).compute(),
+                                  np.concatenate([stacks[1], stacks[2]]))
+    # a missing LIMA file is named where HDF5 looks for it: beside the dataset file
+    (tmp_path / "sample/sample_0001/scan0001/pilatus_0001.h5").unlink()
+    with pytest.raises(FrameFormatError, match=r"source file .*/sample/sample_0001/scan0001/"
+                                               r"pilatus_0001\.h5 does not exist"):
+        open_frames(f"{master}::/sample_0001_1.1/measurement/pilatus")
+
+
 def test_simulated_confocal_bliss_file(small_run) -> None:
     from operando.simulate.beamtime import load_truth
 

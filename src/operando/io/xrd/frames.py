@@ -21,7 +21,11 @@ Layouts (``FrameSource.layout``)
     ``measurement/<det>`` a link to it. External links are followed to the LIMA file, which
     is then read directly; a virtual dataset is read through the scan file, after checking
     that every source file exists and holds the frames mapped from it (HDF5 would otherwise
-    return fill values silently).
+    return fill values silently). Relative source names resolve against the file holding
+    the virtual dataset, as HDF5 does, also when it is reached through an external link
+    (a proposal master whose top-level entries link to scan files, e.g.
+    ``sample_0001_1.1 -> sample/sample_0001/sample_0001.h5::/1.1``): the frames are then
+    read from that file directly.
 ``eiger``
     A Dectris master ``xxx_master.h5`` whose ``/entry/data/data_000001``, ``data_000002``, ...
     are external links to ``xxx_data_00000k.h5:/entry/data/data`` (attributes

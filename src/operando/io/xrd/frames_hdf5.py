@@ -437,10 +437,18 @@ def scalar_int(f: h5py.File | h5py.Group, path: str) -> int | None:
     return int(value) if math.isfinite(value) else None
 
 
-def _layout_of(f: h5py.File, path: str) -> str:
+def _layout_of(f: h5py.File, path: str, depth: int = 0) -> str:
+    """bliss / nexus / hdf5; an entry that is an external link (a proposal master linking
+    scan files) has the layout of the file it links to."""
+    entry_path = _entry_of(path)
+    link = f.get(entry_path, getlink=True) if entry_path != "/" else None
+    if isinstance(link, h5py.ExternalLink) and depth < 8:
+        target = link_target(Path(f.filename), link.filename)
+        with contextlib.suppress(OSError, FrameFormatError), h5open(target, False) as g:
+            return _layout_of(g, link.path, depth + 1)
     if any(_BLISS_ENTRY.match(name) for name in f):
         return "bliss"
-    entry = h5_get(f, _entry_of(path))
+    entry = h5_get(f, entry_path)
     if entry is not None and _nx_class(entry) == "NXentry":
         return "nexus"
     return "hdf5"
@@ -593,16 +601,17 @@ def dataset_segment(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> O
     if dset.dtype.kind not in "iuf":
         raise FrameFormatError(f"{file}::{path}: expected numeric frames, found {dset.dtype}")
     where = f"{file}::{path}"
+    # the file holding the dataset: HDF5 resolves a virtual dataset's relative source
+    # names against it (not against a master file linking to it)
+    read_file, read_path = _physical(f, file, path, opts.swmr)
+    if read_file != file or read_path != path:
+        where = f"{file}::{path} -> {read_file}::{read_path}"
     if dset.is_virtual:
-        read_file, read_path = file, path
-        complete, breaks, chunk, comp = _vds_check(dset, file, path, extent, opts.swmr)
+        complete, breaks, chunk, comp = _vds_check(dset, read_file, where, extent, opts.swmr)
     else:
-        read_file, read_path = _physical(f, file, path, opts.swmr)
         chunk = int(dset.chunks[0]) if dset.chunks and dset.ndim == 3 else 1
         comp = compression_filters(dset)
         complete, breaks = extent, ()
-        if read_file != file or read_path != path:
-            where = f"{file}::{path} -> {read_file}::{read_path}"
     refs = {kind: find_meta(f, file, path, kind, explicit, opts.swmr)
             for kind, explicit in (("timestamp", opts.timestamp_path),
                                    ("count_time", opts.count_time_path),
@@ -670,9 +679,11 @@ def _select_rows(space: h5py.h5s.SpaceID) -> tuple[int, int]:
 
 
 def _vds_check(
-    dset: h5py.Dataset, file: Path, path: str, extent: int, swmr: bool
+    dset: h5py.Dataset, file: Path, where: str, extent: int, swmr: bool
 ) -> tuple[int, tuple[int, ...], int, tuple[str, ...]]:
-    """Check each virtual-dataset source exists and holds its frames.
+    """Check each virtual-dataset source exists and holds its frames (``file``: the file
+    holding the virtual dataset, against which relative source names resolve; ``where``
+    names the dataset in errors).
 
     Returns (complete frames, source start offsets, source chunk length, source filters).
     A missing or short source is an error unless ``swmr`` (then its frames are pending).
@@ -714,7 +725,7 @@ def _vds_check(
         if problem is not None:
             if not swmr:
                 raise FrameFormatError(
-                    f"{file}::{path}: virtual dataset frames {lo}..{hi - 1}: {problem} "
+                    f"{where}: virtual dataset frames {lo}..{hi - 1}: {problem} "
                     "(if the acquisition is still running, open with swmr=True)"
                 )
             complete = min(complete, lo + max(0, min(hi - lo, available - s_lo)))
