@@ -846,6 +846,49 @@ def test_mixing_hdf5_and_images_is_refused(tmp_path: Path) -> None:
         open_frames(tmp_path / "f.edf", dataset="/entry/data")
 
 
+def test_empty_image_file_is_named(tmp_path: Path) -> None:
+    frame = _stack(1, dtype=np.int32)[0]
+    CbfImage(data=frame).write(str(tmp_path / "f_0001.cbf"))
+    (tmp_path / "f_0002.cbf").write_bytes(b"")  # fabio: AttributeError ('NoneType' ...)
+    with pytest.raises(FrameFormatError) as err:
+        open_frames(str(tmp_path / "f_*.cbf"))
+    assert str(err.value).startswith(f"{tmp_path / 'f_0002.cbf'}: expected detector frames")
+    assert "found an empty file (0 bytes" in str(err.value)
+    assert "AttributeError" not in str(err.value)
+    with pytest.raises(FrameFormatError, match=r"m\.cbf: expected a mask image.*"
+                                               r"found an empty file \(0 bytes"):
+        read_image(_empty(tmp_path / "m.cbf"), what="mask")
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def test_fabio_tiff_warnings_do_not_flood(tmp_path: Path, caplog, monkeypatch) -> None:
+    import logging
+
+    from PIL import Image
+
+    from operando.io.xrd import images
+
+    monkeypatch.setattr(images, "_FABIO_SEEN", set(), raising=False)  # none shown yet
+    for k in range(4):  # a description tag fabio cannot decode: one warning per file read
+        Image.fromarray(_stack(1, seed=k, dtype=np.int32)[0]).save(
+            tmp_path / f"f_{k:04d}.tif", tiffinfo={270: b"T = 25\xb0C"})
+    caplog.set_level(logging.DEBUG, logger="operando.io.xrd.images")
+    src = open_frames(str(tmp_path / "f_*.tif"))
+    assert src.read(0, 4).shape == (4, *SHAPE)
+    src.metadata()
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(shown) == 1, [r.getMessage() for r in shown]
+    assert shown[0].getMessage().startswith(f"{tmp_path / 'f_0000.tif'}: fabio: TIFF file tag")
+    assert shown[0].name == "operando.io.xrd.images"
+    logged = [r for r in caplog.records if "non ASCII" in r.getMessage()]
+    assert len(logged) >= 8  # every one is still in the log, at debug level
+    assert not logging.getLogger("fabio").handlers and logging.getLogger("fabio").propagate
+
+
 # ---------------------------------------------------------------------------------------
 # read_image / check_image_shape
 # ---------------------------------------------------------------------------------------

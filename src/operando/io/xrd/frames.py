@@ -137,8 +137,10 @@ from operando.io.xrd.frames_hdf5 import (
 )
 from operando.io.xrd.frames_images import image_metadata, image_segments
 from operando.io.xrd.images import (
+    FRAME_FILES,
     FrameFormatError,
     check_image_shape,
+    check_not_empty,
     natural_key,
     read_image,
     read_image_frames,
@@ -389,6 +391,8 @@ def _expand_inputs(inputs: Any) -> list[tuple[Path, str | None]]:
             if not file.is_file():
                 raise FrameFormatError(f"frame file not found: {file}")
             out.append((file, inner))
+    for file, _ in out:
+        check_not_empty(file, FRAME_FILES)
     return list(dict.fromkeys(out))
 
 
