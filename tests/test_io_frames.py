@@ -807,6 +807,15 @@ def test_auto_detection_takes_frame_shaped_datasets_only(tmp_path: Path) -> None
         open_frames(p, frame_shape=(195, 487))
     assert "expected frames of the detector's shape (195, 487)" in str(err.value)
     assert "/scan/frames (4, 16, 20)" in str(err.value)
+    # NXdetector frames of another shape than the PONI's detector are not replaced
+    n = tmp_path / "binned.nxs"
+    _nexus_one_element(n, np.zeros((3, 8, 10), dtype=np.uint32))
+    with h5py.File(n, "a") as f:
+        f["scan/frames"] = frames
+    with pytest.raises(FrameFormatError, match=r"NXdetector frames /entry/instrument/detector/"
+                                               r"data \(3, 8, 10\) are frames of shape \(8, 10\)"
+                                               r".*detector's shape \(16, 20\)"):
+        open_frames(n, frame_shape=SHAPE)
     # a single 2D frame outside the NeXus conventions (a mask beside it is not a frame)
     q = tmp_path / "one.h5"
     with h5py.File(q, "w") as f:

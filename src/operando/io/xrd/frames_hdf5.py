@@ -275,6 +275,14 @@ def _auto_select(f: h5py.File, file: Path, frame_shape: tuple[int, int] | None) 
             f"{_how_to_name(file, det[0].path)}, or take them all in order with a pattern "
             "such as --dataset '/*.1/instrument/<detector>/data'" + notes
         )
+    odd = [c for c in unfit if c.in_detector and len(c.shape) in (2, 3)]
+    if odd:  # the NXdetector's frames, of another shape: never replaced by another dataset
+        c = odd[0]
+        raise FrameFormatError(
+            f"{file}: the NXdetector frames {c.path} {c.shape} are frames of shape "
+            f"{tuple(c.shape[-2:])} (ny, nx); expected {wanted} (check the PONI file), or "
+            f"{_how_to_name(file, c.path)}{notes}"
+        )
     three = [c for c in fits if len(c.shape) == 3]
     if len(three) == 1:
         return three[0].path
