@@ -46,14 +46,15 @@ known (``frame_shape``, from the PONI), else at least :data:`MIN_FRAME_SIDE` pix
 (a 3×3 orientation matrix is not a frame). Every dataset named ``data`` in an
 ``NX_class = NXdetector`` group is a detector candidate (hard links, soft links and external
 links to the same object count once). One candidate is taken. An NXdetector ``data`` link
-that does not resolve (its file missing: the message names it) is never passed over for
-another dataset. Several candidates (e.g. several Bliss scans) is an error listing them:
-pass ``dataset`` (an HDF5 path, or a pattern such as ``"/*.1/measurement/pilatus"`` matched
-level by level with :mod:`fnmatch`, every match being a segment, in natural order), or
-``"file.h5::/path"``. With no NXdetector data, the file's single 3D candidate is taken,
-else its single 2D one (one frame stored outside the NeXus conventions; masks, flats and
-darks by name are not taken). Several or none is an error listing what was found, what
-was not taken and why. A 2D dataset named explicitly is a one-frame stack.
+that does not resolve (its file missing: the message names it), or NXdetector frames of
+another shape, are never passed over for another dataset. Several candidates (e.g. several
+Bliss scans) is an error listing them: pass ``dataset`` (an HDF5 path, or a pattern such
+as ``"/*.1/measurement/pilatus"`` matched level by level with :mod:`fnmatch`, every match
+being a segment, in natural order), or ``"file.h5::/path"``. With no NXdetector data, the
+file's single 3D candidate is taken, else its single 2D one (one frame stored outside the
+NeXus conventions; masks, flats and darks by name are not taken). Several or none is an
+error listing what was found, what was not taken and why. A 2D dataset named explicitly is
+a one-frame stack.
 
 Per-frame metadata
 ------------------
