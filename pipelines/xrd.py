@@ -45,7 +45,7 @@ from operando.io.xrd.frames import (
     open_frames,
     read_image,
 )
-from operando.io.xrd.geometry import read_poni, read_poni_text
+from operando.io.xrd.geometry import poni_frame_shape, read_poni, read_poni_text
 from operando.io.xrd.images import split_hdf5_url
 from operando.xrd.integrate import BatchIntegrator, IntegrationError, IntegrationOptions
 from operando.xrd.product import xrd_dataset
@@ -438,8 +438,10 @@ def build_xrd_product(source: FrameSource, meta: FrameMetadata, setup: Integrato
 def open_xrd_frames(section: XrdSection) -> FrameSource:
     """The frame files of an ``xrd`` config section, opened lazily: the frame stack
     (``dataset``; found when None), the per-frame timestamps, count times and monitor
-    (their HDF5 paths; absent when None), read while being written with ``swmr``."""
+    (their HDF5 paths; absent when None), read while being written with ``swmr``; the
+    PONI's detector shape is the frame shape auto-detection looks for."""
     return open_frames([str(p) for p in section.files], dataset=section.dataset,
                        timestamp_path=section.timestamp_path,
                        count_time_path=section.count_time_path,
-                       monitor_path=section.monitor_path, swmr=section.swmr)
+                       monitor_path=section.monitor_path, swmr=section.swmr,
+                       frame_shape=poni_frame_shape(section.integration.poni))

@@ -61,6 +61,40 @@ def test_integrate_bad_poni_and_wrong_mask(small_run, tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.xy"))
 
 
+def test_integrate_finds_frames_of_the_poni_shape_or_names_the_broken_link(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import h5py
+    from pyFAI.integrator.azimuthal import AzimuthalIntegrator
+
+    from operando.io.xrd.geometry import write_poni
+
+    # a NeXus file whose NXdetector data links a file not copied with it: once integrated
+    # as "1 frame of (3, 3)" (the NXsample orientation matrix) with exit status 0
+    broken = tmp_path / "broken.nxs"
+    with h5py.File(broken, "w") as f:
+        det = f.create_group("entry/instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["data"] = h5py.ExternalLink("broken_data_000001.h5", "/entry/data/data")
+        f["entry/sample/orientation_matrix"] = np.eye(3)[None]
+    proc = _run("integrate", str(broken), "--poni", str(shared_data / "xrd/CeO2_Pilatus1M.poni"),
+                cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout
+    assert f"missing file {tmp_path / 'broken_data_000001.h5'}" in proc.stderr
+    assert "--dataset" in proc.stderr and "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("*.xy"))
+    # two stacks: the one shaped like the PONI's detector (Pilatus 100k, 195 x 487) is taken
+    poni = write_poni(AzimuthalIntegrator(dist=0.25, detector="Pilatus100k",
+                                          wavelength=2.066e-11), tmp_path / "p100k.poni")
+    two = tmp_path / "two.h5"
+    with h5py.File(two, "w") as f:
+        f["scan/pilatus"] = np.random.default_rng(0).poisson(50, (2, 195, 487)).astype("u4")
+        f["scan/roi_stack"] = np.zeros((2, 10, 12), dtype="u4")
+    proc = _run("integrate", str(two), "--poni", str(poni), "--npt", "100", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 frame(s) of (195, 487)" in proc.stdout
+
+
 def test_echem_command_summarises_and_plots(shared_data: Path, tmp_path: Path) -> None:
     ec = sorted((shared_data / "operando_xas_linio2" / "EC").glob("*.mpt"))
     png = tmp_path / "ec.png"

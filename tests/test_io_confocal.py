@@ -329,6 +329,13 @@ def test_epoch_problems(tmp_path: Path) -> None:
     pts = read_confocal_points([m4], **{**COUNTERS, "monitor_path": None})
     assert np.all(np.isnan(pts.monitor)) and pts.sources["monitor"] == "absent"
     np.testing.assert_allclose(pts.count_time_s, 3.0)
+    # ... or one value stored as a one-element array (NeXus writers): not a 1-point scan
+    m5 = write_master(tmp_path / "e.h5", [Pass(1, GRID_MM, extra={
+        "count_time": np.array([3.0]), "mon": np.array([5.0])})])
+    pts = read_confocal_points([m5], **COUNTERS)
+    assert pts.point_in_pass.tolist() == [0, 1, 2, 3] and not pts.notes
+    np.testing.assert_allclose(pts.count_time_s, 3.0)
+    np.testing.assert_allclose(pts.monitor, 5.0)
 
 
 def test_several_files_in_the_order_given(tmp_path: Path) -> None:

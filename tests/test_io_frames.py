@@ -216,10 +216,10 @@ def test_bliss_scan_whose_lima_file_is_missing(tmp_path: Path) -> None:
     # scan 2 announces 4 frames (its measurement/epoch), scan 3 holds 4 after the gap
     assert live.n_pending == 8
     np.testing.assert_array_equal(live.read(0, 4), stacks[0])
-    with pytest.raises(FrameFormatError, match=r"/2\.1/instrument/pilatus/data -> "
-                                               r"scan0002/pilatus_0000\.h5::/entry_0000/"
-                                               r"measurement/data \(missing\)"):
+    with pytest.raises(FrameFormatError) as err:
         open_frames(master, dataset="/2.1/measurement/nothing")
+    assert ("/2.1/instrument/pilatus/data -> scan0002/pilatus_0000.h5::/entry_0000/measurement/"
+            f"data (missing file {tmp_path / 'scan0002/pilatus_0000.h5'})") in str(err.value)
 
 
 def _bliss_vds(tmp_path: Path, split: tuple[int, int] = (3, 2)) -> tuple[Path, np.ndarray]:
@@ -280,6 +280,65 @@ def test_bliss_virtual_dataset_missing_source(tmp_path: Path) -> None:
     src = open_frames(master, swmr=True)
     assert (src.n_frames, src.n_pending) == (3, 2)
     np.testing.assert_array_equal(src.read(0, 3), frames[:3])
+
+
+def _proposal_master(tmp_path: Path) -> tuple[Path, dict[int, np.ndarray]]:
+    """An ESRF-like proposal master: top-level entries are external links to the scans of
+    a dataset file two folders down, whose detector data are virtual datasets over LIMA
+    files named relative to that dataset file."""
+    ddir = tmp_path / "sample/sample_0001"
+    stacks: dict[int, np.ndarray] = {}
+    with h5py.File(_mkdir(ddir) / "sample_0001.h5", "w") as f:
+        for scan in (1, 2):
+            frames = stacks[scan] = _stack(5, seed=10 + scan)
+            layout = h5py.VirtualLayout(shape=(5, *SHAPE), dtype=np.uint32)
+            for i, (a, b) in enumerate(((0, 3), (3, 5))):
+                rel = f"scan{scan:04d}/pilatus_{i:04d}.h5"
+                with h5py.File(_mkdir((ddir / rel).parent) / Path(rel).name, "w") as g:
+                    g["/entry_0000/measurement/data"] = frames[a:b]
+                layout[a:b] = h5py.VirtualSource(rel, "/entry_0000/measurement/data",
+                                                 shape=(b - a, *SHAPE))
+            entry = f.create_group(f"{scan}.1")
+            entry.attrs["NX_class"] = "NXentry"
+            det = entry.create_group("instrument/pilatus")
+            det.attrs["NX_class"] = "NXdetector"
+            det.create_virtual_dataset("data", layout, fillvalue=0)
+            entry["measurement/pilatus"] = h5py.SoftLink(f"/{scan}.1/instrument/pilatus/data")
+            entry["measurement/epoch"] = T0 + 100 * scan + np.arange(5.0)
+    master = tmp_path / "ihch1234_id31.h5"
+    with h5py.File(master, "w") as f:
+        for scan in (1, 2):
+            f[f"sample_0001_{scan}.1"] = h5py.ExternalLink("sample/sample_0001/sample_0001.h5",
+                                                          f"/{scan}.1")
+    return master, stacks
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def test_proposal_master_external_links_and_relative_vds(tmp_path: Path, monkeypatch) -> None:
+    master, stacks = _proposal_master(tmp_path)
+    monkeypatch.chdir(_mkdir(tmp_path / "elsewhere"))  # HDF5's cwd fallback cannot help
+    with pytest.raises(FrameFormatError) as err:  # the links are followed: two scans found
+        open_frames(master)
+    assert "/sample_0001_1.1/instrument/pilatus/data (5, 16, 20)" in str(err.value)
+    assert "/sample_0001_2.1/instrument/pilatus/data (5, 16, 20)" in str(err.value)
+    one = open_frames(f"{master}::/sample_0001_2.1/measurement/pilatus")
+    assert (one.n_frames, one.layout) == (5, "bliss")
+    assert one.files == (tmp_path / "sample/sample_0001/sample_0001.h5",)
+    assert one.chunks(10) == [(0, 3), (3, 5)]  # the LIMA file boundary
+    np.testing.assert_array_equal(one.read(0, 5), stacks[2])
+    np.testing.assert_array_equal(one.metadata().epoch_s, T0 + 200 + np.arange(5.0))
+    both = open_frames(master, dataset="/sample_0001_*/measurement/pilatus")
+    np.testing.assert_array_equal(both.to_dask(4).compute(),
+                                  np.concatenate([stacks[1], stacks[2]]))
+    # a missing LIMA file is named where HDF5 looks for it: beside the dataset file
+    (tmp_path / "sample/sample_0001/scan0001/pilatus_0001.h5").unlink()
+    with pytest.raises(FrameFormatError, match=r"source file .*/sample/sample_0001/scan0001/"
+                                               r"pilatus_0001\.h5 does not exist"):
+        open_frames(f"{master}::/sample_0001_1.1/measurement/pilatus")
 
 
 def test_simulated_confocal_bliss_file(small_run) -> None:
@@ -592,6 +651,57 @@ def test_incomplete_file_without_swmr_is_an_error(tmp_path: Path) -> None:
     assert open_frames(p, swmr=True).n_frames == 4
 
 
+def _nexus_one_element(path: Path, frames: np.ndarray, **extra: np.ndarray) -> Path:
+    """A NeXus stack whose NXdetector keeps ``extra`` datasets (e.g. a (1,) count_time)."""
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        det = entry.create_group("instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["data"] = frames
+        for name, value in extra.items():
+            det[name] = value
+    return path
+
+
+def test_one_element_count_time_and_monitor_are_broadcast(tmp_path: Path) -> None:
+    frames = _stack(10)
+    p = _nexus_one_element(tmp_path / "ct1.nxs", frames, count_time=np.array([0.5]),
+                           mon=np.array([1234.0]), start=np.array([T0]))
+    data = "/entry/instrument/detector/data"
+    for src in (open_frames(p), open_frames(p, dataset=data), open_frames(f"{p}::{data}")):
+        assert src.n_frames == 10
+        md = src.metadata()
+        np.testing.assert_array_equal(md.count_time_s, np.full(10, 0.5))
+        assert md.count_time_source == f"{p}::/entry/instrument/detector/count_time"
+        assert np.isnan(md.monitor).all()  # a lone number is not taken as a monitor by search
+    md = open_frames(p, monitor_path="instrument/detector/mon").metadata()
+    np.testing.assert_array_equal(md.monitor, np.full(10, 1234.0))  # named: broadcast
+    # a timestamp is per frame: one value dates a one-frame stack only
+    with pytest.raises(FrameFormatError) as err:
+        open_frames(p, timestamp_path="instrument/detector/start")
+    assert str(err.value).startswith(f"{p}::/entry/instrument/detector/start: one timestamp "
+                                     "value for the 10 frames")
+    q = _nexus_one_element(tmp_path / "one.nxs", frames[:1], count_time=np.array([0.5]),
+                           timestamp=np.array([T0]))
+    np.testing.assert_array_equal(open_frames(q).metadata().epoch_s, [T0])
+    r = _nexus_one_element(tmp_path / "ts1.nxs", frames, timestamp=np.array([T0]))
+    assert open_frames(r).metadata().epoch_s is None  # found by search: not taken
+
+
+def test_swmr_one_element_growing_count_time_is_per_frame(tmp_path: Path) -> None:
+    p = tmp_path / "live.h5"
+    with h5py.File(p, "w", libver="latest") as f:
+        det = f.create_group("entry/instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det.create_dataset("data", data=_stack(3), maxshape=(None, *SHAPE))
+        det.create_dataset("count_time", data=[0.5], maxshape=(None,))
+    src = open_frames(p, swmr=True)  # resizable: its first value, not a constant
+    assert (src.n_frames, src.n_pending) == (1, 2)
+    assert open_frames(p).n_frames == 3  # a finished file: one value for every frame
+    np.testing.assert_array_equal(open_frames(p).metadata().count_time_s, [0.5] * 3)
+
+
 # ---------------------------------------------------------------------------------------
 # bad input
 # ---------------------------------------------------------------------------------------
@@ -636,8 +746,85 @@ def test_auto_detection_failures_list_what_was_found(tmp_path: Path) -> None:
     q = tmp_path / "flat.h5"
     with h5py.File(q, "w") as f:
         f["img"] = np.ones(SHAPE)
-    with pytest.raises(FrameFormatError, match=r"no frame stack found.*2D datasets: /img"):
+        f["img2"] = np.ones(SHAPE)
+    with pytest.raises(FrameFormatError) as err:
         open_frames(q)
+    assert "no frame stack found" in str(err.value)
+    assert "2D datasets shaped like one frame: /img (16, 20), /img2 (16, 20)" in str(err.value)
+    assert "--dataset /img " in str(err.value) and f"{q}::/img" in str(err.value)
+
+
+def _broken_nexus(path: Path) -> Path:
+    """A NeXus file whose NXdetector data is an external link to a file not copied with it,
+    beside a (1, 3, 3) NXsample orientation matrix and a 2D pixel mask."""
+    with h5py.File(path, "w") as f:
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        det = entry.create_group("instrument/detector")
+        det.attrs["NX_class"] = "NXdetector"
+        det["data"] = h5py.ExternalLink("scan_data_000001.h5", "/entry/data/data")
+        det["pixel_mask"] = np.zeros(SHAPE, dtype=np.uint8)
+        sample = entry.create_group("sample")
+        sample.attrs["NX_class"] = "NXsample"
+        sample["orientation_matrix"] = np.eye(3)[None]
+        sample["ub_matrix"] = np.eye(3)
+    return path
+
+
+def test_auto_detection_broken_detector_link_is_named_not_replaced(tmp_path: Path) -> None:
+    p = _broken_nexus(tmp_path / "scan.nxs")
+    with pytest.raises(FrameFormatError) as err:
+        open_frames(p)
+    msg = str(err.value)
+    assert "/entry/instrument/detector/data -> scan_data_000001.h5::/entry/data/data" in msg
+    assert f"missing file {tmp_path / 'scan_data_000001.h5'}" in msg
+    assert "--dataset" in msg and f"{p}::" in msg
+    assert "/entry/sample/orientation_matrix (1, 3, 3)" in msg  # listed as not taken
+    # a dangling soft link in the NXdetector is reported the same way
+    with h5py.File(p, "a") as f:
+        del f["entry/instrument/detector/data"]
+        f["entry/instrument/detector/data"] = h5py.SoftLink("/entry/data/gone")
+    with pytest.raises(FrameFormatError, match=r"detector/data -> /entry/data/gone"):
+        open_frames(p)
+
+
+def test_auto_detection_takes_frame_shaped_datasets_only(tmp_path: Path) -> None:
+    frames = _stack(4)
+    p = tmp_path / "plain.h5"
+    with h5py.File(p, "w") as f:
+        f["orientation"] = np.eye(3)[None]  # (1, 3, 3): no frame
+        f["scan/frames"] = frames
+    assert open_frames(p).n_frames == 4
+    with h5py.File(p, "a") as f:
+        f["scan/binned"] = np.zeros((4, 8, 10), dtype=np.uint32)
+    with pytest.raises(FrameFormatError, match=r"2 3D datasets shaped like frame stacks"):
+        open_frames(p)
+    # the detector's shape (from the PONI) tells them apart
+    src = open_frames(p, frame_shape=SHAPE)
+    assert src.describe()["dataset_paths"] == ["/scan/frames"]
+    assert open_frames(p, frame_shape=(8, 10)).describe()["dataset_paths"] == ["/scan/binned"]
+    with pytest.raises(FrameFormatError) as err:
+        open_frames(p, frame_shape=(195, 487))
+    assert "expected frames of the detector's shape (195, 487)" in str(err.value)
+    assert "/scan/frames (4, 16, 20)" in str(err.value)
+    # NXdetector frames of another shape than the PONI's detector are not replaced
+    n = tmp_path / "binned.nxs"
+    _nexus_one_element(n, np.zeros((3, 8, 10), dtype=np.uint32))
+    with h5py.File(n, "a") as f:
+        f["scan/frames"] = frames
+    with pytest.raises(FrameFormatError, match=r"NXdetector frames /entry/instrument/detector/"
+                                               r"data \(3, 8, 10\) are frames of shape \(8, 10\)"
+                                               r".*detector's shape \(16, 20\)"):
+        open_frames(n, frame_shape=SHAPE)
+    # a single 2D frame outside the NeXus conventions (a mask beside it is not a frame)
+    q = tmp_path / "one.h5"
+    with h5py.File(q, "w") as f:
+        f["image"] = frames[0]
+        f["mask"] = np.zeros(SHAPE, dtype=np.uint8)
+        f["ub"] = np.eye(3)
+    one = open_frames(q)
+    assert one.n_frames == 1 and one.describe()["dataset_paths"] == ["/image"]
+    np.testing.assert_array_equal(one.read(0, 1)[0], frames[0])
 
 
 def test_frame_shape_mismatch_between_files(tmp_path: Path) -> None:
@@ -666,6 +853,49 @@ def test_mixing_hdf5_and_images_is_refused(tmp_path: Path) -> None:
         open_frames([tmp_path / "xrd.h5", tmp_path / "f.edf"])
     with pytest.raises(FrameFormatError, match=r"f\.edf: not an HDF5 file, but an HDF5 dataset"):
         open_frames(tmp_path / "f.edf", dataset="/entry/data")
+
+
+def test_empty_image_file_is_named(tmp_path: Path) -> None:
+    frame = _stack(1, dtype=np.int32)[0]
+    CbfImage(data=frame).write(str(tmp_path / "f_0001.cbf"))
+    (tmp_path / "f_0002.cbf").write_bytes(b"")  # fabio: AttributeError ('NoneType' ...)
+    with pytest.raises(FrameFormatError) as err:
+        open_frames(str(tmp_path / "f_*.cbf"))
+    assert str(err.value).startswith(f"{tmp_path / 'f_0002.cbf'}: expected detector frames")
+    assert "found an empty file (0 bytes" in str(err.value)
+    assert "AttributeError" not in str(err.value)
+    with pytest.raises(FrameFormatError, match=r"m\.cbf: expected a mask image.*"
+                                               r"found an empty file \(0 bytes"):
+        read_image(_empty(tmp_path / "m.cbf"), what="mask")
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def test_fabio_tiff_warnings_do_not_flood(tmp_path: Path, caplog, monkeypatch) -> None:
+    import logging
+
+    from PIL import Image
+
+    from operando.io.xrd import images
+
+    monkeypatch.setattr(images, "_FABIO_SEEN", set(), raising=False)  # none shown yet
+    for k in range(4):  # a description tag fabio cannot decode: one warning per file read
+        Image.fromarray(_stack(1, seed=k, dtype=np.int32)[0]).save(
+            tmp_path / f"f_{k:04d}.tif", tiffinfo={270: b"T = 25\xb0C"})
+    caplog.set_level(logging.DEBUG, logger="operando.io.xrd.images")
+    src = open_frames(str(tmp_path / "f_*.tif"))
+    assert src.read(0, 4).shape == (4, *SHAPE)
+    src.metadata()
+    shown = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(shown) == 1, [r.getMessage() for r in shown]
+    assert shown[0].getMessage().startswith(f"{tmp_path / 'f_0000.tif'}: fabio: TIFF file tag")
+    assert shown[0].name == "operando.io.xrd.images"
+    logged = [r for r in caplog.records if "non ASCII" in r.getMessage()]
+    assert len(logged) >= 8  # every one is still in the log, at debug level
+    assert not logging.getLogger("fabio").handlers and logging.getLogger("fabio").propagate
 
 
 # ---------------------------------------------------------------------------------------

@@ -454,6 +454,7 @@ def integrate(
 
     from operando.io.product_stream import stream_product
     from operando.io.xrd.frames import open_frames
+    from operando.io.xrd.geometry import poni_frame_shape
     from operando.io.xrd.patterns import write_xy
     from operando.xrd.integrate import IntegrationOptions
     from operando.xrd.product import FRAME_DIM
@@ -475,7 +476,7 @@ def integrate(
                           f"{error_model!r}")
         raise typer.Exit(code=2)
     try:
-        source = open_frames(inputs, dataset=dataset)
+        source = open_frames(inputs, dataset=dataset, frame_shape=poni_frame_shape(poni))
         opts = IntegrationOptions(unit=unit, npt=npt, radial_range=radial_range,
                                   error_model=error_model, polarization_factor=polarization)
         setup = IntegratorSetup(poni=poni, mask=_path(mask), dark=_path(dark),

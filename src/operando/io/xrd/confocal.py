@@ -14,6 +14,8 @@ Per point (``[confocal.*_path]``)
                     s / ms / us / ns honoured); required
 ``count_time_path`` exposure time (s), per point or one scalar; None: unknown (NaN)
 ``monitor_path``    incident-beam monitor counts, per point or one scalar; None: unknown
+A one-element array (shape ``(1,)``) is one value for the scan, like a scalar (depth,
+count time, monitor; not the epoch).
 
 Modes
 -----
@@ -256,10 +258,13 @@ class _Entry:
 def _counter(
     f: h5py.File, file: Path, entry: str, rel: str, key: str
 ) -> tuple[np.ndarray, bool, h5py.Dataset]:
-    """(values float64, is_scalar, dataset) of a per-point counter."""
+    """(values float64, is_scalar, dataset) of a per-point counter; a one-element array
+    (a constant stored the NeXus way, shape (1,)) is one value for the scan like a scalar
+    (the epoch, always per point, ignores the flag)."""
     dset = _dataset(f, file, entry, rel, key)
     _numeric(dset, file, key, rel, 1)
-    return np.asarray(dset[()], dtype=np.float64).reshape(-1), dset.ndim == 0, dset
+    one = dset.ndim == 0 or dset.shape == (1,)
+    return np.asarray(dset[()], dtype=np.float64).reshape(-1), one, dset
 
 
 def _read_entry(

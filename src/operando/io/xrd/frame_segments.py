@@ -112,13 +112,15 @@ class FrameMetadata:
 class OpenOptions:
     """The :func:`~operando.io.xrd.frames.open_frames` options every layout reads: the
     frame dataset path or pattern (None = found automatically), the per-frame metadata
-    paths (None = searched for) and whether HDF5 files are opened as SWMR readers."""
+    paths (None = searched for), whether HDF5 files are opened as SWMR readers and the
+    detector's frame shape (ny, nx) auto-detection must find (None: not known)."""
 
     dataset: str | None
     timestamp_path: str | None
     count_time_path: str | None
     monitor_path: str | None
     swmr: bool
+    frame_shape: tuple[int, int] | None = None  # the detector's (ny, nx), when known
 
 
 #: a segment with its frame shape and dtype, while opening

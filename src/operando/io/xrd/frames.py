@@ -21,7 +21,11 @@ Layouts (``FrameSource.layout``)
     ``measurement/<det>`` a link to it. External links are followed to the LIMA file, which
     is then read directly; a virtual dataset is read through the scan file, after checking
     that every source file exists and holds the frames mapped from it (HDF5 would otherwise
-    return fill values silently).
+    return fill values silently). Relative source names resolve against the file holding
+    the virtual dataset, as HDF5 does, also when it is reached through an external link
+    (a proposal master whose top-level entries link to scan files, e.g.
+    ``sample_0001_1.1 -> sample/sample_0001/sample_0001.h5::/1.1``): the frames are then
+    read from that file directly.
 ``eiger``
     A Dectris master ``xxx_master.h5`` whose ``/entry/data/data_000001``, ``data_000002``, ...
     are external links to ``xxx_data_00000k.h5:/entry/data/data`` (attributes
@@ -35,13 +39,22 @@ Layouts (``FrameSource.layout``)
 Auto-detection (``dataset=None``)
 ---------------------------------
 An HDF5 file is an Eiger master when ``/entry/data`` holds ``data_NNNNNN`` links. Otherwise
-every dataset named ``data`` in an ``NX_class = NXdetector`` group is a candidate (hard
-links, soft links and external links to the same object count once). One candidate is
-taken; several (e.g. several Bliss scans) is an error listing them: pass ``dataset`` (an
-HDF5 path, or a pattern such as ``"/*.1/measurement/pilatus"`` matched level by level with
-:mod:`fnmatch`, every match being a segment, in natural order), or ``"file.h5::/path"``.
-With no NXdetector data, the file's single 3D numeric dataset is taken (several or none:
-an error listing what was found). A 2D dataset named explicitly is a one-frame stack.
+the file is walked through hard links and external links (a proposal master whose entries
+are external links to scan files is entered), and only numeric datasets shaped like frames
+are candidates: ``(n, ny, nx)`` or ``(ny, nx)`` with ``(ny, nx)`` the detector's shape when
+known (``frame_shape``, from the PONI), else at least :data:`MIN_FRAME_SIDE` pixels a side
+(a 3×3 orientation matrix is not a frame). Every dataset named ``data`` in an
+``NX_class = NXdetector`` group is a detector candidate (hard links, soft links and external
+links to the same object count once). One candidate is taken. An NXdetector ``data`` link
+that does not resolve (its file missing: the message names it), or NXdetector frames of
+another shape, are never passed over for another dataset. Several candidates (e.g. several
+Bliss scans) is an error listing them: pass ``dataset`` (an HDF5 path, or a pattern such
+as ``"/*.1/measurement/pilatus"`` matched level by level with :mod:`fnmatch`, every match
+being a segment, in natural order), or ``"file.h5::/path"``. With no NXdetector data, the
+file's single 3D candidate is taken, else its single 2D one (one frame stored outside the
+NeXus conventions; masks, flats and darks by name are not taken). Several or none is an
+error listing what was found, what was not taken and why. A 2D dataset named explicitly is
+a one-frame stack.
 
 Per-frame metadata
 ------------------
@@ -52,6 +65,11 @@ by the data set's NeXus ``target`` attribute, ``<entry>/measurement`` and the en
 NXdetector / NXmonitor groups, under the names in :data:`TIMESTAMP_NAMES`,
 :data:`COUNT_TIME_NAMES`, :data:`MONITOR_NAMES` (an NXmonitor's ``data`` too). A timestamp
 found by search must look like epoch seconds (after 1973, ``units`` s/ms/us/ns honoured).
+A scalar or a one-element array (a constant stored the NeXus way, shape ``(1,)``) is one
+value for every frame: a count time is broadcast, a monitor too when named (searched for, a
+lone number is not taken as a monitor), a timestamp only dates a one-frame stack (for more
+frames it is skipped when searched for, an error when named). With ``swmr`` a one-element
+array that can still grow (``maxshape`` > 1) is per-frame data holding its first value.
 For an Eiger master the count time is ``/entry/instrument/detector/count_time``; its
 timestamps and monitor are read only when named (the filewriter records none per frame).
 For image series the three names are fabio header keys; the count time is also read from
@@ -112,6 +130,7 @@ from operando.io.xrd.frame_segments import (
 )
 from operando.io.xrd.frames_eiger import eiger_data_files, eiger_segments, is_eiger_master
 from operando.io.xrd.frames_hdf5 import (
+    MIN_FRAME_SIDE,
     dataset_segments,
     h5open,
     hdf5_metadata,
@@ -119,8 +138,10 @@ from operando.io.xrd.frames_hdf5 import (
 )
 from operando.io.xrd.frames_images import image_metadata, image_segments
 from operando.io.xrd.images import (
+    FRAME_FILES,
     FrameFormatError,
     check_image_shape,
+    check_not_empty,
     natural_key,
     read_image,
     read_image_frames,
@@ -129,6 +150,7 @@ from operando.io.xrd.images import (
 
 __all__ = [
     "COUNT_TIME_NAMES",
+    "MIN_FRAME_SIDE",
     "MONITOR_NAMES",
     "TIMESTAMP_NAMES",
     "FrameFormatError",
@@ -370,6 +392,8 @@ def _expand_inputs(inputs: Any) -> list[tuple[Path, str | None]]:
             if not file.is_file():
                 raise FrameFormatError(f"frame file not found: {file}")
             out.append((file, inner))
+    for file, _ in out:
+        check_not_empty(file, FRAME_FILES)
     return list(dict.fromkeys(out))
 
 
@@ -381,6 +405,7 @@ def open_frames(
     count_time_path: str | None = None,
     monitor_path: str | None = None,
     swmr: bool = False,
+    frame_shape: tuple[int, int] | None = None,
 ) -> FrameSource:
     """Describe the frame stack in ``inputs`` (files, globs or ``"file.h5::/path"``).
 
@@ -390,9 +415,13 @@ def open_frames(
     per-frame datasets (header keys for image files), searched for when None. ``swmr``
     opens HDF5 files as SWMR readers and reports frames still being written as pending
     (see the module docstring for the rule). Raises :class:`FrameFormatError` naming the
-    file and path for every bad input.
+    file and path for every bad input. ``frame_shape`` (ny, nx), the detector's shape when
+    known (:func:`operando.io.xrd.geometry.poni_frame_shape`), is the shape of the frames
+    auto-detection looks for.
     """
-    opts = OpenOptions(dataset, timestamp_path, count_time_path, monitor_path, bool(swmr))
+    opts = OpenOptions(dataset, timestamp_path, count_time_path, monitor_path, bool(swmr),
+                       None if frame_shape is None else
+                       (int(frame_shape[0]), int(frame_shape[1])))
     items = _expand_inputs(inputs)
     h5_items = [(p, inner) for p, inner in items if h5py.is_hdf5(p)]
     img_items = [(p, inner) for p, inner in items if not h5py.is_hdf5(p)]

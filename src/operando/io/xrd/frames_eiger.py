@@ -67,10 +67,12 @@ def eiger_segments(
     det = "/entry/instrument/detector"
     names = sorted((n for n in grp if _EIGER_LINK.match(n)), key=natural_key)
     refs = {
-        "timestamp": (find_meta(f, file, det + "/data", "timestamp", opts.timestamp_path)
+        "timestamp": (find_meta(f, file, det + "/data", "timestamp", opts.timestamp_path,
+                                opts.swmr)
                       if opts.timestamp_path else None),
-        "count_time": find_meta(f, file, det + "/data", "count_time", opts.count_time_path),
-        "monitor": (find_meta(f, file, det + "/data", "monitor", opts.monitor_path)
+        "count_time": find_meta(f, file, det + "/data", "count_time", opts.count_time_path,
+                                opts.swmr),
+        "monitor": (find_meta(f, file, det + "/data", "monitor", opts.monitor_path, opts.swmr)
                     if opts.monitor_path else None),
     }
     nimages = scalar_int(f, det + "/detectorSpecific/nimages")

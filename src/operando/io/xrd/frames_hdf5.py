@@ -137,16 +137,53 @@ def _obj_key(obj: h5py.HLObject) -> tuple[str, int]:
     return (os.path.realpath(obj.file.filename), h5py.h5o.get_info(obj.id).addr)
 
 
+#: frames found automatically are at least this many pixels along each axis when the
+#: detector shape is not known (a 3×3 orientation matrix or a 4×4 transformation is no frame)
+MIN_FRAME_SIDE = 8
+#: 2D datasets never taken as a lone frame by auto-detection (detector calibration images)
+_NOT_FRAMES = re.compile(r"(^|_)(pixel_)?mask$|^flat(field)?$|^dark(field)?$|^gain$",
+                         re.IGNORECASE)
+
+
 @dataclass
 class _Cand:
     path: str
     shape: tuple[int, ...]
     in_detector: bool
-    dangling: str = ""  # for an external link to a missing file/object: the link's target
+    dangling: str = ""  # for a link to a missing file/object: the link's target
+    missing: str = ""  # ... and what is missing (the file, resolved, or the object)
+
+    def fits(self, frame_shape: tuple[int, int] | None) -> bool:
+        """A frame stack (n, ny, nx) or one frame (ny, nx) of the detector's shape (at
+        least :data:`MIN_FRAME_SIDE` pixels a side when the shape is not known)."""
+        if self.dangling or len(self.shape) not in (2, 3):
+            return False
+        frame = tuple(int(v) for v in self.shape[-2:])
+        if frame_shape is not None:
+            return frame == tuple(int(v) for v in frame_shape)
+        return min(frame) >= MIN_FRAME_SIDE
+
+    def text(self) -> str:
+        if self.dangling:
+            return f"{self.path} -> {self.dangling} ({self.missing or 'missing'})"
+        return f"{self.path} {self.shape}"
+
+
+def _dangling(group: h5py.Group, name: str, link: Any) -> tuple[str, str]:
+    """(target, what is missing) of a soft or external link that does not resolve."""
+    if isinstance(link, h5py.SoftLink):
+        return link.path, f"no object {link.path}"
+    here = Path(group.file.filename)
+    ext = link_target(here, link.filename)
+    if not ext.is_file():
+        return f"{link.filename}::{link.path}", f"missing file {ext}"
+    return f"{link.filename}::{link.path}", f"{ext} has no object {link.path}"
 
 
 def _walk_candidates(f: h5py.File) -> list[_Cand]:
-    """Numeric 2D/3D datasets reachable by hard and external links, each object once."""
+    """Numeric 2D/3D datasets reachable by hard and external links (groups reached through
+    an external link are entered: a proposal master linking scan files), each object once;
+    and the links of an NXdetector's ``data`` (or any external link) that do not resolve."""
     seen_groups: set[tuple[str, int]] = set()
     seen: dict[tuple[str, int], _Cand] = {}
     dangling: list[_Cand] = []
@@ -159,18 +196,20 @@ def _walk_candidates(f: h5py.File) -> list[_Cand]:
         is_det = _nx_class(group) == "NXdetector"
         for name in group:
             link = group.get(name, getlink=True)
-            if isinstance(link, h5py.SoftLink):
-                continue  # its target is visited under its own name
             child = posixpath.join(path, name)
+            if isinstance(link, h5py.SoftLink):
+                if is_det and name == "data" and h5_get(group, name) is None:
+                    dangling.append(_Cand(child, (), True, *_dangling(group, name, link)))
+                continue  # its target is visited under its own name
             try:
                 obj = group[name]
             except (KeyError, OSError):
                 if isinstance(link, h5py.ExternalLink):  # dangling: reported in errors
                     dangling.append(_Cand(child, (), is_det and name == "data",
-                                          f"{link.filename}::{link.path}"))
+                                          *_dangling(group, name, link)))
                 continue
             if isinstance(obj, h5py.Group):
-                if isinstance(link, h5py.HardLink):
+                if isinstance(link, (h5py.HardLink, h5py.ExternalLink)):
                     visit(obj, child)
                 continue
             if obj.ndim not in (2, 3) or obj.dtype.kind not in "iuf":
@@ -186,11 +225,82 @@ def _walk_candidates(f: h5py.File) -> list[_Cand]:
 
 
 def _list_3d(cands: list[_Cand]) -> str:
-    found = [f"{c.path} {c.shape}" for c in cands if len(c.shape) == 3]
-    found += [f"{c.path} -> {c.dangling} (missing)" for c in cands if c.dangling]
+    found = [c.text() for c in cands if len(c.shape) == 3 or c.dangling]
+    return _listing(found)
+
+
+def _listing(found: list[str]) -> str:
     if len(found) > 8:
         found = [*found[:8], f"... and {len(found) - 8} more"]
     return ", ".join(found) if found else "none"
+
+
+def _how_to_name(file: Path, example: str) -> str:
+    return (f"name the frame stack with --dataset {example} (config: xrd.dataset; Python: "
+            f"dataset='{example}') or give it as {file}::{example}")
+
+
+def _auto_select(f: h5py.File, file: Path, frame_shape: tuple[int, int] | None) -> str:
+    """The one frame stack of a file (module docstring of :mod:`.frames`), else an error
+    listing the candidates, the links that do not resolve and how to name a stack."""
+    everything = _walk_candidates(f)
+    fits = [c for c in everything if c.fits(frame_shape)]
+    det = [c for c in fits if c.in_detector]
+    broken = [c for c in everything if c.dangling and c.in_detector]
+    other_broken = [c for c in everything if c.dangling and not c.in_detector]
+    unfit = [c for c in everything if not c.dangling and not c.fits(frame_shape)]
+    wanted = (f"frames of the detector's shape {tuple(frame_shape)}" if frame_shape
+              else f"frames of at least {MIN_FRAME_SIDE}×{MIN_FRAME_SIDE} pixels")
+    notes = ""
+    if unfit:
+        notes += f"; not taken (expected {wanted}): {_listing([c.text() for c in unfit])}"
+    if other_broken:
+        notes += ("; external links that do not resolve: "
+                  f"{_listing([c.text() for c in other_broken])}")
+    if len(det) == 1 and not broken:
+        return det[0].path
+    if det or broken:
+        if not det:
+            missing = "; ".join(f"{c.path} -> {c.dangling}: {c.missing}" for c in broken)
+            others = [c.text() for c in fits]
+            raise FrameFormatError(
+                f"{file}: the NXdetector frame data is a link that does not resolve "
+                f"({missing}); copy the linked file beside {file.name} (where the link "
+                f"expects it), or {_how_to_name(file, fits[0].path if fits else '<path>')}"
+                f"; other datasets shaped like frames: {_listing(others)}{notes}"
+            )
+        listing = _listing([c.text() for c in [*det, *broken]])
+        raise FrameFormatError(
+            f"{file}: {len(det) + len(broken)} detector frame stacks found ({listing}); "
+            f"{_how_to_name(file, det[0].path)}, or take them all in order with a pattern "
+            "such as --dataset '/*.1/instrument/<detector>/data'" + notes
+        )
+    odd = [c for c in unfit if c.in_detector and len(c.shape) in (2, 3)]
+    if odd:  # the NXdetector's frames, of another shape: never replaced by another dataset
+        c = odd[0]
+        raise FrameFormatError(
+            f"{file}: the NXdetector frames {c.path} {c.shape} are frames of shape "
+            f"{tuple(c.shape[-2:])} (ny, nx); expected {wanted} (check the PONI file), or "
+            f"{_how_to_name(file, c.path)}{notes}"
+        )
+    three = [c for c in fits if len(c.shape) == 3]
+    if len(three) == 1:
+        return three[0].path
+    if len(three) > 1:
+        raise FrameFormatError(
+            f"{file}: no NXdetector data and {len(three)} 3D datasets shaped like frame "
+            f"stacks ({_listing([c.text() for c in three])}); "
+            f"{_how_to_name(file, three[0].path)}{notes}"
+        )
+    two = [c for c in fits if not _NOT_FRAMES.search(posixpath.basename(c.path))]
+    if len(two) == 1 and not other_broken:
+        return two[0].path  # a single 2D frame outside the NeXus conventions
+    example = two[0].path if two else "<path>"
+    raise FrameFormatError(
+        f"{file}: no frame stack found (no NXdetector data, no 3D dataset of {wanted}); "
+        f"2D datasets shaped like one frame: {_listing([c.text() for c in two])}; "
+        f"{_how_to_name(file, example)}{notes}"
+    )
 
 
 def _glob_h5(f: h5py.File, pattern: str) -> list[str]:
@@ -253,10 +363,26 @@ def _search_groups(f: h5py.File, data_path: str) -> list[str]:
     return list(dict.fromkeys(groups))
 
 
+def one_value(dset: h5py.Dataset, swmr: bool = False) -> bool:
+    """True when ``dset`` holds one value for every frame: a scalar, or a one-element 1D
+    array (NeXus writers often store a constant that way) unless, read as SWMR, it can still
+    grow (``maxshape`` larger than 1: a per-frame dataset holding its first value so far)."""
+    if dset.ndim == 0:
+        return True
+    if dset.shape != (1,):
+        return False
+    return not swmr or dset.maxshape == (1,)
+
+
 def find_meta(
-    f: h5py.File, file: Path, data_path: str, kind: str, explicit: str | None
+    f: h5py.File, file: Path, data_path: str, kind: str, explicit: str | None,
+    swmr: bool = False,
 ) -> MetaRef | None:
-    """Locate a per-frame quantity (``kind`` = timestamp / count_time / monitor / written)."""
+    """Locate a per-frame quantity (``kind`` = timestamp / count_time / monitor / written).
+
+    A scalar or one-element dataset (:func:`one_value`) is marked ``scalar``: one value for
+    every frame. Searched for, such a monitor is not taken (a lone number beside the frames
+    is a total or a preset more often than a per-frame monitor); named, it is."""
     if explicit is not None:
         path = explicit if explicit.startswith("/") else \
             posixpath.join(_entry_of(data_path), explicit)
@@ -266,7 +392,7 @@ def find_meta(
                 f"{file}: no {kind.replace('_', ' ')} dataset at {path} "
                 f"(named by {kind}_path={explicit!r})"
             )
-        return _meta_ref(file, path, dset, kind)
+        return _meta_ref(file, path, dset, kind, swmr)
     names = {"timestamp": TIMESTAMP_NAMES, "count_time": COUNT_TIME_NAMES,
              "monitor": MONITOR_NAMES, "written": WRITTEN_NAMES}[kind]
     for gpath in _search_groups(f, data_path):
@@ -282,23 +408,24 @@ def find_meta(
             dset = h5_get(grp, name)
             if not isinstance(dset, h5py.Dataset) or dset.dtype.kind not in "iuf":
                 continue
-            if dset.ndim > 1 or (dset.ndim == 0 and kind != "count_time"):
+            if dset.ndim > 1 or (kind in ("monitor", "written") and one_value(dset, swmr)):
                 continue
-            ref = _meta_ref(file, posixpath.join(gpath, name), dset, kind)
+            ref = _meta_ref(file, posixpath.join(gpath, name), dset, kind, swmr)
             if kind == "timestamp" and not _looks_like_epoch(dset, ref.scale):
                 continue
             return ref
     return None
 
 
-def _meta_ref(file: Path, path: str, dset: h5py.Dataset, kind: str) -> MetaRef:
+def _meta_ref(file: Path, path: str, dset: h5py.Dataset, kind: str,
+              swmr: bool = False) -> MetaRef:
     if dset.ndim > 1:
         raise FrameFormatError(
             f"{file}::{path}: expected a 1D per-frame {kind.replace('_', ' ')} dataset "
             f"(or a scalar), found shape {dset.shape}"
         )
     scale = _time_scale(dset) if kind in ("timestamp", "count_time") else 1.0
-    return MetaRef(file=file, path=path, scale=scale, scalar=dset.ndim == 0)
+    return MetaRef(file=file, path=path, scale=scale, scalar=one_value(dset, swmr))
 
 
 def _looks_like_epoch(dset: h5py.Dataset, scale: float) -> bool:
@@ -318,10 +445,18 @@ def scalar_int(f: h5py.File | h5py.Group, path: str) -> int | None:
     return int(value) if math.isfinite(value) else None
 
 
-def _layout_of(f: h5py.File, path: str) -> str:
+def _layout_of(f: h5py.File, path: str, depth: int = 0) -> str:
+    """bliss / nexus / hdf5; an entry that is an external link (a proposal master linking
+    scan files) has the layout of the file it links to."""
+    entry_path = _entry_of(path)
+    link = f.get(entry_path, getlink=True) if entry_path != "/" else None
+    if isinstance(link, h5py.ExternalLink) and depth < 8:
+        target = link_target(Path(f.filename), link.filename)
+        with contextlib.suppress(OSError, FrameFormatError), h5open(target, False) as g:
+            return _layout_of(g, link.path, depth + 1)
     if any(_BLISS_ENTRY.match(name) for name in f):
         return "bliss"
-    entry = h5_get(f, _entry_of(path))
+    entry = h5_get(f, entry_path)
     if entry is not None and _nx_class(entry) == "NXentry":
         return "nexus"
     return "hdf5"
@@ -358,40 +493,14 @@ def pixel_mask_ref(f: h5py.File, file: Path, path: str) -> str | None:
 
 
 def select_paths(
-    f: h5py.File, file: Path, dataset: str | None, opts_swmr: bool = False
+    f: h5py.File, file: Path, dataset: str | None, opts_swmr: bool = False,
+    frame_shape: tuple[int, int] | None = None,
 ) -> tuple[list[str], list[str]]:
     """The logical HDF5 path(s) of the frame stack(s) in one file (see module docstring),
     and, with ``swmr``, the pattern matches from the first one whose linked file is not
     written yet on (their frames are pending)."""
     if dataset is None:
-        everything = _walk_candidates(f)
-        cands = [c for c in everything if not c.dangling]
-        det = [c for c in cands if c.in_detector]
-        if len(det) == 1:
-            return [det[0].path], []
-        if len(det) > 1:
-            listing = ", ".join(f"{c.path} {c.shape}" for c in det[:8])
-            if len(det) > 8:
-                listing += f", ... and {len(det) - 8} more"
-            raise FrameFormatError(
-                f"{file}: {len(det)} detector frame stacks found ({listing}); choose with "
-                f"dataset='<path>' or '{file}::<path>', or take them all in order with a "
-                "pattern such as dataset='/*.1/instrument/<detector>/data'"
-            )
-        three = [c for c in cands if len(c.shape) == 3]
-        if len(three) == 1:
-            return [three[0].path], []
-        if len(three) > 1:
-            raise FrameFormatError(
-                f"{file}: no NXdetector data and {len(three)} 3D datasets ({_list_3d(three)}); "
-                "name the frame stack with dataset='<path>'"
-            )
-        two = ", ".join(f"{c.path} {c.shape}" for c in cands) or "none"
-        broken = ", ".join(f"{c.path} -> {c.dangling}" for c in everything if c.dangling)
-        raise FrameFormatError(
-            f"{file}: no frame stack found (no NXdetector data, no 3D dataset); 2D datasets: "
-            f"{two}" + (f"; external links to missing files: {broken}" if broken else "")
-        )
+        return [_auto_select(f, file, frame_shape)], []
     if GLOB_CHARS.search(dataset):
         pattern = "/" + dataset.lstrip("/")
         paths: list[str] = []
@@ -444,7 +553,7 @@ def dataset_segments(
     """The frame stacks of a NeXus / Bliss / plain HDF5 file (``dataset``: a path or
     pattern, None = found automatically) with the detector's saturation value and pixel
     mask reference (``file::/path``, None when absent)."""
-    paths, later = select_paths(f, file, dataset, opts.swmr)
+    paths, later = select_paths(f, file, dataset, opts.swmr, opts.frame_shape)
     segs = [dataset_segment(f, file, p, opts) for p in paths]
     extra = sum(announced_frames(f, file, p, opts) for p in later)
     if extra:
@@ -464,7 +573,7 @@ def announced_frames(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> 
                            ("count_time", opts.count_time_path),
                            ("monitor", opts.monitor_path)):
         try:
-            ref = find_meta(f, file, path, kind, explicit)
+            ref = find_meta(f, file, path, kind, explicit, opts.swmr)
         except FrameFormatError:
             ref = None
         if ref is not None and not ref.scalar:
@@ -500,20 +609,23 @@ def dataset_segment(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> O
     if dset.dtype.kind not in "iuf":
         raise FrameFormatError(f"{file}::{path}: expected numeric frames, found {dset.dtype}")
     where = f"{file}::{path}"
+    # the file holding the dataset: HDF5 resolves a virtual dataset's relative source
+    # names against it (not against a master file linking to it)
+    read_file, read_path = _physical(f, file, path, opts.swmr)
+    if read_file != file or read_path != path:
+        where = f"{file}::{path} -> {read_file}::{read_path}"
     if dset.is_virtual:
-        read_file, read_path = file, path
-        complete, breaks, chunk, comp = _vds_check(dset, file, path, extent, opts.swmr)
+        complete, breaks, chunk, comp = _vds_check(dset, read_file, where, extent, opts.swmr)
     else:
-        read_file, read_path = _physical(f, file, path, opts.swmr)
         chunk = int(dset.chunks[0]) if dset.chunks and dset.ndim == 3 else 1
         comp = compression_filters(dset)
         complete, breaks = extent, ()
-        if read_file != file or read_path != path:
-            where = f"{file}::{path} -> {read_file}::{read_path}"
-    refs = {kind: find_meta(f, file, path, kind, explicit) for kind, explicit in (
-        ("timestamp", opts.timestamp_path), ("count_time", opts.count_time_path),
-        ("monitor", opts.monitor_path))}
-    written = find_meta(f, file, path, "written", None) if opts.swmr else None
+    refs = {kind: find_meta(f, file, path, kind, explicit, opts.swmr)
+            for kind, explicit in (("timestamp", opts.timestamp_path),
+                                   ("count_time", opts.count_time_path),
+                                   ("monitor", opts.monitor_path))}
+    refs["timestamp"] = _per_frame_timestamp(refs["timestamp"], extent, where, opts)
+    written = find_meta(f, file, path, "written", None, opts.swmr) if opts.swmr else None
     announced = extent
     for kind, ref in (*refs.items(), ("written", written)):
         if ref is None:
@@ -548,6 +660,23 @@ def dataset_segment(f: h5py.File, file: Path, path: str, opts: OpenOptions) -> O
     return seg, shape, dset.dtype
 
 
+def _per_frame_timestamp(
+    ref: MetaRef | None, extent: int, where: str, opts: OpenOptions
+) -> MetaRef | None:
+    """A timestamp holding one value (scalar or one-element array) dates one frame only:
+    kept for a one-frame stack; for more frames it is not taken when found by search (it
+    is the scan's start, not a per-frame time) and an error when named by timestamp_path."""
+    if ref is None or not ref.scalar or extent <= 1:
+        return ref
+    if opts.timestamp_path is None:
+        return None
+    raise FrameFormatError(
+        f"{ref}: one timestamp value for the {extent} frames of {where} (named by "
+        f"timestamp_path={opts.timestamp_path!r}); expected one epoch time per frame (a "
+        "single value is taken only for a one-frame stack)"
+    )
+
+
 def _select_rows(space: h5py.h5s.SpaceID) -> tuple[int, int]:
     """First and past-the-end index along axis 0 of a dataspace selection."""
     if space.get_select_type() == h5py.h5s.SEL_ALL:
@@ -558,9 +687,11 @@ def _select_rows(space: h5py.h5s.SpaceID) -> tuple[int, int]:
 
 
 def _vds_check(
-    dset: h5py.Dataset, file: Path, path: str, extent: int, swmr: bool
+    dset: h5py.Dataset, file: Path, where: str, extent: int, swmr: bool
 ) -> tuple[int, tuple[int, ...], int, tuple[str, ...]]:
-    """Check each virtual-dataset source exists and holds its frames.
+    """Check each virtual-dataset source exists and holds its frames (``file``: the file
+    holding the virtual dataset, against which relative source names resolve; ``where``
+    names the dataset in errors).
 
     Returns (complete frames, source start offsets, source chunk length, source filters).
     A missing or short source is an error unless ``swmr`` (then its frames are pending).
@@ -602,7 +733,7 @@ def _vds_check(
         if problem is not None:
             if not swmr:
                 raise FrameFormatError(
-                    f"{file}::{path}: virtual dataset frames {lo}..{hi - 1}: {problem} "
+                    f"{where}: virtual dataset frames {lo}..{hi - 1}: {problem} "
                     "(if the acquisition is still running, open with swmr=True)"
                 )
             complete = min(complete, lo + max(0, min(hi - lo, available - s_lo)))
@@ -656,8 +787,13 @@ def hdf5_metadata(seg: FrameSegment, swmr: bool) -> dict[str, tuple[np.ndarray |
             dset = h5_get(f, ref.path)
             if not isinstance(dset, h5py.Dataset):
                 raise FrameFormatError(f"{ref}: the {key.replace('_', ' ')} dataset is gone")
+            if ref.scalar and key == "timestamp" and n > 1:
+                raise FrameFormatError(
+                    f"{ref}: one timestamp value for {n} frames; expected one epoch time per "
+                    "frame (a single value is taken only for a one-frame stack)"
+                )
             if ref.scalar:
-                values = np.full(n, float(dset[()]))
+                values = np.full(n, float(np.asarray(dset[()], dtype=np.float64).ravel()[0]))
             else:
                 if dset.shape[0] < n:
                     raise FrameFormatError(

@@ -32,6 +32,7 @@ __all__ = [
     "PoniFormatError",
     "PoniText",
     "parse_poni",
+    "poni_frame_shape",
     "product_wavelength_A",
     "read_mask",
     "read_poni",
@@ -143,6 +144,13 @@ def read_poni(path: str | os.PathLike[str]) -> AzimuthalIntegrator:
         return pyFAI.load(str(path))
     except Exception as exc:  # pyFAI raises ValueError/KeyError/RuntimeError on bad values
         raise PoniFormatError(f"{path}: pyFAI cannot read this PONI file ({exc})") from None
+
+
+def poni_frame_shape(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """The frame shape (ny, nx) of the PONI file's detector (pyFAI ``max_shape``), or None
+    when the file gives pixel sizes only (a v1 PONI, or a generic ``Detector``)."""
+    shape = read_poni(path).detector.max_shape
+    return None if shape is None else (int(shape[0]), int(shape[1]))
 
 
 def read_mask(path: str | os.PathLike[str]) -> np.ndarray:

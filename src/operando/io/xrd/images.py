@@ -17,14 +17,16 @@ is one, what was expected and what was found.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fabio
 import h5py
@@ -34,10 +36,14 @@ import numpy as np
 from operando.io.errors import InputFileError
 from operando.io.paths import natural_key
 
+T = TypeVar("T")
+
 __all__ = [
+    "FRAME_FILES",
     "FrameFormatError",
     "ImageFileInfo",
     "check_image_shape",
+    "check_not_empty",
     "header_count_time",
     "header_float",
     "natural_key",
@@ -72,18 +78,94 @@ def split_hdf5_url(spec: str | os.PathLike[str]) -> tuple[Path, str | None]:
     return Path(text), None
 
 
+log = logging.getLogger(__name__)
+
+#: what every reader of detector frames accepts, for "expected ..." in messages
+FRAME_FILES = "detector frames (HDF5 / NeXus, or an image fabio reads: EDF, CBF, TIFF, ...)"
+
+
+def check_not_empty(path: Path, expected: str) -> None:
+    """Raise :class:`FrameFormatError` for a 0-byte file (a copy or a write cut short),
+    naming it and what was ``expected``; fabio would fail on it with an unrelated error."""
+    with contextlib.suppress(OSError):
+        if path.is_file() and path.stat().st_size == 0:
+            raise FrameFormatError(
+                f"{path}: expected {expected}, found an empty file (0 bytes: a copy or a "
+                "write cut short?)"
+            )
+
+
+class _FabioRelay(logging.Handler):
+    """Takes the ``fabio`` loggers' records while operando reads images (see
+    :func:`_fabio_logs`); records from threads not reading through operando go on to the
+    root logger as if propagated."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stack = getattr(_FABIO_LOCAL, "records", None)
+        if stack:
+            stack[-1].append(record)
+        else:
+            logging.getLogger().handle(record)
+
+
+_FABIO_LOCK = threading.Lock()
+_FABIO_LOCAL = threading.local()
+_FABIO_RELAY = _FabioRelay()
+_FABIO_STATE: dict[str, Any] = {"depth": 0, "propagate": True}
+#: (logger, message template) of the fabio warnings already shown in this process
+_FABIO_SEEN: set[tuple[str, str]] = set()
+
+
 @contextlib.contextmanager
-def _quiet_fabio() -> Iterator[None]:
-    """fabio logs an ERROR line before raising; the exception we raise says it better."""
-    loggers = [logging.getLogger(n) for n in ("fabio", "fabio.hdf5image", "fabio.openimage")]
-    old = [lg.disabled for lg in loggers]
-    for lg in loggers:
-        lg.disabled = True
+def _fabio_logs(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Read images with fabio without flooding the console: fabio's warnings (TIFF tags it
+    cannot decode, ... one per file and per read) go to this module's logger, the first of
+    each kind in the process as one WARNING naming the file, the rest at DEBUG (the log
+    file). When the read fails, fabio's lines go to DEBUG: the exception says it better."""
+    fabio_logger = logging.getLogger("fabio")
+    with _FABIO_LOCK:
+        if _FABIO_STATE["depth"] == 0:
+            _FABIO_STATE["propagate"] = fabio_logger.propagate
+            fabio_logger.addHandler(_FABIO_RELAY)
+            fabio_logger.propagate = False
+        _FABIO_STATE["depth"] += 1
+    stack = _FABIO_LOCAL.__dict__.setdefault("records", [])
+    stack.append([])
+    failed = True
     try:
         yield
+        failed = False
     finally:
-        for lg, was in zip(loggers, old, strict=True):
-            lg.disabled = was
+        records = stack.pop()
+        with _FABIO_LOCK:
+            _FABIO_STATE["depth"] -= 1
+            if _FABIO_STATE["depth"] == 0:
+                fabio_logger.removeHandler(_FABIO_RELAY)
+                fabio_logger.propagate = _FABIO_STATE["propagate"]
+        _relay_fabio_records(os.fspath(path), records, failed)
+
+
+def _relay_fabio_records(path: str, records: list[logging.LogRecord], failed: bool) -> None:
+    for record in records:
+        if record.levelno < logging.WARNING:
+            continue
+        key = (record.name, str(record.msg))
+        first = not failed and key not in _FABIO_SEEN
+        _FABIO_SEEN.add(key)
+        if first:
+            log.warning("%s: fabio: %s (further warnings of this kind go to the log only)",
+                        path, record.getMessage().strip())
+        else:
+            log.debug("%s: %s: %s", path, record.name, record.getMessage().strip())
+
+
+def _fabio_reader(fn: Callable[..., T]) -> Callable[..., T]:
+    """Run ``fn(path, ...)`` inside :func:`_fabio_logs` for its first argument."""
+    @functools.wraps(fn)
+    def wrapper(path: Any, *args: Any, **kwargs: Any) -> T:
+        with _fabio_logs(path):
+            return fn(path, *args, **kwargs)
+    return wrapper
 
 
 def _close(img: Any) -> None:
@@ -108,13 +190,13 @@ def _hdf5_candidates(path: Path) -> list[str]:
     return found
 
 
+@_fabio_reader
 def _read_hdf5_url(file: Path, inner: str, what: str, spec: str) -> np.ndarray:
     m = _URL_FRAME.match(inner)
     frame: int | None = int(m.group("frame")) if m else None
     dpath = m.group("path") if m else inner
     try:
-        with _quiet_fabio():
-            img = fabio.open(f"{file}::{dpath}", frame=frame)
+        img = fabio.open(f"{file}::{dpath}", frame=frame)
     except KeyError as err:
         cands = _hdf5_candidates(file)
         raise FrameFormatError(
@@ -144,6 +226,7 @@ def _read_hdf5_url(file: Path, inner: str, what: str, spec: str) -> np.ndarray:
     return data
 
 
+@_fabio_reader
 def read_image(spec: str | os.PathLike[str], *, what: str = "image") -> np.ndarray:
     """Read one 2D image (mask, dark, flat) with fabio, in its stored dtype.
 
@@ -156,12 +239,12 @@ def read_image(spec: str | os.PathLike[str], *, what: str = "image") -> np.ndarr
     file, inner = split_hdf5_url(text)
     if not file.is_file():
         raise FrameFormatError(f"{what} file not found: {file}")
+    check_not_empty(file, f"a {what} image (EDF, TIFF, CBF, .npy, or HDF5 file.h5::/path)")
     if inner is not None:
         data = _read_hdf5_url(file, inner, what, text)
     else:
         try:
-            with _quiet_fabio():
-                img = fabio.open(str(file))
+            img = fabio.open(str(file))
         except Exception as err:
             raise FrameFormatError(
                 f"{what} {file}: not an image fabio can read (EDF, TIFF, CBF, .npy, or an "
@@ -202,9 +285,9 @@ class ImageFileInfo:
 
 
 def _open(path: Path) -> Any:
+    check_not_empty(path, FRAME_FILES)
     try:
-        with _quiet_fabio():
-            return fabio.open(str(path))
+        return fabio.open(str(path))
     except FileNotFoundError as err:
         raise FrameFormatError(f"frame file not found: {path}") from err
     except Exception as err:
@@ -213,6 +296,7 @@ def _open(path: Path) -> Any:
         ) from err
 
 
+@_fabio_reader
 def scan_image_file(path: Path) -> ImageFileInfo:
     """Frame count, frame shape and dtype of one image file (reads its first frame)."""
     img = _open(path)
@@ -227,6 +311,7 @@ def scan_image_file(path: Path) -> ImageFileInfo:
                          dtype=data.dtype)
 
 
+@_fabio_reader
 def read_image_frames(
     path: Path, start: int, stop: int, *, frame_shape: tuple[int, int], dtype: np.dtype
 ) -> np.ndarray:
@@ -258,6 +343,7 @@ def read_image_frames(
     return out
 
 
+@_fabio_reader
 def read_image_headers(path: Path, n_frames: int) -> list[dict[str, str]]:
     """The fabio header (key → text) of each of the first ``n_frames`` frames of one file."""
     headers: list[dict[str, str]] = []
