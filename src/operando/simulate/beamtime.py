@@ -165,7 +165,7 @@ def _window_peaks(ph: str, refl: list[dict], q0: float, q1: float, main_min_inte
 
 
 def peaks_section(wavelength_A: float, *, margin_q: float = 0.1,
-                  min_intensity: float = 0.2, main_min_intensity: float = 10.0,
+                  min_intensity: float = 0.2, main_min_intensity: float = 20.0,
                   main_separation_q: float = 0.03,
                   windows_q: dict[str, tuple[float, float]] | None = None,
                   background_order: dict[str, int] | None = None,
