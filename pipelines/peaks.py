@@ -64,7 +64,9 @@ def setup_from_config(section: PeaksSection) -> PeakSetup:
         max_shift_by_phase={p.name: p.max_shift for p in section.phases
                             if p.max_shift is not None},
         snr_threshold=section.snr_threshold, max_iter=section.max_iter,
-        follow=section.follow_peaks, joint=section.joint_windows)
+        follow=section.follow_peaks, joint=section.joint_windows,
+        instrument_box=section.instrument_box, box_guess_q=section.box_guess_q,
+        box_max_q=section.box_max_q)
     sch = section.scherrer
     inter = section.intermediate
     return PeakSetup(

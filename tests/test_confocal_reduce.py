@@ -185,6 +185,12 @@ def test_energy_dispersive_gives_the_same_d_spacings(angle, energy) -> None:
     ad_names = [str(e).rpartition("::")[2] for e in ad_all["scan_entry"].values]
     ad = ad_all.isel({"pass": [ad_names.index(n) for n in names]})
     both = ad["detected"].values & ed["detected"].values
+    # per point, where both d-spacings are determined to better than 5e-4 (relative,
+    # combined): the whole-pattern model frees weak, overlapped main peaks (a minority
+    # phase's (121), (410)) whose centres carry a few 1e-3 of uncertainty
+    sig = np.hypot(ad["d_spacing_stderr"].values, ed["d_spacing_stderr"].values) / \
+        ad["d_spacing"].values
+    both &= sig < 5e-4
     d_ad = ad["d_spacing"].values[both]
     d_ed = ed["d_spacing"].values[both]
     assert both.sum() > 300

@@ -411,6 +411,16 @@ class PeaksSection(_Section):
                                 "'intensity' ratios, and one FWHM in q per phase (η shared). "
                                 "Phase fractions then follow from the scales; needs correct "
                                 "relative intensities.")
+    instrument_box: bool = Field(False, description="Convolve every profile with a box (the "
+                                 "detector pixel's radial footprint, pyFAI bounding-box "
+                                 "splitting) of one free width in q shared by all peaks; "
+                                 "a symmetric profile only. Without it, a pixel as wide as "
+                                 "a sharp peak biases the phase fractions towards the "
+                                 "majority phase.")
+    box_guess_q: float = Field(0.01, gt=0, description="Starting instrument box width in q "
+                               "(1/Å).")
+    box_max_q: float = Field(0.1, gt=0, description="Upper bound of the instrument box width "
+                             "in q (1/Å).")
     phases: list[PeakPhase] = Field(min_length=1, description="Phases of the peaks.")
     windows: list[PeakWindow] = Field(min_length=1, description="Fit windows.")
     vegard: VegardSection | None = Field(None, description="Li content by Vegard's law.")
@@ -423,6 +433,12 @@ class PeaksSection(_Section):
         names = [p.name for p in self.phases]
         if len(set(names)) != len(names):
             raise ValueError(f"phases: expected unique names, found {names}")
+        if self.instrument_box and self.profile == "split_pseudo_voigt":
+            raise ValueError("instrument_box: expected a symmetric profile, found profile "
+                             "'split_pseudo_voigt'")
+        if not self.box_guess_q <= self.box_max_q:
+            raise ValueError("box_guess_q: expected box_guess_q ≤ box_max_q, found "
+                             f"{self.box_guess_q}, {self.box_max_q}")
         if not self.fwhm_min_q < self.fwhm_guess_q < self.fwhm_max_q:
             raise ValueError("fwhm_guess_q: expected fwhm_min_q < fwhm_guess_q < fwhm_max_q, "
                              f"found {self.fwhm_min_q}, {self.fwhm_guess_q}, {self.fwhm_max_q}")

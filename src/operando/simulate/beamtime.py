@@ -125,44 +125,78 @@ def _integration(files: dict[str, str], npt: int) -> dict[str, Any]:
             "polarization_factor": POLARIZATION_FACTOR, "correct_solid_angle": True}
 
 
-#: q ranges (1/Å) of the peak-fit windows: the (200), (020), (301) and (311) groups, where
-#: LiFePO4, the intermediate and FePO4 reflections resolve best at 60 keV.
-PEAK_WINDOWS_Q = {"w200": (1.15, 1.34), "w020": (2.03, 2.215), "w301": (2.225, 2.36),
-                  "w311": (2.445, 2.625)}
+#: q ranges (1/Å) of the peak-fit windows: wide stretches of the pattern fitted whole (every
+#: reflection of each phase, areas tied to one scale per phase), the (200) group and the
+#: (020)–(311)–(121) stretch, where LiFePO4, the intermediate and FePO4 resolve best at
+#: 60 keV. Wide windows let the smooth background be told apart from a broad minority
+#: phase's tails (in a window a few peak widths wide, the two trade area: the fraction bias
+#: benchmarks/bench_fractions.py measures).
+PEAK_WINDOWS_Q = {"w200": (1.10, 1.40), "w020_311": (1.95, 2.75)}
+#: background polynomial order per window (a wide window needs a cubic)
+PEAK_WINDOW_BACKGROUND = {"w200": 2, "w020_311": 3}
+
+
+def _window_peaks(ph: str, refl: list[dict], q0: float, q1: float, main_min_intensity: float,
+                  main_separation_q: float) -> list[dict[str, Any]]:
+    """Config entries of one phase's reflections in a window: main peaks (free centres:
+    the strongest inside [q0, q1], then every other inside with ``intensity_common`` ≥
+    ``main_min_intensity`` farther than ``main_separation_q`` from the mains chosen so far)
+    and satellites (the rest: centre and area tied to the nearest main)."""
+    def q_of(r: dict) -> float:
+        return 2 * np.pi / r["d_A"]
+
+    core = sorted((r for r in refl if q0 < q_of(r) < q1), key=lambda r: -r["intensity_common"])
+    if not core:
+        return []
+    mains = [core[0]]
+    for r in core[1:]:
+        if r["intensity_common"] >= main_min_intensity and min(
+                abs(q_of(r) - q_of(m)) for m in mains) > main_separation_q:
+            mains.append(r)
+    out = []
+    for r in refl:
+        entry: dict[str, Any] = {"phase": ph, "hkl": list(r["hkl"]),
+                                 "intensity": round(float(r["intensity_common"]), 4)}
+        if not any(r is m for m in mains):
+            ref = min(mains, key=lambda m: abs(q_of(m) - q_of(r)))
+            entry["satellite_of"] = f"{ph}_{''.join(map(str, ref['hkl']))}"
+        out.append(entry)
+    return out
 
 
 def peaks_section(wavelength_A: float, *, margin_q: float = 0.1,
-                  min_intensity: float = 0.2) -> dict[str, Any]:
+                  min_intensity: float = 0.2, main_min_intensity: float = 20.0,
+                  main_separation_q: float = 0.03,
+                  windows_q: dict[str, tuple[float, float]] | None = None,
+                  background_order: dict[str, int] | None = None,
+                  instrument_box: bool = True) -> dict[str, Any]:
     """The ``peaks`` config of a simulated LiFePO4 run, from the simulator's structures.
 
-    Each window holds every reflection with ``intensity_common`` ≥ ``min_intensity`` within
-    its q range ± ``margin_q`` (tails of neighbours count); the strongest of a phase inside
-    the range is its main peak, the others its satellites (area ratio from the structure).
+    Each window (``PEAK_WINDOWS_Q``) holds every reflection with ``intensity_common`` ≥
+    ``min_intensity`` within its q range ± ``margin_q`` (tails of neighbours count); per
+    phase, the strong well-separated reflections inside the range are main peaks (free
+    centres, for the lattice parameters), the others their satellites (see
+    :func:`_window_peaks`; relative areas from the structure). The fit is joint (one scale
+    and FWHM per phase over all windows) with the instrument box (``instrument_box``).
+    ``windows_q`` and ``background_order`` (default None: ``PEAK_WINDOWS_Q`` and
+    ``PEAK_WINDOW_BACKGROUND``, else 2) replace the windows, e.g. to compare layouts.
     """
     from operando.simulate.diffraction import LATTICE_A, LI_OCCUPANCY_INTERMEDIATE, PHASES
     from operando.simulate.diffraction import reflection_table as _table
 
     x_li = {"LiFePO4": 1.0, "FePO4": 0.0, "LixFePO4": LI_OCCUPANCY_INTERMEDIATE}
     windows = []
-    for wname, (q0, q1) in PEAK_WINDOWS_Q.items():
+    bg_order = PEAK_WINDOW_BACKGROUND if background_order is None else background_order
+    for wname, (q0, q1) in (PEAK_WINDOWS_Q if windows_q is None else windows_q).items():
         peaks = []
         for ph in ("LiFePO4", "LixFePO4", "FePO4"):
             refl = [r for r in _table(PHASES[ph], wavelength_A, None)
                     if q0 - margin_q < 2 * np.pi / r["d_A"] < q1 + margin_q
                     and r["intensity_common"] >= min_intensity]
-            core = [r for r in refl if q0 < 2 * np.pi / r["d_A"] < q1]
-            if not core:
-                continue
-            main = max(core, key=lambda r: r["intensity_common"])
-            main_name = f"{ph}_{''.join(map(str, main['hkl']))}"
-            for r in refl:
-                entry: dict[str, Any] = {"phase": ph, "hkl": list(r["hkl"]),
-                                         "intensity": round(float(r["intensity_common"]), 4)}
-                if r is not main:
-                    entry["satellite_of"] = main_name
-                peaks.append(entry)
+            peaks += _window_peaks(ph, refl, q0, q1, main_min_intensity, main_separation_q)
         windows.append({"name": wname, "unit": "q_A^-1", "range": [q0, q1],
-                        "background_order": 2, "peaks": peaks})
+                        "background_order": bg_order.get(wname, 2),
+                        "peaks": peaks})
     phases = []
     for ph in ("LiFePO4", "FePO4", "LixFePO4"):
         a, b, c = LATTICE_A[ph]
@@ -173,7 +207,8 @@ def peaks_section(wavelength_A: float, *, margin_q: float = 0.1,
         phases.append(entry)
     return {
         "method": "batch", "chunk_frames": 100, "profile": "pseudo_voigt",
-        "snr_threshold": 3.0, "joint_windows": True, "max_iter": 1000, "phases": phases,
+        "snr_threshold": 3.0, "joint_windows": True, "instrument_box": instrument_box,
+        "max_iter": 1000, "phases": phases,
         "windows": windows,
         "vegard": {"lithiated": "LiFePO4", "delithiated": "FePO4", "quantity": "volume"},
         "intermediate": {"phase": "LixFePO4", "criterion": "bic", "threshold": 10.0,

@@ -6,17 +6,19 @@ Every frame of a block is an independent weighted least-squares problem
 
 of the same model (a :class:`operando.xrd.windows.CompiledWindow`). One iteration, for all
 frames together: J = ∂f/∂p (F, M, P) from the analytic derivatives of the profile
-(:func:`operando.xrd.profiles.peak_jacobian`) scattered through the window's parameter
-index maps, then the damped normal equations
+(:func:`operando.xrd.profiles.peak_jacobian`, or
+:func:`~operando.xrd.profiles.boxed_jacobian` with an instrument box) scattered through
+the window's parameter index maps, then the damped normal equations
 
     (JᵀWJ + λ diag(JᵀWJ)) δ = JᵀW (y − f)
 
 solved per frame (batched ``numpy.linalg.solve``), the step projected onto the bounds,
 accepted where χ² falls (λ ← λ/10) and rejected elsewhere (λ ← 10 λ). A frame stops when
 its relative χ² change is below ``ftol``, or its absolute change below ``chi2_atol`` (a
-Δχ² of 1e-4 moves no parameter by a statistically meaningful amount: large joint models
-creep along weakly determined directions otherwise), for an accepted step (or λ grows past
-1e12).
+step gaining Δχ² = 0.01 moves the parameters by ≈ 0.1σ along the direction it improves,
+statistically nothing: large joint models creep along weakly determined directions
+otherwise — the centres and width of an absent phase fitting the noise, a few 1e-3 of χ²
+per step for thousands of steps), for an accepted step (or λ grows past 1e12).
 
 The model and its Jacobian are evaluated for all the peaks of a segment at once ((F, M_s,
 N_s) arrays, no Python loop over peaks): frames that converge slowly iterate with few
@@ -34,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from operando.xrd.profiles import peak_jacobian
+from operando.xrd.profiles import boxed_jacobian, peak_jacobian
 from operando.xrd.windows import CompiledWindow, background_basis, peak_values
 
 __all__ = ["BatchResult", "levenberg_marquardt", "model_and_jacobian"]
@@ -84,12 +86,14 @@ def model_and_jacobian(cw: CompiledWindow, x: np.ndarray, p: np.ndarray,
     if jac:
         J = np.zeros((n_f, x.size, n_p))
         J[:, :, cw.bg_idx] = basis[None, :, :]
+    boxed = cw.bi >= 0
+    last = "box" if boxed else "asym"
     for pts, pk in _segments(cw):
         xs = x[pts][None, None, :]
-        fj, dc, da, dw, de, ds = (
-            np.broadcast_to(q, (pk.size, n_f, xs.shape[2]))
-            for q in peak_jacobian(xs, *(vals[k].T[pk, :, None] for k in
-                                         ("center", "area", "fwhm", "eta", "asym"))))
+        args = [vals[k].T[pk, :, None] for k in ("center", "area", "fwhm", "eta", last)]
+        parts = boxed_jacobian(xs, *args) if boxed else peak_jacobian(xs, *args)
+        fj, dc, da, dw, de, ds = (np.broadcast_to(q, (pk.size, n_f, xs.shape[2]))
+                                  for q in parts)
         fs = f[:, pts]  # a view
         for i in range(pk.size):
             fs += fj[i]
@@ -104,16 +108,18 @@ def model_and_jacobian(cw: CompiledWindow, x: np.ndarray, p: np.ndarray,
                 Js[:, :, cw.ei] += de[i]
             if cw.si >= 0:
                 Js[:, :, cw.si] += ds[i]
+            if boxed:
+                Js[:, :, cw.bi] += cw.kb[j] * ds[i]
     return f, J
 
 
 def levenberg_marquardt(cw: CompiledWindow, x: np.ndarray, y: np.ndarray, w: np.ndarray,
                         p0: np.ndarray, *, max_iter: int = 200, ftol: float = 1.5e-8,
-                        chi2_atol: float = 1e-4) -> BatchResult:
+                        chi2_atol: float = 1e-2) -> BatchResult:
     """Fit y (F, M) with weights w (F, M) (0 = excluded point) from p0 (F, P).
 
     ``max_iter`` (default 200) iterations at most; stop tests ``ftol`` (relative Δχ²,
-    default 1.5e-8) and ``chi2_atol`` (absolute Δχ², default 1e-4): see the module
+    default 1.5e-8) and ``chi2_atol`` (absolute Δχ², default 1e-2): see the module
     docstring.
     """
     p = np.clip(np.array(p0, float, copy=True), cw.lower, cw.upper)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from operando.xrd.batchfit import levenberg_marquardt
-from operando.xrd.profiles import peak_profile
+from operando.xrd.profiles import boxed_profile, peak_profile
 from operando.xrd.units import unit_to_d
 from operando.xrd.windows import (
     CompiledWindow,
@@ -62,7 +62,10 @@ class PatternFit:
     """Fit results of frames × windows (one model variant).
 
     Per (frame, peak): ``center``, ``fwhm`` (pattern unit), ``area`` (intensity × unit),
-    ``eta`` and their ``*_stderr``; per (frame, window): ``status`` (see
+    ``eta`` and their ``*_stderr``; per (frame, peak, peak) ``area_cov``, the covariance of
+    the areas (scaled like the standard errors; areas tied to one parameter — satellites, a
+    phase's scale in a joint model — are fully correlated; NaN where not fitted; peaks of
+    different windows fitted apart are uncorrelated, 0); per (frame, window): ``status`` (see
     :data:`STATUS_MEANINGS`), ``reason`` text, ``chi2``, ``n_points``, ``n_free``.
     """
 
@@ -82,6 +85,7 @@ class PatternFit:
     chi2: np.ndarray
     n_points: np.ndarray
     n_free: np.ndarray
+    area_cov: np.ndarray
     params: list[np.ndarray] = field(default_factory=list)  # per window (F, P)
     params_stderr: list[np.ndarray] = field(default_factory=list)
     param_names: list[list[str]] = field(default_factory=list)
@@ -105,7 +109,8 @@ class PatternFit:
                    reason=np.full((n_frames, nw), "ok", dtype=object),
                    chi2=np.full((n_frames, nw), np.nan),
                    n_points=np.zeros((n_frames, nw), np.int64),
-                   n_free=np.zeros((n_frames, nw), np.int64))
+                   n_free=np.zeros((n_frames, nw), np.int64),
+                   area_cov=np.zeros((n_frames, len(peak_names), len(peak_names))))
 
 
 def _valid(y: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -151,8 +156,16 @@ def _drift(cw: CompiledWindow, p: np.ndarray, s: np.ndarray, unit: str, wl: floa
     return float(np.median(d_fit / d_nom))
 
 
+def _area_cov(cw: CompiledWindow, cov: np.ndarray) -> np.ndarray:
+    """Covariance (F, n_peaks, n_peaks) of the peak areas r_j p[ai_j] from the parameter
+    covariance ``cov`` (F, P, P)."""
+    c = np.asarray(cov, float)[:, cw.ai[:, None], cw.ai[None, :]]
+    return c * cw.r[None, :, None] * cw.r[None, None, :]
+
+
 def _store(out: PatternFit, w: int, cw: CompiledWindow, rows: np.ndarray, cols: np.ndarray,
-           p: np.ndarray, s: np.ndarray) -> None:
+           p: np.ndarray, s: np.ndarray, cov: np.ndarray) -> None:
+    out.area_cov[np.ix_(rows, cols, cols)] = _area_cov(cw, cov)
     vals = peak_values(cw, p)
     err = peak_stderr(cw, s)
     for key in ("center", "fwhm", "area", "eta"):
@@ -291,7 +304,8 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
         return new
 
     def store(cw: CompiledWindow, rows: np.ndarray, p: np.ndarray, sd: np.ndarray,
-              conv: np.ndarray) -> None:
+              conv: np.ndarray, cov: np.ndarray) -> None:
+        out.area_cov[np.ix_(rows, cols, cols)] = _area_cov(cw, cov)
         vals = peak_values(cw, p)
         err = peak_stderr(cw, sd)
         for key in ("center", "fwhm", "area", "eta"):
@@ -322,6 +336,8 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
             for key in ("center", "fwhm", "area", "eta"):
                 getattr(out, key)[np.ix_(empty, cols_l[g])] = np.nan
                 getattr(out, key + "_stderr")[np.ix_(empty, cols_l[g])] = np.nan
+            out.area_cov[np.ix_(empty, cols_l[g], cols)] = np.nan
+            out.area_cov[np.ix_(empty, cols, cols_l[g])] = np.nan
 
     if method == "batch":
         first = good[:1]
@@ -329,10 +345,10 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
                             options)[:2]
         cw = follow(cw0, p1[0], s1[0])
         start = _reset_weak(cw, p1, s1, options.snr_threshold, cw.p_default)
-        p, sd, _chi2, _npts, conv = _fit_block(cw, y_all[good], s_all[good],
-                                              np.repeat(start, good.size, axis=0),
-                                              options)
-        store(cw, good, p, sd, conv)
+        p, sd, _chi2, _npts, conv, cov = _fit_block(cw, y_all[good], s_all[good],
+                                                   np.repeat(start, good.size, axis=0),
+                                                   options)
+        store(cw, good, p, sd, conv, cov)
         return
     cw = cw0
     prev: tuple[np.ndarray, np.ndarray] | None = None
@@ -344,13 +360,13 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
         wts = np.where(ok, 1.0 / np.where(ok, ss, 1.0) ** 2, 0.0)
         start = linear_guess(cw, start[None], np.where(ok, yy, 0.0)[None], wts[None])[0]
         try:
-            p, err, success = _lmfit_generic(cw, y_all[f], s_all[f], start)
+            p, err, success, cov = _lmfit_generic(cw, y_all[f], s_all[f], start)
         except Exception as exc:
             for w in ws:
                 out.status[f, w] = 5
                 out.reason[f, w] = f"{STATUS_MEANINGS[5]}: {type(exc).__name__}: {exc}"
             continue
-        store(cw, np.array([f]), p[None], err[None], np.array([success]))
+        store(cw, np.array([f]), p[None], err[None], np.array([success]), cov[None])
         prev = (p, err)
         cw = follow(cw, p, err)
 
@@ -397,9 +413,9 @@ def _fit_window_batch(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
                 cw = cw0
     start = _reset_weak(cw, p_first, s_first, options.snr_threshold, cw.p_default)
     # 2) all frames from the first frame's nonlinear values, their own linear guesses
-    p, s, chi2, npts, conv = _fit_block(cw, y_all[good], s_all[good],
-                                        np.repeat(start, good.size, axis=0), options)
-    _store(out, w, cw, good, cols, p, s)
+    p, s, chi2, npts, conv, cov = _fit_block(cw, y_all[good], s_all[good],
+                                             np.repeat(start, good.size, axis=0), options)
+    _store(out, w, cw, good, cols, p, s, cov)
     out.chi2[good, w] = chi2
     out.n_points[good, w] = npts
     out.n_free[good, w] = cw.n_params
@@ -411,10 +427,12 @@ def _fit_window_batch(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
 
 def _fit_block(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np.ndarray,
                options: FitOptions
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                          np.ndarray]:
     """Fit rows of ``y`` (F, N) (σ ``s``) with :func:`levenberg_marquardt` from the nonlinear
     values of ``p_start`` (F, P) and per-frame linear areas and background. Returns params,
-    stderr (F, P), χ², number of points used and converged (F,)."""
+    stderr (F, P), χ², number of points used, converged (F,) and the parameter covariance
+    (F, P, P), scaled by χ²/(M − P) like the standard errors."""
     yy = y[:, cw.idx]
     ss = s[:, cw.idx]
     ok = _valid(yy, ss)
@@ -422,7 +440,10 @@ def _fit_block(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np.nda
     yy = np.where(ok, yy, 0.0)
     p0 = linear_guess(cw, p_start, yy, wts)
     res = levenberg_marquardt(cw, cw.x, yy, wts, p0, max_iter=options.max_iter)
-    return res.params, res.stderr, res.chi2, ok.sum(axis=1), res.converged
+    npts = ok.sum(axis=1)
+    scale = res.chi2 / np.maximum(npts - cw.n_params, 1)
+    cov = res.covariance * scale[:, None, None]
+    return res.params, res.stderr, res.chi2, npts, res.converged, cov
 
 
 # --------------------------------------------------------------------------- lmfit path
@@ -436,8 +457,11 @@ def _poly_bg(x: np.ndarray, c0: float = 0.0, c1: float = 0.0, c2: float = 0.0,
 
 
 def _pv_peak(x: np.ndarray, center: float = 0.0, area: float = 1.0, fwhm: float = 0.01,
-             eta: float = 0.5, asym: float = 0.0) -> np.ndarray:
-    """:func:`~operando.xrd.profiles.peak_profile` as an lmfit Model."""
+             eta: float = 0.5, asym: float = 0.0, box: float = 0.0) -> np.ndarray:
+    """:func:`~operando.xrd.profiles.peak_profile` as an lmfit Model (convolved with the
+    instrument box, :func:`~operando.xrd.profiles.boxed_profile`, when ``box`` > 0)."""
+    if box > 0:
+        return boxed_profile(x, center, area, fwhm, eta, box)
     return peak_profile(x, center, area, fwhm, eta, asym)
 
 
@@ -455,6 +479,8 @@ def lmfit_model(cw: CompiledWindow) -> tuple[Model, Parameters]:
         params[f"bg_c{o}"].set(value=0.0, vary=f"bg_c{o}" in free)
     params["bg_xmid"].set(value=cw.x_mid, vary=False)
     params["bg_xhalf"].set(value=cw.x_half, vary=False)
+    if cw.bi >= 0:
+        params.add(cw.names[cw.bi])
     for i, name in enumerate(cw.names):
         params[name].set(value=cw.p_default[i], min=cw.lower[i], max=cw.upper[i], vary=True)
     for j in range(len(cw.peak_names)):
@@ -474,17 +500,37 @@ def lmfit_model(cw: CompiledWindow) -> tuple[Model, Parameters]:
                 params[pre + "asym"].set(expr=cw.names[cw.si])
         else:
             params[pre + "asym"].set(value=0.0, vary=False)
+        if cw.bi >= 0:
+            params[pre + "box"].set(expr=f"{float(cw.kb[j])!r}*{cw.names[cw.bi]}")
+        else:
+            params[pre + "box"].set(value=0.0, vary=False)
     return model, params
+
+
+def _lmfit_cov(cw: CompiledWindow, res: object) -> np.ndarray:
+    """The (P, P) covariance of ``cw.names`` from an lmfit result (lmfit's scaled ``covar``
+    over its varied parameters; NaN without one)."""
+    out = np.full((cw.n_params, cw.n_params), np.nan)
+    covar = getattr(res, "covar", None)
+    var_names = list(getattr(res, "var_names", []) or [])
+    if covar is None:
+        return out
+    pos = [var_names.index(n) if n in var_names else -1 for n in cw.names]
+    for i, a in enumerate(pos):
+        for j, b in enumerate(pos):
+            if a >= 0 and b >= 0:
+                out[i, j] = covar[a, b]
+    return out
 
 
 def lmfit_one(cw: CompiledWindow, model: Model, params: Parameters, y: np.ndarray,
               s: np.ndarray, p_start: np.ndarray, max_nfev: int | None = None
-              ) -> tuple[np.ndarray, np.ndarray, float, int, bool]:
+              ) -> tuple[np.ndarray, np.ndarray, float, int, bool, np.ndarray]:
     """Fit one frame (``y``, σ ``s`` on the whole radial axis) with lmfit from
     free-parameter values ``p_start`` (P,); ``max_nfev`` (default None: lmfit's) bounds
     the function evaluations.
 
-    Returns (p, stderr, chi2, n_points, success)."""
+    Returns (p, stderr, chi2, n_points, success, covariance (P, P))."""
     yy = y[cw.idx]
     ss = s[cw.idx]
     ok = _valid(yy, ss)
@@ -497,14 +543,15 @@ def lmfit_one(cw: CompiledWindow, model: Model, params: Parameters, y: np.ndarra
     p = np.array([res.params[n].value for n in cw.names])
     err = np.array([np.nan if res.params[n].stderr is None else res.params[n].stderr
                     for n in cw.names])
-    return p, err, float(res.chisqr), int(ok.sum()), bool(res.success)
+    return p, err, float(res.chisqr), int(ok.sum()), bool(res.success), _lmfit_cov(cw, res)
 
 
 def _lmfit_generic(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np.ndarray,
-                   max_nfev: int | None = None) -> tuple[np.ndarray, np.ndarray, bool]:
+                   max_nfev: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, bool, np.ndarray]:
     """lmfit (``minimize``, leastsq) of any compiled model (joint windows) from ``p_start``:
     the same constraints as the batch path, as one Parameter per free parameter and the
-    model of :func:`window_model`. Returns (p, stderr, success)."""
+    model of :func:`window_model`. Returns (p, stderr, success, covariance (P, P))."""
     from lmfit import Parameters, minimize
 
     yy, ss = y[cw.idx], s[cw.idx]
@@ -523,7 +570,7 @@ def _lmfit_generic(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np
     p = np.array([res.params[n].value for n in cw.names])
     err = np.array([np.nan if res.params[n].stderr is None else res.params[n].stderr
                     for n in cw.names])
-    return p, err, bool(res.success)
+    return p, err, bool(res.success), _lmfit_cov(cw, res)
 
 
 def _fit_window_lmfit(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef,
@@ -550,12 +597,12 @@ def _fit_window_lmfit(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
         wts = np.where(ok, 1.0 / np.where(ok, ss, 1.0) ** 2, 0.0)
         start = linear_guess(cw, start[None], np.where(ok, yy, 0.0)[None], wts[None])[0]
         try:
-            p, err, chi2, npts, success = lmfit_one(cw, model, params, y, s, start)
+            p, err, chi2, npts, success, cov = lmfit_one(cw, model, params, y, s, start)
         except Exception as exc:
             out.status[f, w] = 5
             out.reason[f, w] = f"{STATUS_MEANINGS[5]}: {type(exc).__name__}: {exc}"
             continue
-        _store(out, w, cw, np.array([f]), cols, p[None], err[None])
+        _store(out, w, cw, np.array([f]), cols, p[None], err[None], cov[None])
         out.chi2[f, w] = chi2
         out.n_points[f, w] = npts
         out.n_free[f, w] = cw.n_params

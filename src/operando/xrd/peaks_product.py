@@ -259,6 +259,16 @@ def _intermediate_test(fit_without: PatternFit, fit_with: PatternFit, setup: Pea
                               fraction_if_present=f_int)
 
 
+def _expand_cov(fit: PatternFit, table_all: list[tuple[int, PeakDef]],
+                table_fit: list[tuple[int, PeakDef]]) -> np.ndarray:
+    """The (F, n_all, n_all) area covariance of ``fit`` with 0 for peaks it does not model."""
+    pos = {(w, p.name): i for i, (w, p) in enumerate(table_all)}
+    idx = np.array([pos[(w, p.name)] for w, p in table_fit], int)
+    out = np.zeros((fit.center.shape[0], len(table_all), len(table_all)))
+    out[:, idx[:, None], idx[None, :]] = fit.area_cov
+    return out
+
+
 def _chosen_model(fit_without: PatternFit, fit_with: PatternFit | None, setup: PeakSetup,
                   chosen: np.ndarray) -> dict[str, np.ndarray]:
     """Per-peak values and per-window fit quality of the model chosen in each frame (the one
@@ -278,6 +288,9 @@ def _chosen_model(fit_without: PatternFit, fit_with: PatternFit | None, setup: P
         out[key] = np.where(chosen[:, None], a if fit_with is None else getattr(fit_with, key),
                             a)
     out["reason"] = out["reason"].astype(str)
+    cov_a = _expand_cov(fit_without, table_all, table_a)
+    out["area_cov"] = cov_a if fit_with is None else np.where(
+        chosen[:, None, None], _expand_cov(fit_with, table_all, table_all), cov_a)
     if inter:  # unflagged frames: the intermediate's peaks are not part of the model
         peak_phase = np.array([p.phase for _, p in table_all])
         no = (~chosen)[:, None] & (peak_phase == inter)[None, :]
@@ -382,9 +395,11 @@ def analyse_peaks(fit_without_intermediate: PatternFit,
     detected = ok_peak & np.isfinite(snr) & (snr >= setup.options.snr_threshold)
     area_2th, area_2th_err = area * conv, area_err * conv
     fwhm_2th = m["fwhm"] * conv
+    cov_2th = m["area_cov"] * conv[:, :, None] * conv[:, None, :]
     frac, frac_err = phase_fractions(np.stack([area_2th, np.nan_to_num(area_2th_err)], -1),
                                      intensity_ref, peak_phase, phase_names,
-                                     [p.scale for p in setup.phases], ok_peak)
+                                     [p.scale for p in setup.phases], ok_peak,
+                                     area_cov=cov_2th)
     if inter:
         i_int = phase_names.index(inter)
         frac[~chosen & np.all(np.isfinite(np.delete(frac, i_int, 1)), 1), i_int] = 0.0
@@ -463,7 +478,8 @@ def _phase_variables(res: PeakAnalysis, setup: PeakSetup, fd: str) -> dict[str, 
         "phase_fraction": xr.Variable(tph, res.phase_fraction, cf_attrs(
             "1", "molar phase fraction from integrated intensities")),
         "phase_fraction_stderr": xr.Variable(tph, res.phase_fraction_stderr, cf_attrs(
-            "1", "standard error of phase_fraction (counting statistics)")),
+            "1", "standard error of phase_fraction (counting statistics, with the "
+            "covariance of the fitted areas)")),
         "lattice_a": xr.Variable(tph, lat[..., 0], cf_attrs("angstrom", "lattice parameter a")),
         "lattice_b": xr.Variable(tph, lat[..., 1], cf_attrs("angstrom", "lattice parameter b")),
         "lattice_c": xr.Variable(tph, lat[..., 2], cf_attrs("angstrom", "lattice parameter c")),

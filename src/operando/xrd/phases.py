@@ -16,7 +16,14 @@ Vegard's law between end members (x_lo at lattice L_lo, x_hi at L_hi) on a quant
 Phase fractions (molar) from integrated intensities: each peak's area converted to 2θ
 degrees, A_i, and its reference intensity I_i (area for a phase fraction of 1 on a common
 scale) with a per-phase scale s_p give n_p = Σ_{i∈p} A_i / (s_p Σ_{i∈p} I_i) and
-f_p = n_p / Σ_q n_q, over the windows fitted successfully in that frame.
+f_p = n_p / Σ_q n_q, over the windows fitted successfully in that frame. Standard errors
+from the covariance C_A of the areas (tied areas — satellites, one scale per phase in a
+joint fit — are fully correlated, and the scales of overlapping phases anti-correlated):
+C_n = G C_A Gᵀ with G_pi = 1/(s_p Σ_{i∈p} I_i) for i ∈ p, and
+
+    var f = D C_n Dᵀ,   D_pq = (δ_pq − f_p) / Σ_q n_q;
+
+without a covariance the areas are taken as independent (C_A diagonal).
 
 Scherrer: L = K λ / (β cos θ), β = √(w² − w_inst²) (radians of 2θ), L in nm.
 
@@ -167,12 +174,15 @@ def vegard_x(lattice: np.ndarray, lithiated: PhaseDef, delithiated: PhaseDef,
 
 def phase_fractions(area_2th: np.ndarray, intensity: np.ndarray, peak_phase: Sequence[str],
                     phases: Sequence[str], scale: Sequence[float],
-                    usable: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                    usable: np.ndarray, area_cov: np.ndarray | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Molar fractions (F, n_phases) and their standard errors from peak areas.
 
     ``area_2th`` (F, n_peaks) in 2θ-degree units (NaN allowed); ``usable`` (F, n_peaks)
     marks peaks of successfully fitted windows. Errors are propagated from the per-peak
-    area errors passed in ``area_2th[..., 1]`` when ``area_2th`` has a trailing axis 2.
+    area errors passed in ``area_2th[..., 1]`` when ``area_2th`` has a trailing axis 2
+    (independent areas), or from ``area_cov`` (F, n_peaks, n_peaks), the areas' covariance
+    in the same units, when given (default None); see the module docstring.
     """
     arr = np.asarray(area_2th, float)
     if arr.ndim == 3:
@@ -196,11 +206,33 @@ def phase_fractions(area_2th: np.ndarray, intensity: np.ndarray, peak_phase: Seq
     total = np.nansum(amount, axis=1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(total > 0, amount / total, np.nan)
-        # dF_i/dn_j = (δ_ij − F_i)/T, uncorrelated amounts
-        err = np.sqrt((1 - 2 * frac) * var + frac**2 * np.nansum(var, axis=1,
-                                                                   keepdims=True)) / total
+        if area_cov is None:
+            # dF_i/dn_j = (δ_ij − F_i)/T, uncorrelated amounts
+            err = np.sqrt((1 - 2 * frac) * var + frac**2 * np.nansum(var, axis=1,
+                                                                       keepdims=True)) / total
+        else:
+            err = _fraction_stderr(area_cov, usable & np.isfinite(area), inten, pp, phases,
+                                   scale, frac, total)
     frac = np.where(np.isfinite(amount), frac, np.nan)
     return frac, err
+
+
+def _fraction_stderr(area_cov: np.ndarray, use: np.ndarray, inten: np.ndarray,
+                     pp: np.ndarray, phases: Sequence[str], scale: Sequence[float],
+                     frac: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """√diag(D G C_A Gᵀ Dᵀ) of the module docstring, per frame (F, n_phases)."""
+    n_f, n_ph = frac.shape
+    g = np.zeros((n_f, n_ph, use.shape[1]))
+    for i, (ph, s) in enumerate(zip(phases, scale, strict=True)):
+        sel = use & (pp == ph)[None, :]
+        den = np.where(sel, inten[None, :], 0.0).sum(axis=1) * s
+        g[:, i, :] = np.where(sel, 1.0 / np.where(den > 0, den, np.nan)[:, None], 0.0)
+    c = np.where(use[:, :, None] & use[:, None, :], np.nan_to_num(area_cov), 0.0)
+    c_n = np.einsum("fpi,fij,fqj->fpq", g, c, g)
+    f0 = np.nan_to_num(frac)
+    d = (np.eye(n_ph)[None] - f0[:, :, None]) / total[:, :, None]
+    var = np.einsum("fpq,fqr,fpr->fp", d, c_n, d)
+    return np.where(np.isfinite(frac), np.sqrt(np.clip(var, 0.0, None)), np.nan)
 
 
 def scherrer_size_nm(fwhm_2th_deg: np.ndarray, two_theta_deg: np.ndarray,
