@@ -39,9 +39,9 @@ def test_streams_own_and_borrowed_clocks(tmp_path):
     with pytest.raises(ValueError, match="circle"):
         SyncSection(trigger_file=t, streams={"xanes": {"clock": "confocal"},
                                              "confocal": {"clock": "xanes"}})
-    with pytest.raises(ValueError, match="streams.xanes: method 'triggers' expects its own"):
+    with pytest.raises(ValueError, match=r"streams.xanes: method 'triggers' expects its own"):
         SyncSection(trigger_file=t, streams={"xanes": {"pulse": "scan"}})
-    with pytest.raises(ValueError, match="streams.confocal.pulse"):
+    with pytest.raises(ValueError, match=r"streams.confocal.pulse"):
         SyncSection(trigger_file=t, streams={"confocal": {"trigger_file": t, "pulse": "scan"}})
     with pytest.raises(ValueError, match="expects no other key"):
         SyncSection(trigger_file=t, streams={"xanes": {"clock": "xrd", "trigger_file": t}})
@@ -69,15 +69,15 @@ def test_validation_refuses_a_reference_the_run_cannot_provide(clocks_run):
     raw = _raw(clocks_run)
     bad = copy.deepcopy(raw)
     bad["sync"] = {"trigger_file": raw["sync"]["trigger_file"], "reference_stream": "xrd"}
-    with pytest.raises(ConfigError, match="sync.reference_stream is 'xrd'"):
+    with pytest.raises(ConfigError, match=r"sync.reference_stream is 'xrd'"):
         _validate(bad, clocks_run)
     bad = copy.deepcopy(raw)
     del bad["confocal"]
-    with pytest.raises(ConfigError, match="sync.streams.confocal: there is no 'confocal'"):
+    with pytest.raises(ConfigError, match=r"sync.streams.confocal: there is no 'confocal'"):
         _validate(bad, clocks_run)
     bad = copy.deepcopy(raw)
     bad["sync"]["streams"]["confocal"] = {"clock": "xrd"}
-    with pytest.raises(ConfigError, match="sync.streams.confocal.clock: borrows 'xrd'"):
+    with pytest.raises(ConfigError, match=r"sync.streams.confocal.clock: borrows 'xrd'"):
         _validate(bad, clocks_run)
     bad = copy.deepcopy(raw)
     bad["xanes"]["epoch_path"] = None
