@@ -94,12 +94,33 @@ def _sections(cfg: RunConfig, stream: str) -> dict[str, Any]:
             out[name] = None
             continue
         dump = sec.model_dump(mode="json")
+        if name == "sync":
+            dump = _sync_for(sec, stream, dump)
         for key in ("files", "cv_files"):  # the file lists that may hold glob patterns
             files = getattr(sec, key, None)
             if files:
                 dump[f"{key}_matched"] = [str(p) for p in expand_inputs(list(files))]
         out[name] = dump
     return out
+
+
+#: the X-ray stream whose clock a product is on (echem.nc: the reference stream's)
+_CLOCK_OF = {"xrd": "xrd", "peaks": "xrd", "confocal": "confocal", "xanes": "xanes"}
+
+
+def _sync_for(sec: Any, stream: str, dump: dict[str, Any]) -> dict[str, Any]:
+    """The part of the ``sync`` section ``stream``'s clock depends on: the section's keys
+    (defaults of every clock; ``trigger_file`` only when on the reference stream's clock)
+    and the ``streams`` entries of the streams whose clock it is on, so a per-stream key
+    makes only the products on that clock stale."""
+    chain = sec.chain(_CLOCK_OF.get(stream, sec.reference_stream))
+    entries = dump.pop("streams", None) or {}
+    if chain[-1] != sec.reference_stream:
+        dump.pop("trigger_file", None)
+    mine = {k: v for k, v in entries.items() if k in chain}
+    if mine:
+        dump["streams"] = mine
+    return dump
 
 
 def identity_json(cfg: RunConfig, stream: str, inputs: Sequence[str | Path]) -> str:

@@ -80,7 +80,15 @@ from pipelines.stream import (
     exposure_count_time,
     monitor_normalization,
 )
-from pipelines.sync import clock_summary, sent_triggers, sync_clock, sync_inputs, uses_xrd_frames
+from pipelines.sync import (
+    clock_sources,
+    clock_summary,
+    confocal_pulses,
+    sent_triggers,
+    stream_clock,
+    sync_inputs,
+    uses_xrd_frames,
+)
 from pipelines.xrd import (
     IntegratorSetup,
     build_xrd_product,
@@ -111,6 +119,8 @@ class ReduceResult:
     products: dict[str, Path] = field(default_factory=dict)
     figures: list[Path] = field(default_factory=list)
     clock: ClockModel | None = None
+    #: X-ray stream → the clock it was put on (its own, or the one it borrows)
+    clocks: dict[str, ClockModel] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     echem: xr.Dataset | None = None
     fresh: dict[str, str] = field(default_factory=dict)
@@ -125,7 +135,9 @@ class ReduceResult:
         """stream → (failed / written / fresh / kept (stale) / skipped, detail), in stream
         order (``sync`` when it failed or was skipped: it is no product of its own)."""
         rows: dict[str, tuple[str, str]] = {}
-        for s in ("echem", "sync", *REDUCED_STREAMS[1:]):
+        syncs = sorted({k for t in (self.failed, self.skipped) for k in t
+                        if k.startswith("sync:")})
+        for s in ("echem", "sync", *syncs, *REDUCED_STREAMS[1:]):
             for label, table in (("failed", self.failed), ("written", self.products),
                                  ("fresh", self.fresh), ("kept (stale)", self.kept),
                                  ("skipped", self.skipped)):
@@ -231,8 +243,25 @@ class _Run:
     meta: FrameMetadata | None = None
     clock: ClockModel | None = None
     clock_inputs: list[Path] = field(default_factory=list)
-    #: what did not complete: streams, and "echem-data" / "frames" / "clock"
+    #: source stream → its own clock and the files it came from (``sync.streams``)
+    own_clocks: dict[str, tuple[ClockModel, list[Path]]] = field(default_factory=dict)
+    #: X-ray stream → the stream whose own clock it is on
+    sources: dict[str, str] = field(default_factory=dict)
+    #: what did not complete: streams, and "echem-data" / "frames" / "clock" / "clock:<s>"
     broken: set[str] = field(default_factory=set)
+
+    def clock_of(self, stream: str) -> tuple[ClockModel | None, list[Path]]:
+        """The clock ``stream`` is on and its files (None, [] without a sync section)."""
+        src = self.sources.get(stream)
+        if src is None or src not in self.own_clocks:
+            return None, []
+        clock, files = self.own_clocks[src]
+        return clock, list(files)
+
+    def clock_needs(self, stream: str) -> tuple[str, ...]:
+        """The marks a stream's stage needs for its clock (none without a sync section)."""
+        src = self.sources.get(stream)
+        return () if src is None else ("echem-data", _clock_mark(self, src))
 
     def write(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
               attrs: dict[str, Any] | None) -> Path:
@@ -290,30 +319,47 @@ class _Run:
 
 
 #: what a broken mark is, for the "skipped" reasons
-_MARKS = {"echem-data": "echem", "frames": "xrd", "clock": "sync"}
+_MARKS = {"echem-data": "echem", "frames": "xrd", "clock": "sync", "clock:xrd": "sync:xrd",
+          "clock:xanes": "sync:xanes", "clock:confocal": "sync:confocal"}
+
+
+def _clock_mark(run: _Run, source: str) -> str:
+    """The broken-mark of a source stream's clock: ``clock`` for the reference stream (the
+    ``sync`` stage), ``clock:<stream>`` for another (the ``sync:<stream>`` stage)."""
+    sync = run.cfg.sync
+    return "clock" if sync is None or source == sync.reference_stream else f"clock:{source}"
 
 
 # --------------------------------------------------------------------------- stages
 
 
 def _echem_and_clock(run: _Run) -> None:
-    """The electrochemistry, the xrd frames the clock needs, the clock; echem.nc."""
+    """The electrochemistry, the xrd frames a clock needs, one clock per source stream (the
+    reference stream's first); echem.nc (on the reference stream's clock)."""
     cfg, want = run.cfg, run.compute
-    sync = cfg.sync if want.keys() & {"echem", "xrd", "xanes", "confocal"} else None
-    needs_echem = "echem" in want or (sync is not None and bool(
-        want.keys() & {"xrd", "xanes", "confocal"}))
+    xray = [s for s in ("xrd", "xanes", "confocal") if s in want and getattr(cfg, s)]
+    sync = cfg.sync if "echem" in want or xray else None
+    needs_echem = "echem" in want or (sync is not None and bool(xray))
     if needs_echem and cfg.echem is not None:
         run.stage("echem", lambda: setattr(run, "echem", read_echem_section(cfg.echem)),
                   marks="echem-data")
         run.result.echem = run.echem
-    if cfg.xrd is not None and ("xrd" in want or (sync is not None and uses_xrd_frames(sync))):
+    if sync is not None:
+        run.sources = clock_sources(sync, xray)
+    wanted = set(run.sources.values()) | ({sync.reference_stream} if sync and "echem" in want
+                                          else set())
+    xrd_frames = sync is not None and "xrd" in wanted and uses_xrd_frames(sync, ["xrd"])
+    if cfg.xrd is not None and ("xrd" in want or xrd_frames):
         def open_frames() -> None:
             run.source = open_xrd_frames(cfg.xrd)
             run.meta = run.source.metadata()
         run.stage("xrd", open_frames, marks="frames")
     if sync is not None:
-        run.stage("sync", lambda: _clock(run, sync), marks="clock",
-                  needs=("echem-data", "frames") if uses_xrd_frames(sync) else ("echem-data",))
+        for src in sorted(wanted, key=lambda s: s != sync.reference_stream):
+            name = "sync" if src == sync.reference_stream else f"sync:{src}"
+            needs = ("echem-data", "frames") if src == "xrd" and xrd_frames else ("echem-data",)
+            run.stage(name, lambda src=src: _clock(run, sync, src),
+                      marks=_clock_mark(run, src), needs=needs)
     if "echem" in want and run.echem is not None:
         def write_echem() -> None:
             clock = run.clock
@@ -324,16 +370,38 @@ def _echem_and_clock(run: _Run) -> None:
         run.stage("echem", write_echem, needs=("clock",) if sync is not None else ())
 
 
-def _clock(run: _Run, sync: Any) -> None:
-    sent = sent_triggers(sync, run.meta)
-    clock, recorded = sync_clock(sync, run.echem, sent)
-    run.clock = run.result.clock = clock
+def _pulses(run: _Run, sync: Any, stream: str) -> Any:
+    """The pulses ``stream``'s controller sent (UTC epoch s), or None (timestamps)."""
+    if sync.settings(stream).method != "triggers":
+        return None
+    if stream == "xrd":
+        return sent_triggers(sync, run.meta)
+    if stream == "xanes":
+        from pipelines.xanes import xanes_pulses
+
+        return xanes_pulses(run.cfg.xanes, sync.settings("xanes").pulse)
+    return confocal_pulses(run.cfg.confocal)
+
+
+def _clock(run: _Run, sync: Any, stream: str) -> None:
+    """The own clock of a source stream; the reference stream's is also the run's."""
+    sent = _pulses(run, sync, stream)
+    clock, recorded = stream_clock(sync, stream, run.echem, sent)
+    inputs = sync_inputs(sync, run.echem, clock)
+    run.own_clocks[stream] = (clock, inputs)
+    for s, src in run.sources.items():
+        if src == stream:
+            run.result.clocks[s] = clock
+    if stream == sync.reference_stream:
+        run.clock = run.result.clock = clock
+        run.clock_inputs = inputs
     if recorded is not None:
         run.log.info("%s", clock_summary(clock))
         if sent is not None:
-            run.figures({"sync.png": sync_figure(
-                clock, sent, recorded, title=f"{run.out.run_name}: trigger clock sync")})
-    run.clock_inputs = sync_inputs(sync, run.echem, clock)
+            ref = stream == sync.reference_stream
+            run.figures({"sync.png" if ref else f"sync_{stream}.png": sync_figure(
+                clock, sent, recorded, title=f"{run.out.run_name}: "
+                f"{'' if ref else stream + ' '}trigger clock sync")})
 
 
 def reduce_xrd(run: _Run, section: XrdSection) -> None:
@@ -346,7 +414,8 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
     averaged over each (``time``, ``time_start``, ``voltage_V``, …); the files of the
     clock and the electrochemistry join the product's inputs.
     """
-    source, meta, clock, echem = run.source, run.meta, run.clock, run.echem
+    source, meta, echem = run.source, run.meta, run.echem
+    clock, clock_inputs = run.clock_of("xrd")
     if source is None or meta is None:
         raise ValueError("xrd: the frames were not opened")
     setup = IntegratorSetup.from_section(section.integration, source)
@@ -382,7 +451,7 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
     attrs, inputs = prod.attrs, prod.inputs
     if clock is not None:
         attrs.update(clock.to_attrs())
-        inputs += list(run.clock_inputs)
+        inputs += clock_inputs
     with run.stream("xrd", prod.dataset, inputs, attrs, FRAME_DIM) as out:
         for res in integrate_frames(
                 source, setup, run.runner, chunk_frames=chunk, normalization=norm,
@@ -418,10 +487,11 @@ def _confocal(run: _Run, section: ConfocalSection) -> None:
     from pipelines.confocal import build_confocal
 
     # its own peaks section, else the top-level one
+    clock, clock_inputs = run.clock_of("confocal")
     depth = build_confocal(section, peaks=run.cfg.peaks, run_name=run.out.run_name,
-                           echem=run.echem, clock=run.clock,
+                           echem=run.echem, clock=clock,
                            map_units=run.runner.mapper("confocal"), progress=run.progress)
-    _write_stream(run, depth, run.clock_inputs)
+    _write_stream(run, depth, clock_inputs)
 
 
 def _xanes_unit(section: XanesSection, echem: xr.Dataset | None, clock: ClockModel | None,
@@ -466,17 +536,19 @@ def reduce_flow(cfg: RunConfig, compute: dict[str, str], scheduler: Any = "local
         run = _Run(cfg, OutputOptions.of(cfg).with_overwrite(), compute, result, runner, log,
                    progress)
         _echem_and_clock(run)
-        clocked = ("echem-data", "clock") if cfg.sync is not None else ()
         if "xrd" in compute and cfg.xrd is not None:
-            run.stage("xrd", lambda: reduce_xrd(run, cfg.xrd), needs=("frames", *clocked))
+            run.stage("xrd", lambda: reduce_xrd(run, cfg.xrd),
+                      needs=("frames", *run.clock_needs("xrd")))
         if "peaks" in compute and cfg.peaks is not None:
             run.stage("peaks", lambda: _peaks(run, cfg.peaks), needs=("xrd",))
         if "confocal" in compute and cfg.confocal is not None:
-            run.stage("confocal", lambda: _confocal(run, cfg.confocal), needs=clocked)
+            run.stage("confocal", lambda: _confocal(run, cfg.confocal),
+                      needs=run.clock_needs("confocal"))
         if "xanes" in compute and cfg.xanes is not None:
             run.stage("xanes", lambda: _write_stream(run, runner.run(
-                _xanes_unit, cfg.xanes, run.echem, run.clock, run.out.run_name, progress,
-                stream="xanes", cache=False, local=True), run.clock_inputs), needs=clocked)
+                _xanes_unit, cfg.xanes, run.echem, run.clock_of("xanes")[0],
+                run.out.run_name, progress, stream="xanes", cache=False, local=True),
+                run.clock_of("xanes")[1]), needs=run.clock_needs("xanes"))
         if "kinetics" in compute and cfg.kinetics is not None:
             run.stage("kinetics", lambda: _write_stream(run, runner.run(
                 _kinetics_unit, cfg.kinetics, progress, stream="kinetics", cache=False,

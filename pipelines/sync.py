@@ -1,21 +1,29 @@
-"""The sync step: the ``sync`` config section → the clock model of the run.
+"""The sync step: the ``sync`` config section → one clock model per X-ray stream.
 
-Two ways (``sync.method``): ``triggers`` fits offset and drift of the beamline clock to
-the potentiostat's trigger record, matched against the reference X-ray stream's frame
-timestamps (:func:`operando.echem.sync.fit_clock`); ``timestamps`` takes both clocks as
-UTC plus ``sync.fixed_offset_s`` (:func:`operando.echem.sync.clock_from_timestamps`).
-Orchestration only: :func:`operando.io.echem.triggers.read_trigger_record` reads the
-record; the clock model is science.
+Each X-ray stream is on the clock of a *source* stream (``SyncSection.source``): its own
+(the reference stream, or a ``sync.streams.<stream>`` entry with its own trigger record or
+timestamps), or one it borrows (``clock: <stream>``, or no entry: the reference stream's,
+which is what a config without ``sync.streams`` means). Per source stream, ``triggers``
+fits offset and drift of its controller's clock to its trigger record, matched against
+that stream's pulses (:func:`operando.echem.sync.fit_clock`): the xrd frame timestamps, the
+XANES scan starts (``pulse: scan``) or every energy point's time (``pulse: point``), the
+confocal point times; ``timestamps`` takes both clocks as UTC plus ``fixed_offset_s``
+(:func:`operando.echem.sync.clock_from_timestamps`). Orchestration only:
+:func:`operando.io.echem.triggers.read_trigger_record` reads the record, each stream's
+adapter reads its pulses (:func:`pipelines.xanes.xanes_pulses`, :func:`confocal_pulses`);
+the clock model is science.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
-from operando.config import SyncSection
+from operando.config import ConfocalSection, SyncSection
 from operando.echem.sync import (
     ClockModel,
     clock_from_timestamps,
@@ -23,60 +31,90 @@ from operando.echem.sync import (
     reference_epoch_from_attrs,
 )
 from operando.io.echem.triggers import read_trigger_record
+from operando.io.xrd.confocal import read_confocal_points
 from operando.io.xrd.frames import FrameMetadata
 
-__all__ = ["clock_summary", "sent_triggers", "sync_clock", "sync_inputs", "uses_xrd_frames"]
+__all__ = ["clock_sources", "clock_summary", "confocal_pulses", "sent_triggers", "stream_clock",
+           "sync_clock", "sync_inputs", "uses_xrd_frames"]
+
+#: what the timestamps of each stream's pulses are, for messages and ``ClockModel.what``
+_PULSE_TEXT = {"frame": "frame triggers", "scan": "scan-start triggers",
+               "point": "point triggers"}
 
 
-def uses_xrd_frames(section: SyncSection) -> bool:
-    """True when the clock is fitted to the xrd stream's frame timestamps."""
-    return section.method == "triggers" and section.reference_stream == "xrd"
+def clock_sources(section: SyncSection, streams: Iterable[str]) -> dict[str, str]:
+    """X-ray stream → the stream whose own clock it is on, for ``streams``."""
+    return {s: section.source(s) for s in streams}
+
+
+def uses_xrd_frames(section: SyncSection, streams: Iterable[str] | None = None) -> bool:
+    """True when a clock of ``streams`` (default: every X-ray stream) is fitted to the xrd
+    stream's frame timestamps."""
+    names = ("xrd", "xanes", "confocal") if streams is None else tuple(streams)
+    return any(section.source(s) == "xrd" for s in names) and \
+        section.settings("xrd").method == "triggers"
 
 
 def sent_triggers(section: SyncSection, xrd_meta: FrameMetadata | None) -> np.ndarray | None:
-    """The trigger pulses the beamline sent (UTC epoch s): the reference stream's frame
-    timestamps for ``triggers``, None for ``timestamps``. ``ValueError`` when the
-    reference stream is not the xrd stream, the only one this version syncs on."""
-    if section.method != "triggers":
+    """The xrd frame timestamps (UTC epoch s) as sent triggers when the xrd stream's clock is
+    fitted to triggers; None otherwise."""
+    if section.settings("xrd").method != "triggers" or xrd_meta is None:
         return None
-    if not uses_xrd_frames(section) or xrd_meta is None:
-        raise ValueError(f"sync.reference_stream {section.reference_stream!r}: this version "
-                         "syncs on the xrd stream's frame timestamps")
     return xrd_meta.epoch_s
+
+
+def confocal_pulses(section: ConfocalSection) -> np.ndarray:
+    """The confocal pulses (UTC epoch s, beamline clock): every point's exposure start, as
+    the master file records it (counters only; no frame or spectrum is read)."""
+    points = read_confocal_points(
+        section.files, scans=section.scans, depth_path=section.depth_path,
+        depth_unit=section.depth_unit, depth_zero=section.depth_zero,
+        depth_sign=section.depth_sign, epoch_path=section.epoch_path,
+        count_time_path=section.count_time_path, monitor_path=section.monitor_path)
+    return np.sort(np.asarray(points.epoch_s, dtype=float))
+
+
+def stream_clock(section: SyncSection, stream: str, echem: xr.Dataset,
+                 sent_epoch_s: np.ndarray | None) -> tuple[ClockModel, np.ndarray | None]:
+    """The own clock of ``stream`` and, for ``triggers``, its recorded pulses (s on the
+    potentiostat clock; None for ``timestamps``). ``echem`` carries the acquisition start
+    (its ``acquisition_start_utc`` attribute); ``sent_epoch_s``: the stream's pulses (UTC
+    epoch s). Raises ``ValueError`` (``SyncError``) naming the config key when the clocks
+    cannot be put on one time base within the tolerances."""
+    st = section.settings(stream)
+    key = f"sync.streams.{stream}" if stream in (section.streams or {}) else "sync"
+    reference = reference_epoch_from_attrs(echem.attrs)
+    if st.method == "timestamps":
+        model = clock_from_timestamps(reference_epoch_s=reference,
+                                      fixed_offset_s=st.fixed_offset_s)
+        return dataclasses.replace(model, stream=stream, pulse=st.pulse), None
+    if st.trigger_file is None:  # the section's validator asks for one already
+        raise ValueError(f"{key}.trigger_file: method 'triggers' expects one, found none")
+    if sent_epoch_s is None:
+        raise ValueError(f"{key}: the {stream} stream carries no timestamps to match the "
+                         f"trigger record against; name them (e.g. {stream}.timestamp_path / "
+                         f"{stream}.epoch_path) or use method: timestamps")
+    recorded = read_trigger_record(st.trigger_file)
+    clock = fit_clock(
+        sent_epoch_s, recorded, reference_epoch_s=reference, fit_drift=st.drift,
+        max_rms_residual_s=st.max_rms_residual_s, max_abs_residual_s=st.max_abs_residual_s,
+        offset_guess_s=st.offset_guess_s, max_offset_s=st.max_offset_s,
+        bursts=st.pulse == "point" and stream == "xanes", stream=stream, pulse=st.pulse,
+        what=f"{stream} {_PULSE_TEXT[st.pulse]} vs {st.trigger_file.name}")
+    return clock, recorded
 
 
 def sync_clock(section: SyncSection, echem: xr.Dataset, sent_epoch_s: np.ndarray | None
                ) -> tuple[ClockModel, np.ndarray | None]:
-    """The clock model and, for ``triggers``, the recorded pulses (s on the potentiostat
-    clock; None for ``timestamps``). ``echem`` carries the acquisition start (its
-    ``acquisition_start_utc`` attribute); ``sent_epoch_s`` from :func:`sent_triggers`.
-    Raises ``ValueError`` (``SyncError``) naming the config key when the clocks cannot be
-    put on one time base within the section's tolerances."""
-    reference = reference_epoch_from_attrs(echem.attrs)
-    if section.method == "timestamps":
-        return clock_from_timestamps(reference_epoch_s=reference,
-                                     fixed_offset_s=section.fixed_offset_s), None
-    if section.trigger_file is None:  # the section's validator asks for one already
-        raise ValueError("sync.trigger_file: method 'triggers' expects one, found none")
-    if sent_epoch_s is None:
-        raise ValueError(f"sync.reference_stream {section.reference_stream!r}: its frames "
-                         "carry no timestamps to match the trigger record against; name them "
-                         f"with {section.reference_stream}.timestamp_path or use sync.method: "
-                         "timestamps")
-    recorded = read_trigger_record(section.trigger_file)
-    clock = fit_clock(
-        sent_epoch_s, recorded, reference_epoch_s=reference, fit_drift=section.drift,
-        max_rms_residual_s=section.max_rms_residual_s,
-        max_abs_residual_s=section.max_abs_residual_s,
-        offset_guess_s=section.offset_guess_s, max_offset_s=section.max_offset_s,
-        what=f"{section.reference_stream} frame triggers vs {section.trigger_file.name}")
-    return clock, recorded
+    """The reference stream's clock (:func:`stream_clock` of ``sync.reference_stream``)."""
+    return stream_clock(section, section.reference_stream, echem, sent_epoch_s)
 
 
 def clock_summary(clock: ClockModel) -> str:
     """One log line: offset, drift, RMS residual and the matched / missing / spurious
     pulses of a fitted clock."""
-    return (f"clock: offset {clock.offset_s:.4f} ± {clock.offset_stderr_s:.4f} s, drift "
+    who = f"{clock.stream} " if clock.stream else ""
+    return (f"{who}clock: offset {clock.offset_s:.4f} ± {clock.offset_stderr_s:.4f} s, drift "
             f"{clock.drift_ppm:.2f} ± {clock.drift_stderr_ppm:.2f} ppm, RMS "
             f"{clock.rms_residual_s * 1e3:.2f} ms, {clock.n_matched} matched, "
             f"{len(clock.unmatched_sent)} missing, {len(clock.unmatched_recorded)} spurious")
@@ -85,9 +123,11 @@ def clock_summary(clock: ClockModel) -> str:
 def sync_inputs(section: SyncSection | None, echem: xr.Dataset | None,
                 clock: ClockModel | None) -> list[Path]:
     """Files a product's electrochemistry and clock come from: the cycler files of ``echem``
-    and, with a trigger-fitted clock, the trigger record."""
+    and, with a trigger-fitted clock, the trigger record of the stream it was fitted on."""
     files = [Path(f) for f in np.atleast_1d(echem.attrs.get("source_files", []))] \
         if echem is not None else []
-    if clock is not None and section is not None and section.trigger_file is not None:
-        files.append(section.trigger_file)
+    if clock is not None and section is not None and clock.method == "triggers":
+        trig = section.settings(clock.stream or section.reference_stream).trigger_file
+        if trig is not None:
+            files.append(trig)
     return files

@@ -31,8 +31,17 @@ from operando.xanes.product import xanes_dataset
 from operando.xanes.series import XanesOptions, counts_to_mu, reduce_scans
 from pipelines.stream import ProgressCallback, StreamProduct
 
-__all__ = ["ScanSet", "build_xanes", "read_hdf5_scans", "read_standards", "read_text_scans",
-           "xanes_options"]
+__all__ = [
+    "ScanSet",
+    "build_xanes",
+    "read_hdf5_scans",
+    "read_scans",
+    "read_standards",
+    "read_text_scans",
+    "scan_windows",
+    "xanes_options",
+    "xanes_pulses",
+]
 
 STREAM = "xanes"
 
@@ -75,6 +84,8 @@ class ScanSet:
     start_epoch_s: list[float] = field(default_factory=list)
     end_epoch_s: list[float] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    #: per scan, every energy point's time (UTC epoch s), or None (text scans)
+    point_epoch_s: list[np.ndarray | None] = field(default_factory=list)
 
 
 def read_hdf5_scans(sec: XanesSection, files: list[Path],
@@ -95,7 +106,8 @@ def read_hdf5_scans(sec: XanesSection, files: list[Path],
         energy=[s.energy for s in scans], mu=[m[0] for m in mus],
         foil=[m[1] for m in mus] if sec.iref_path else None, flag=[m[2] for m in mus],
         number=[s.number for s in scans], start_epoch_s=[s.start_epoch_s for s in scans],
-        end_epoch_s=[s.end_epoch_s for s in scans], files=files)
+        end_epoch_s=[s.end_epoch_s for s in scans], files=files,
+        point_epoch_s=[s.epoch for s in scans])
 
 
 def read_text_scans(sec: XanesSection, files: list[Path], say: ProgressCallback) -> ScanSet:
@@ -130,7 +142,49 @@ def read_text_scans(sec: XanesSection, files: list[Path], say: ProgressCallback)
         out.number.append(s.number)
         out.start_epoch_s.append(s.start_epoch_s)
         out.end_epoch_s.append(s.end_epoch_s)
+        out.point_epoch_s.append(None)
     return out
+
+
+def read_scans(sec: XanesSection, say: ProgressCallback | None = None) -> ScanSet:
+    """The scans of the section's files (HDF5 or text, :data:`XanesSection.input_format`)."""
+    files = expand_inputs(list(sec.files))
+    reader = read_text_scans if sec.input_format == "text" else read_hdf5_scans
+    return reader(sec, files, say or (lambda _s, _d, _t: None))
+
+
+def scan_windows(scans: ScanSet, pulse: str = "scan") -> tuple[np.ndarray, np.ndarray]:
+    """Each scan's exposure [start, end] (UTC epoch s, beamline clock). ``pulse`` ``scan``:
+    the scan's start (its trigger) and end as recorded; ``point``: from the pulses of its
+    energy points, the first less and the last plus half the median point spacing (a
+    point's time is its mid-time). Scans without point times keep their recorded window."""
+    t0 = np.asarray(scans.start_epoch_s, dtype=float)
+    t1 = np.asarray(scans.end_epoch_s, dtype=float)
+    if pulse == "point":
+        for k, ep in enumerate(scans.point_epoch_s):
+            if ep is not None and ep.size > 1 and np.isfinite(ep).all():
+                half = 0.5 * float(np.median(np.diff(ep)))
+                t0[k], t1[k] = float(ep.min() - half), float(ep.max() + half)
+    return t0, t1
+
+
+def xanes_pulses(sec: XanesSection, pulse: str = "scan") -> np.ndarray:
+    """The XANES trigger pulses the beamline sent (UTC epoch s, sorted): each scan's start
+    (``pulse: scan``) or every energy point's time (``pulse: point``). ``ValueError`` naming
+    the config key when the scans do not carry them."""
+    scans = read_scans(sec)
+    if pulse == "point":
+        if any(e is None for e in scans.point_epoch_s):
+            raise ValueError(f"sync: xanes pulse 'point' expects per-point times at "
+                             f"xanes.epoch_path ({sec.epoch_path!r}) in every scan")
+        out = np.concatenate([np.asarray(e, dtype=float) for e in scans.point_epoch_s])
+    else:
+        out = np.asarray(scans.start_epoch_s, dtype=float)
+    if not np.isfinite(out).all():
+        raise ValueError(f"sync: xanes pulse {pulse!r}: {int((~np.isfinite(out)).sum())} "
+                         f"scan time(s) missing; expected xanes.start_time_path "
+                         f"({sec.start_time_path!r}) or xanes.epoch_path ({sec.epoch_path!r})")
+    return np.sort(out)
 
 
 def read_standards(sec: XanesSection) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]],
@@ -168,7 +222,7 @@ def build_xanes(
     say = progress or (lambda _s, _d, _t: None)
     files = expand_inputs(list(sec.files))
     text = sec.input_format == "text"
-    scans = (read_text_scans if text else read_hdf5_scans)(sec, files, say)
+    scans = read_scans(sec, say)
     standards, std_files = read_standards(sec)
     options = xanes_options(sec, scans.number)
     series = reduce_scans(scans.energy, scans.mu, scans.foil, standards, options,
@@ -176,8 +230,9 @@ def build_xanes(
     say(STREAM, len(files) + 1, len(files) + 2)
     notes = list(series.notes)
 
-    t0 = np.asarray(scans.start_epoch_s, dtype=float)
-    t1 = np.asarray(scans.end_epoch_s, dtype=float)
+    # on its own clock, the scan's exposure is taken from the pulses that clock was fitted to
+    own_points = clock is not None and clock.stream == STREAM and clock.pulse == "point"
+    t0, t1 = scan_windows(scans, "point" if own_points else "scan")
     timeless = text and sec.times == "none"
     untimed = [name for name, a, b in zip(scans.sources, t0, t1, strict=True)
                if not (np.isfinite(a) and np.isfinite(b))]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import glob
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -206,18 +207,81 @@ class EchemSection(_Section):
         return self
 
 
+XrayStream = Literal["xrd", "xanes", "confocal"]
+
+#: what one trigger pulse of each X-ray stream may mark (the first is the default)
+PULSES: dict[str, tuple[str, ...]] = {"xrd": ("frame",), "xanes": ("scan", "point"),
+                                      "confocal": ("point",)}
+
+
+class SyncStream(_Section):
+    """One X-ray stream's own clock (``sync.streams.<stream>``): its own trigger record
+    (or absolute timestamps), or ``clock: <stream>`` to borrow another stream's clock.
+    Keys left out take the value of the ``sync`` section (except ``trigger_file``: a
+    stream never matches its pulses against another stream's record)."""
+
+    clock: XrayStream | None = Field(
+        None, description="Borrow this stream's clock instead of fitting one (no other key "
+        "then).")
+    method: Literal["triggers", "timestamps"] | None = Field(
+        None, description="'triggers' or 'timestamps'; default: sync.method.")
+    trigger_file: InputPath | None = Field(
+        None, description="This stream's trigger record (potentiostat clock).")
+    pulse: Literal["frame", "scan", "point"] | None = Field(
+        None, description="What one pulse marks: xrd 'frame'; xanes 'scan' (its start, the "
+        "default) or 'point' (every energy point); confocal 'point'.")
+    fixed_offset_s: float | None = None
+    drift: bool | None = None
+    max_rms_residual_s: float | None = Field(None, gt=0)
+    max_abs_residual_s: float | None = Field(None, gt=0)
+    offset_guess_s: float | None = None
+    max_offset_s: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _borrow_alone(self) -> SyncStream:
+        if self.clock is not None:
+            others = sorted(k for k in self.model_fields_set if k != "clock")
+            if others:
+                raise ValueError(f"'clock' (borrow {self.clock!r}'s clock) expects no other "
+                                 f"key, found {others}")
+        return self
+
+
+@dataclass(frozen=True)
+class StreamClockSettings:
+    """The resolved settings of one stream's own clock (:meth:`SyncSection.settings`)."""
+
+    stream: str
+    method: str
+    trigger_file: Path | None
+    pulse: str
+    fixed_offset_s: float
+    drift: bool
+    max_rms_residual_s: float
+    max_abs_residual_s: float
+    offset_guess_s: float
+    max_offset_s: float
+
+
 class SyncSection(_Section):
-    """Putting X-ray timestamps on the potentiostat clock."""
+    """Putting X-ray timestamps on the potentiostat clock: one clock per X-ray stream.
+
+    The section's own keys make the clock of ``reference_stream`` (its pulses matched
+    against ``trigger_file``); every other stream is on that clock unless
+    ``streams.<stream>`` gives it its own (a trigger record, or absolute timestamps) or
+    names another stream's clock to borrow (``clock: <stream>``)."""
 
     method: Literal["triggers", "timestamps"] = Field(
         "triggers", description="'triggers': fit a clock model (offset + drift) to trigger pulses "
         "seen by both sides. 'timestamps': use absolute timestamps (+ fixed_offset_s)."
     )
     trigger_file: InputPath | None = Field(
-        None, description="Trigger times recorded by the potentiostat (its clock)."
+        None, description="Trigger times recorded by the potentiostat (its clock) for the "
+        "reference stream."
     )
-    reference_stream: Literal["xrd", "xanes", "confocal"] = Field(
-        "xrd", description="X-ray stream whose per-frame timestamps are the sent triggers."
+    reference_stream: XrayStream = Field(
+        "xrd", description="X-ray stream whose timestamps are the sent triggers of "
+        "'trigger_file'; the streams without an entry in 'streams' are on its clock."
     )
     fixed_offset_s: float = Field(0.0, description="Added to beamline times (timestamps method).")
     drift: bool = Field(True, description="Fit a linear drift as well as an offset.")
@@ -227,12 +291,77 @@ class SyncSection(_Section):
                                   "resolves the trigger-period ambiguity.")
     max_offset_s: float = Field(60.0, gt=0, description="Largest |offset| (s) searched between "
                                 "the beamline clock and the potentiostat header.")
+    streams: dict[XrayStream, SyncStream] | None = Field(
+        None, description="Per-stream clocks: a stream timed by its own controller gets its "
+        "own trigger record (or timestamps) here; 'clock: <stream>' borrows another's.")
 
     @model_validator(mode="after")
     def _triggers_need_file(self) -> SyncSection:
-        if self.method == "triggers" and self.trigger_file is None:
+        for name in PULSES:
+            entry = (self.streams or {}).get(name)  # type: ignore[call-overload]
+            if entry is None or entry.clock is not None:
+                continue
+            where = f"streams.{name}"
+            if entry.pulse is not None and entry.pulse not in PULSES[name]:
+                raise ValueError(f"{where}.pulse: expected one of {list(PULSES[name])} for "
+                                 f"{name}, found {entry.pulse!r}")
+            if (entry.method or self.method) == "triggers" and entry.trigger_file is None and \
+                    name != self.reference_stream:
+                raise ValueError(f"{where}: method 'triggers' expects its own 'trigger_file' "
+                                 f"(or 'clock: <stream>' to borrow another stream's clock), "
+                                 "found none")
+        ref = self.settings(self.reference_stream) \
+            if self.source(self.reference_stream) == self.reference_stream else None
+        if ref is not None and ref.method == "triggers" and ref.trigger_file is None:
             raise ValueError("method 'triggers' expects 'trigger_file', found none")
+        for name in PULSES:
+            self.source(name)  # a borrowing cycle is an error
         return self
+
+    def chain(self, stream: str) -> list[str]:
+        """``stream``, then every stream whose clock it is on in turn (``clock:`` borrowing
+        followed; a stream without an entry is on ``reference_stream``'s clock); the last
+        one fits its own. ``ValueError`` for a circle."""
+        seen, cur = [stream], stream
+        while True:
+            entry = (self.streams or {}).get(cur)  # type: ignore[call-overload]
+            if entry is None:
+                if cur == self.reference_stream:
+                    return seen
+                nxt = self.reference_stream
+            elif entry.clock is None:
+                return seen
+            else:
+                nxt = entry.clock
+            if nxt in seen:
+                raise ValueError(f"streams.{stream}.clock: the streams borrow each other's "
+                                 f"clock in a circle ({' → '.join([*seen, nxt])})")
+            seen.append(nxt)
+            cur = nxt
+
+    def source(self, stream: str) -> str:
+        """The stream whose own clock ``stream`` is on (see :meth:`chain`)."""
+        return self.chain(stream)[-1]
+
+    def settings(self, stream: str) -> StreamClockSettings:
+        """The resolved settings of ``stream``'s own clock (its ``streams`` entry over the
+        section's keys; the trigger record of the reference stream defaults to
+        ``trigger_file``)."""
+        e = (self.streams or {}).get(stream) or SyncStream()  # type: ignore[call-overload]
+
+        def pick(key: str) -> Any:
+            v = getattr(e, key)
+            return getattr(self, key) if v is None else v
+
+        trig = e.trigger_file
+        if trig is None and stream == self.reference_stream:
+            trig = self.trigger_file
+        return StreamClockSettings(
+            stream=stream, method=pick("method"), trigger_file=trig,
+            pulse=e.pulse or PULSES[stream][0], fixed_offset_s=pick("fixed_offset_s"),
+            drift=pick("drift"), max_rms_residual_s=pick("max_rms_residual_s"),
+            max_abs_residual_s=pick("max_abs_residual_s"),
+            offset_guess_s=pick("offset_guess_s"), max_offset_s=pick("max_offset_s"))
 
 
 class IntegrationSection(_Section):
@@ -924,11 +1053,8 @@ class RunConfig(_Section):
     def _cross_section(self) -> RunConfig:
         if self.sync is not None and self.echem is None:
             raise ValueError("'sync' expects an 'echem' section to sync to, found none")
-        if self.sync is not None and getattr(self, self.sync.reference_stream) is None:
-            raise ValueError(
-                f"sync.reference_stream is {self.sync.reference_stream!r}, but that section is "
-                "absent"
-            )
+        if self.sync is not None:
+            self._check_clocks(self.sync)
         if self.peaks is not None and self.xrd is None:
             raise ValueError("'peaks' expects an 'xrd' section (the patterns it fits), found none")
         if self.confocal is not None:
@@ -946,6 +1072,40 @@ class RunConfig(_Section):
                 raise ValueError(f"confocal.soc.phase: expected one of {phases}, found "
                                  f"{soc.phase!r}")
         return self
+
+    def _check_clocks(self, sync: SyncSection) -> None:
+        """Every clock the run needs can be made from what the run has (before any work):
+        the reference stream and every stream named under ``sync.streams`` (as an entry or
+        by ``clock:``) is configured, and a stream fitted to triggers has timestamps."""
+        if getattr(self, sync.reference_stream) is None:
+            raise ValueError(f"sync.reference_stream is {sync.reference_stream!r}, but that "
+                             "section is absent")
+        for name, entry in (sync.streams or {}).items():
+            if getattr(self, name) is None:
+                raise ValueError(f"sync.streams.{name}: there is no '{name}' section to sync")
+            if entry.clock is not None and getattr(self, entry.clock) is None:
+                raise ValueError(f"sync.streams.{name}.clock: borrows {entry.clock!r}'s clock, "
+                                 f"but the run has no '{entry.clock}' section")
+        own = {sync.source(s) for s in PULSES if getattr(self, s) is not None}
+        for name in sorted(own):
+            st = sync.settings(name)
+            key = (f"sync.streams.{name}" if name in (sync.streams or {})
+                   else "sync.reference_stream")
+            if st.method == "triggers" and name == "xanes" and self.xanes is not None:
+                x = self.xanes
+                if x.input_format == "text" and (x.times == "none" or st.pulse == "point"):
+                    raise ValueError(
+                        f"{key}: xanes pulses ({st.pulse}) cannot be matched: the text scans "
+                        + ("have no acquisition times (xanes.times: none)" if x.times == "none"
+                           else "carry no per-point times (xanes.format: text); use pulse: "
+                           "scan"))
+                if st.pulse == "point" and not x.epoch_path:
+                    raise ValueError(f"{key}: xanes pulse 'point' expects per-point times "
+                                     "(xanes.epoch_path), found none")
+                if st.pulse == "scan" and not (x.start_time_path or x.epoch_path) and \
+                        x.input_format == "hdf5":
+                    raise ValueError(f"{key}: xanes pulse 'scan' expects scan start times "
+                                     "(xanes.start_time_path or xanes.epoch_path), found none")
 
     @property
     def product_dir(self) -> Path:

@@ -56,6 +56,10 @@ N_COARSE_PULSES = 300
 BOOTSTRAP_SPAN_PERIODS = 32.0
 #: … grown by this factor per round until it covers the record
 BOOTSTRAP_GROWTH = 4.0
+#: residual samples a model keeps (for a plot from a product's attributes)
+MAX_RESIDUAL_SAMPLES = 1000
+#: a gap longer than this many median pulse periods starts a new burst (``bursts=True``)
+BURST_GAP_PERIODS = 5.0
 
 
 class SyncError(ValueError):
@@ -108,6 +112,10 @@ class ClockModel:
     drift_stderr_ppm: float = math.nan
     what: str = ""
     notes: tuple[str, ...] = field(default=())
+    stream: str = ""
+    pulse: str = ""
+    residual_time_s: tuple[float, ...] = ()
+    residual_s: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -124,9 +132,9 @@ class ClockModel:
         t = np.asarray(time_s, dtype=float)
         return self.reference_epoch_s + (self.offset_s + self.rate * t)
 
-    def to_attrs(self) -> dict[str, str | float | int]:
+    def to_attrs(self) -> dict[str, str | float | int | np.ndarray]:
         """netCDF-safe attributes, all prefixed ``clock_`` (index lists as space-separated
-        text, NaN for what does not apply)."""
+        text, NaN for what does not apply; the residual samples as float arrays)."""
         return {
             "clock_method": self.method,
             "clock_equation": CLOCK_EQUATION,
@@ -145,6 +153,10 @@ class ClockModel:
             "clock_unmatched_recorded": _index_text(self.unmatched_recorded),
             "clock_what": self.what,
             "clock_notes": "; ".join(self.notes),
+            "clock_stream": self.stream,
+            "clock_pulse": self.pulse,
+            "clock_residual_time_s": np.asarray(self.residual_time_s, dtype=float),
+            "clock_residual_s": np.asarray(self.residual_s, dtype=float),
         }
 
     @classmethod
@@ -167,6 +179,12 @@ class ClockModel:
                 drift_stderr_ppm=float(attrs.get("clock_drift_stderr_ppm", math.nan)),
                 what=str(attrs.get("clock_what", "")),
                 notes=tuple(n for n in str(attrs.get("clock_notes", "")).split("; ") if n),
+                stream=str(attrs.get("clock_stream", "")),
+                pulse=str(attrs.get("clock_pulse", "")),
+                residual_time_s=tuple(float(v) for v in np.atleast_1d(
+                    np.asarray(attrs.get("clock_residual_time_s", []), dtype=float))),
+                residual_s=tuple(float(v) for v in np.atleast_1d(
+                    np.asarray(attrs.get("clock_residual_s", []), dtype=float))),
             )
         except KeyError as exc:
             raise ValueError(f"clock attributes: missing {exc.args[0]!r}; expected the "
@@ -330,12 +348,12 @@ def _robust_fit(s: np.ndarray, r: np.ndarray, win: np.ndarray, n_rec: int, a: fl
 
 
 def _bootstrap(s: np.ndarray, r: np.ndarray, win: np.ndarray, offset_s: float, period_s: float,
-               fit_drift: bool) -> _Fit:
+               fit_drift: bool, rate: float = 1.0) -> _Fit:
     """Fit from a coarse offset: first on a short span of the overlap (where an unknown
     drift cannot have moved pulses), then on spans grown 4× per round until the whole
     record, so a large drift over a long run is followed instead of breaking the matching
     (each extrapolation is over at most 3× the span the drift was fitted on)."""
-    a, b = offset_s, 1.0
+    a, b = offset_s, rate
     start = max(float(r[0]), float(s[0]) - a)
     span = BOOTSTRAP_SPAN_PERIODS * period_s
     while True:
@@ -479,6 +497,9 @@ def fit_clock(
     max_offset_s: float = 60.0,
     min_matched: int = 5,
     min_match_fraction: float = 0.5,
+    bursts: bool = False,
+    stream: str = "",
+    pulse: str = "",
 ) -> ClockModel:
     """Fit offset (+ drift) of the beamline clock against the potentiostat's trigger record.
 
@@ -510,6 +531,13 @@ def fit_clock(
        Equal counts are resolved by the header (noted in ``ClockModel.notes``).
 
     Offset and drift uncertainties (1 sigma) come from the least-squares covariance.
+
+    ``bursts``: the pulses come in bursts (a pulse per energy point of XANES scans, a
+    dead time between scans): the point period is far shorter than the header's
+    uncertainty, so alignments one point apart are indistinguishable. The first pulse of
+    every burst (after a gap of more than :data:`BURST_GAP_PERIODS` median periods) on
+    both sides is fitted first, as above, and that model is the guess of the fit of every
+    pulse. ``stream`` and ``pulse`` are recorded on the model.
     """
     s_raw = _as_times(sent_epoch_s, f"{what}: sent_epoch_s (beamline timestamps)")
     r_raw = _as_times(recorded_time_s, f"{what}: recorded_time_s (potentiostat record)")
@@ -536,6 +564,15 @@ def fit_clock(
         raise SyncError(f"{what}: the {s.size} sent timestamps are all equal; expected one "
                         "per frame, increasing")
     win = _match_windows(s)
+    rate_guess = 1.0
+    if bursts:
+        coarse = _burst_clock(s, r, reference_epoch_s, period, fit_drift=fit_drift,
+                              max_rms_residual_s=max_rms_residual_s,
+                              max_abs_residual_s=max_abs_residual_s, what=what,
+                              offset_guess_s=offset_guess_s, max_offset_s=max_offset_s)
+        if coarse is not None:
+            offset_guess_s, rate_guess = coarse.offset_s, coarse.rate
+            max_offset_s = min(max_offset_s, 0.5 * BURST_GAP_PERIODS * period)
 
     cands = _offset_candidates(s, r, offset_guess_s, max_offset_s, period)
     if not cands:
@@ -546,7 +583,7 @@ def fit_clock(
             f"{r[-1]:.3f} s after that start. Wrong echem.timezone, or the wrong files?"
         )
     chosen = min(cands, key=lambda c: (abs(c[0] - offset_guess_s), -c[1]))
-    fit = _bootstrap(s, r, win, chosen[0], period, fit_drift)
+    fit = _bootstrap(s, r, win, chosen[0], period, fit_drift, rate_guess)
     n_short = min(s.size, r.size)
     n_needed = max(min_matched, math.ceil(min_match_fraction * n_short))
     if fit.n < n_needed:
@@ -583,4 +620,43 @@ def fit_clock(
         drift_stderr_ppm=float(fit.rate_stderr * 1e6) if fit_drift else 0.0,
         what=what,
         notes=tuple(notes),
+        stream=stream,
+        pulse=pulse,
+        **_residual_samples(r[fit.j_rec], fit.residual_s),
     )
+
+
+def _residual_samples(t: np.ndarray, res: np.ndarray) -> dict[str, tuple[float, ...]]:
+    """At most :data:`MAX_RESIDUAL_SAMPLES` (time, residual) pairs: all, or the largest
+    |residual| of each of that many consecutive bins."""
+    if t.size > MAX_RESIDUAL_SAMPLES:
+        keep = [int(b[np.argmax(np.abs(res[b]))])
+                for b in np.array_split(np.arange(t.size), MAX_RESIDUAL_SAMPLES)]
+        t, res = t[keep], res[keep]
+    return {"residual_time_s": tuple(float(v) for v in t),
+            "residual_s": tuple(float(v) for v in res)}
+
+
+def _burst_starts(t: np.ndarray) -> np.ndarray:
+    """Indices (into sorted ``t``) of the first pulse of every burst: the first pulse and
+    every pulse after a gap longer than :data:`BURST_GAP_PERIODS` median gaps."""
+    gaps = np.diff(t)
+    pos = gaps[gaps > 0]
+    if pos.size == 0:
+        return np.zeros(1, dtype=np.int64)
+    big = np.flatnonzero(gaps > BURST_GAP_PERIODS * float(np.median(pos))) + 1
+    return np.concatenate([[0], big]).astype(np.int64)
+
+
+def _burst_clock(s: np.ndarray, r: np.ndarray, reference_epoch_s: float, period: float, *,
+                 what: str, **kw: Any) -> ClockModel | None:
+    """The clock fitted on the first pulse of every burst (``s`` relative to the
+    reference epoch, both sorted); None when either side has fewer than 3 bursts or the
+    bursts are not much longer than the pulse period (nothing to disambiguate)."""
+    i, j = _burst_starts(s), _burst_starts(r)
+    if i.size < 3 or j.size < 3:
+        return None
+    if float(np.median(np.diff(s[i]))) < 4 * BURST_GAP_PERIODS * period:
+        return None
+    return fit_clock(s[i] + reference_epoch_s, r[j], reference_epoch_s=reference_epoch_s,
+                     what=f"{what} (first pulse of each burst)", min_matched=3, **kw)

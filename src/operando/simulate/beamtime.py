@@ -240,12 +240,10 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "x0": spec.x_start,
         },
     }
+    sync = _sync_section(res.truth, f)
+    if sync is not None:
+        cfg["sync"] = sync
     if "xrd" in f:
-        cfg["sync"] = {
-            "method": "triggers",
-            "trigger_file": f["echem"]["triggers"],
-            "reference_stream": "xrd",
-        }
         cfg["xrd"] = {
             "files": [f["xrd"]["frames"]],
             "dataset": nexus.DETECTOR_DATA_PATH,
@@ -297,6 +295,8 @@ def _run_config(res: BeamtimeResult, ctx: SimContext, output_directory: str) -> 
             "soc": {"quantity": "phase_fraction", "phase": "FePO4", "calibration": "linear",
                     "x_li_discharged": 1.0, "x_li_charged": 0.0},
         }
+        if "peaks" not in cfg:  # a confocal-only run fits with its own peaks section
+            cfg["confocal"]["peaks"] = peaks_section(float(t["wavelength_A"]))
     if "kinetics" in f:
         t = res.truth["kinetics"]
         cv_roles = sorted((r for r in f["kinetics"] if r.startswith("cv_")),
@@ -413,6 +413,7 @@ def simulate_beamtime(
             "missing_trigger_index": rec.missing_index,
             "spurious_trigger_time_s": rec.spurious_time_s,
         })
+    clocks = _stream_clocks(res, ctx, start_local, clock_truth)
     res.truth = {
         "operando_version": __version__,
         "preset": p.name,
@@ -420,6 +421,7 @@ def simulate_beamtime(
         "time_base": "seconds on the potentiostat clock since 'Acquisition started on'",
         "uses_shared_data": ddir is not None,
         "clock": clock_truth,
+        **({"clocks": clocks} if clocks else {}),
         **res.truth,
         "preset_parameters": asdict(p),
         "notes": res.notes,
@@ -437,6 +439,86 @@ def simulate_beamtime(
     write_text_atomic(res.run_config_path,
                       header + yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True))
     return res
+
+
+def _own_trigger_times(stream: str, ctx: SimContext) -> np.ndarray:
+    """The pulses (s, potentiostat clock) an own-controller stream sends."""
+    if stream == "xanes":
+        from operando.simulate.xanes import trigger_times_s
+
+        return trigger_times_s(ctx)
+    from operando.simulate.confocal import confocal_schedule
+
+    t = confocal_schedule(ctx.preset.confocal, ctx.echem.duration_s).time_start_s
+    return np.sort(t[np.isfinite(t)])
+
+
+def _stream_clocks(res: BeamtimeResult, ctx: SimContext, start_local: datetime,
+                   xrd_clock: dict[str, Any]) -> dict[str, Any]:
+    """Trigger records of the streams timed by their own controllers
+    (``echem/triggers_<stream>.txt``) and the truth of every X-ray stream's clock: its
+    controller, offset, drift, pulse and the defects of its record. Empty when no
+    simulated stream has its own controller (the run has one clock: ``truth["clock"]``)."""
+    p = ctx.preset
+    own = [s for s in ("xanes", "confocal") if s in res.truth and p.stream_clock(s)]
+    if not own:
+        return {}
+    out: dict[str, Any] = {}
+    if "xrd" in res.truth:
+        out["xrd"] = {"controller": "xrd", "pulse": "frame", **{
+            k: xrd_clock[k] for k in ("offset_s", "drift_ppm") if k in xrd_clock},
+            "trigger_file": res.files["echem"].get("triggers")}
+    for name in own:
+        spec = p.stream_clock(name)
+        assert spec is not None
+        sent = _own_trigger_times(name, ctx)
+        rec = record_triggers(sent, spec, ctx.rng(f"triggers-{name}"))
+        pulse = p.xanes.trigger if name == "xanes" else "point"
+        path = write_trigger_record(
+            ctx.stream_dir("echem") / f"triggers_{name}.txt", rec.time_s,
+            source=f"{name} controller, one pulse per {pulse}",
+            acquisition_start=start_local)
+        res.files["echem"][f"triggers_{name}"] = str(path.relative_to(res.outdir))
+        out[name] = {
+            "controller": name, "pulse": pulse, "offset_s": spec.offset_s,
+            "drift_ppm": spec.drift_ppm, "trigger_file": res.files["echem"][f"triggers_{name}"],
+            "n_sent": int(sent.size), "n_recorded": int(rec.time_s.size),
+            "missing_trigger_index": rec.missing_index,
+            "spurious_trigger_time_s": rec.spurious_time_s,
+        }
+    for name in ("xanes", "confocal"):
+        if name in res.truth and name not in out:
+            out[name] = {"controller": "xrd" if "xrd" in out else None,
+                         "pulse": None, "borrows": "xrd"}
+    return out
+
+
+def _sync_section(truth: dict[str, Any], files: dict[str, dict[str, str]]
+                  ) -> dict[str, Any] | None:
+    """The run config's ``sync``: the xrd frames against ``triggers.txt`` as the reference,
+    and every stream timed by its own controller under ``sync.streams`` (the first one is
+    the reference when there is no XRD)."""
+    clocks = truth.get("clocks", {})
+    own = [s for s in ("xanes", "confocal") if clocks.get(s, {}).get("controller") == s]
+    if "xrd" not in files and not own:
+        return None
+    sync: dict[str, Any] = {"method": "triggers"}
+    if "xrd" in files:
+        sync.update(trigger_file=files["echem"]["triggers"], reference_stream="xrd")
+    else:
+        sync.update(trigger_file=clocks[own[0]]["trigger_file"], reference_stream=own[0])
+    streams: dict[str, Any] = {}
+    for name in own:
+        entry: dict[str, Any] = {}
+        if name != sync["reference_stream"]:
+            entry["trigger_file"] = clocks[name]["trigger_file"]
+        if name == "xanes":
+            entry["pulse"] = clocks[name]["pulse"]
+        if entry:
+            streams[name] = entry
+    if streams:
+        sync["streams"] = streams
+    return sync
 
 
 def load_truth(path: str | Path) -> dict[str, Any]:

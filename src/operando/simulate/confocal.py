@@ -745,8 +745,9 @@ def simulate_confocal(ctx: SimContext) -> StreamResult:
     echem_means = {k: masked(v) for k, v in ctx.echem.window_means(t0_nom, t1_nom).items()}
 
     rng_det, rng_time, rng_mon, rng_frames, rng_ed = ctx.rng(STREAM).spawn(5)
-    epoch = ctx.clock.to_beamline_epoch(t0_nom) + rng_time.normal(
-        0.0, ctx.preset.clock.beamline_jitter_s, t0_nom.shape
+    clock, clock_spec = ctx.stream_clock(STREAM)
+    epoch = clock.to_beamline_epoch(t0_nom) + rng_time.normal(
+        0.0, clock_spec.beamline_jitter_s, t0_nom.shape
     )
     rel_beam = relative_beam_intensity(t0_nom, rng_mon)
     monitor = MONITOR_COUNTS_PER_S * spec.count_time_s * rel_beam

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from operando.simulate.clock import ClockModel
+from operando.simulate.clock import ClockModel, make_clock
 from operando.simulate.echem import EchemProfile
-from operando.simulate.presets import Preset
+from operando.simulate.presets import ClockSpec, Preset
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,14 @@ class SimContext:
         """Tell the caller how far a long stream is (frames written of total)."""
         if self.progress is not None:
             self.progress(stream, done, total)
+
+    def stream_clock(self, stream: str) -> tuple[ClockModel, ClockSpec]:
+        """The beamline clock ``stream``'s timestamps are on and its spec (jitter): its own
+        controller's (``Preset.<stream>_clock``) or the xrd controller's (``clock``)."""
+        own = self.preset.stream_clock(stream)
+        if own is None:
+            return self.clock, self.preset.clock
+        return make_clock(self.preset.echem, own), own
 
     def rng(self, stream: str) -> np.random.Generator:
         """An independent, reproducible generator per stream (order of streams does not matter)."""

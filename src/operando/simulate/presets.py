@@ -97,6 +97,9 @@ class XanesSpec:
     lag_s: float = 120.0  # the XANES spot's lag behind the electrode average (see XrdSpec)
     i0_counts: float = 2.0e6
     absorber_mu_t: float = 1.0  # edge-step scale of the sample
+    # what one pulse of the XANES controller marks when it has its own clock
+    # (Preset.xanes_clock): "scan" (its start) or "point" (every energy point's mid-time)
+    trigger: str = "scan"
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,14 @@ class Preset:
     xanes: XanesSpec = field(default_factory=XanesSpec)
     confocal: ConfocalSpec = field(default_factory=ConfocalSpec)
     kinetics: KineticsSpec = field(default_factory=KineticsSpec)
+    # a stream timed by its own controller: its clock (offset, drift, jitter) and the
+    # defects of its own trigger record; None: on the xrd controller's clock (``clock``)
+    xanes_clock: ClockSpec | None = None
+    confocal_clock: ClockSpec | None = None
+
+    def stream_clock(self, stream: str) -> ClockSpec | None:
+        """The own clock of ``stream`` (``xanes`` / ``confocal``), None when it has none."""
+        return getattr(self, f"{stream}_clock", None)
 
     def with_overrides(self, overrides: dict[str, dict[str, Any]] | None) -> Preset:
         """Return a copy with ``{"section": {"field": value}}`` overrides applied."""
@@ -188,6 +199,8 @@ class Preset:
                 raise KeyError(f"unknown preset section {section!r}; expected one of "
                                f"{sorted(sections)}")
             sub = getattr(out, section)
+            if sub is None:  # an own clock switched on by an override
+                sub = ClockSpec()
             unknown = set(values) - set(sub.__dataclass_fields__)
             if unknown:
                 raise KeyError(f"unknown field(s) {sorted(unknown)} in preset section {section!r}")
@@ -226,6 +239,19 @@ PRESETS: dict[str, Preset] = {
                               relaxation_time_s=400.0),
     ),
 }
+
+
+#: ``small`` with XANES and confocal timed by their own controllers: each sends its own
+#: pulses to the potentiostat (XANES one per energy point), with its own offset, drift,
+#: missing and spurious pulses
+PRESETS["small-clocks"] = replace(
+    PRESETS["small"], name="small-clocks",
+    xanes=replace(PRESETS["small"].xanes, trigger="point"),
+    xanes_clock=ClockSpec(offset_s=-2.35, drift_ppm=-35.0, n_missing_triggers=5,
+                          n_spurious_triggers=2),
+    confocal_clock=ClockSpec(offset_s=0.62, drift_ppm=48.0, n_missing_triggers=3,
+                             n_spurious_triggers=1),
+)
 
 
 def get_preset(name: str) -> Preset:

@@ -53,6 +53,23 @@ def clock_checks(truth: Mapping[str, Any], clock_attrs: Mapping[str, Any]) -> li
     ]
 
 
+def stream_clock_checks(truth: Mapping[str, Any], products: Mapping[str, xr.Dataset]
+                        ) -> list[Check]:
+    """Offset and drift of every stream timed by its own controller (``truth["clocks"]``)
+    against the clock its product carries; none for a run with one clock."""
+    rows: list[Check] = []
+    for name, t in truth.get("clocks", {}).items():
+        ds = products.get(name)
+        if t.get("controller") != name or name == "xrd" or ds is None or \
+                ds.attrs.get("clock_stream") != name:
+            continue
+        own = {"clock": t}
+        for row in clock_checks(own, ds.attrs):
+            rows.append(Check(name, f"{name} {row.quantity}", row.truth, row.recovered,
+                              row.error, row.tolerance, row.unit))
+    return rows
+
+
 def peaks_checks(truth: Mapping[str, Any], peaks: xr.Dataset) -> list[Check]:
     """Phase-fraction RMS error over frames and phases, and the RMS lattice-parameter error
     (largest one shown) of the phases where they make up more than a quarter of the sample."""
@@ -206,7 +223,11 @@ def scorecard(truth: Mapping[str, Any], products: Mapping[str, xr.Dataset]) -> l
     clock_src = next((ds.attrs for ds in products.values() if "clock_offset_s" in ds.attrs),
                      None)
     if clock_src is not None and "clock" in truth:
-        rows += clock_checks(truth, clock_src)
+        src = str(clock_src.get("clock_stream", ""))
+        own = truth.get("clocks", {}).get(src, {})
+        on_own = src != "xrd" and own.get("controller") == src  # e.g. a XANES-only run
+        rows += clock_checks({"clock": own} if on_own else truth, clock_src)
+    rows += stream_clock_checks(truth, products)
     if "peaks" in products and "xrd" in truth:
         rows += peaks_checks(truth, products["peaks"])
     if "confocal" in products and "confocal" in truth:

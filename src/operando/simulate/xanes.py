@@ -252,6 +252,21 @@ def scan_windows_s(ctx: SimContext) -> tuple[np.ndarray, np.ndarray]:
     return start, start + spec.scan_s
 
 
+def trigger_times_s(ctx: SimContext) -> np.ndarray:
+    """The pulses the XANES controller sends (s, potentiostat clock): each scan's start
+    (``XanesSpec.trigger`` ``scan``) or every energy point's mid-time (``point``), the
+    times its file records."""
+    spec = ctx.preset.xanes
+    t_start, _ = scan_windows_s(ctx)
+    if spec.trigger == "scan":
+        return t_start
+    if spec.trigger != "point":
+        raise ValueError(f"preset xanes.trigger: expected 'scan' or 'point', found "
+                         f"{spec.trigger!r}")
+    dt = spec.scan_s / spec.n_points
+    return (t_start[:, None] + (np.arange(spec.n_points) + 0.5) * dt).ravel()
+
+
 def simulate_xanes(ctx: SimContext) -> StreamResult:
     """Write ``xanes/xanes_scans.h5`` and the end-member standards; return the truth.
 
@@ -285,7 +300,8 @@ def simulate_xanes(ctx: SimContext) -> StreamResult:
     t_start, t_end = scan_windows_s(ctx)
     n_pts = e_true.size
     dt = spec.scan_s / n_pts
-    jitter = ctx.preset.clock.beamline_jitter_s
+    clock, clock_spec = ctx.stream_clock(STREAM)
+    jitter = clock_spec.beamline_jitter_s
 
     # truth: average of f over each scan window; and f when the mono crosses the edge
     f_truth = window_mean(fepo4, t_start, t_end)
@@ -305,8 +321,8 @@ def simulate_xanes(ctx: SimContext) -> StreamResult:
         i0 = rng.poisson(spec.i0_counts * flux * throughput).astype(float)
         it = rng.poisson(i0 * np.exp(-mu_sample - mu_air)).astype(float)
         iref = rng.poisson(it * np.exp(-mu_foil)).astype(float)
-        epoch = ctx.clock.to_beamline_epoch(t_mid) + rng.normal(0.0, jitter, n_pts)
-        edges = ctx.clock.to_beamline_epoch(np.array([t0, t0 + spec.scan_s]))
+        epoch = clock.to_beamline_epoch(t_mid) + rng.normal(0.0, jitter, n_pts)
+        edges = clock.to_beamline_epoch(np.array([t0, t0 + spec.scan_s]))
         edges = edges + rng.normal(0.0, jitter, 2)
         number = k + 1
         scans.append(
