@@ -266,6 +266,7 @@ def _load(config: Path) -> RunConfig:
 
 @app.command()
 def reduce(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     only: Annotated[list[str] | None, typer.Option(
         help="Only these products (repeatable): echem, xrd, peaks, confocal, xanes, kinetics. "
@@ -283,6 +284,9 @@ def reduce(
         "config's output.overwrite is true).", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                           help="Show Prefect's and Dask's INFO lines.")] = False,
+    wait: Annotated[float, typer.Option(
+        help="Seconds to wait for the run's lock when another reducer (reduce or serve) "
+        "holds it; then exit 1 naming the holder (pid, host, since).")] = 0.0,
 ) -> None:
     """Reduce a run: echem.nc, sync, xrd.nc, peaks.nc, confocal.nc, xanes.nc, kinetics.nc
     (+ report figures) in <output.directory>/<run>/. Products already up to date are left
@@ -291,6 +295,7 @@ def reduce(
     from pipelines.cache import plan_run
 
     cfg = _load(config)
+    ctx.call_on_close(_hold_run_lock(cfg, wait, "operando reduce").release)
     where: object = scheduler  # an address, or a dask-jobqueue ClusterSpec
     if cluster is not None:
         from pipelines.cluster import load_cluster_spec
@@ -338,6 +343,22 @@ def reduce(
             err_console.print(f"{stream} failed: {why}", markup=False)
         err_console.print(f"traceback(s) in {res.log_file}", markup=False)
         raise typer.Exit(code=1)
+
+
+def _hold_run_lock(cfg: RunConfig, wait: float, command: str) -> object:
+    """The run's lock (pipelines.lock), held; exit 1 naming the holder when it is taken."""
+    from pipelines.lock import LockHeld, run_lock
+
+    lock = run_lock(cfg, command=command)
+    try:
+        lock.acquire(wait)
+    except LockHeld as exc:
+        err_console.print(f"reduce: {exc}", markup=False)
+        raise typer.Exit(code=1) from None
+    if lock.taken_over is not None:
+        err_console.print(f"warning: stale lock of {lock.taken_over.describe()} taken over",
+                          markup=False)
+    return lock
 
 
 _STATUS_STYLE = {"written": "green", "fresh": "green", "kept (stale)": "yellow",
@@ -928,6 +949,15 @@ def expand_multi_value_options(argv: list[str],
             out.append(current)
         out.append(tok)
     return out
+
+
+def _register_serve() -> None:
+    from operando.cli_serve import serve
+
+    app.command()(serve)
+
+
+_register_serve()
 
 
 def main() -> None:
