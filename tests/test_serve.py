@@ -186,3 +186,11 @@ def test_stale_lock_of_a_killed_process_is_taken_over(beamtime: Path) -> None:
         assert lock.taken_over.alive() is False
     finally:
         lock.release()
+
+
+def test_sweep_flow_reports_the_runs(beamtime: Path) -> None:
+    """The scheduled deployment's flow: one pass, run → state."""
+    from pipelines.deploy import beamtime_sweep
+
+    states = beamtime_sweep(str(beamtime), quiet_s=0.0, scheduler="none")
+    assert states == {"run-a": "up to date", "run-b": "up to date"}
