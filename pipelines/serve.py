@@ -146,7 +146,7 @@ class Beamtime:
     def check(self, st: RunState) -> bool:
         """Handle one run: reduce it when it changed and has ended. True when something
         was done or its state changed."""
-        before = (st.state, st.done_key)
+        before = (st.state, st.reason, st.reductions, st.failures)
         cfg, key, ended = self._look(st)
         if key == st.done_key:
             return False
@@ -154,12 +154,11 @@ class Beamtime:
             st.failures += 1
             st.done_key = key
             log.error("%s: invalid run config: %s", st.config, st.reason)
-            return True
-        if not ended:
+        elif not ended:
             st.state = "live"
-            return before[0] != "live"
-        self._reduce(st, cfg, key)
-        return True
+        else:
+            self._reduce(st, cfg, key)
+        return (st.state, st.reason, st.reductions, st.failures) != before
 
     def _reduce(self, st: RunState, cfg: RunConfig, key: tuple[Any, ...]) -> None:
         from pipelines.reduce import reduce_run
@@ -207,8 +206,15 @@ class Beamtime:
         todo = list(self.runs.values()) if runs is None else list(runs)
         changed = False
         for st in todo:
-            if st.config in self.runs:
+            if st.config not in self.runs:
+                continue
+            try:
                 changed |= self.check(st)
+            except Exception as exc:  # e.g. the run's folder vanished under the look
+                st.state, st.reason = "failed", f"{type(exc).__name__}: {exc}"
+                st.failures += 1
+                changed = True
+                log.exception("%s: could not be handled", st.config)
         if changed and self.on_change is not None:
             self.on_change(self)
         return changed
