@@ -25,7 +25,7 @@ from operando.io.watch import folder_stamp, watch_changes
 from pipelines.cache import live_products
 from pipelines.reduce import ReduceResult, reduce_run
 
-__all__ = ["FollowOptions", "follow_run"]
+__all__ = ["FollowOptions", "complete_frames", "follow_run", "live_config"]
 
 log = logging.getLogger("operando.serve")
 
@@ -42,14 +42,14 @@ class FollowOptions:
     scheduler: object = "local"
 
 
-def _live_config(cfg: RunConfig) -> RunConfig:
+def live_config(cfg: RunConfig) -> RunConfig:
     """The config reading the frames as a growing file (SWMR)."""
     if cfg.xrd is None or cfg.xrd.swmr:
         return cfg
     return cfg.model_copy(update={"xrd": cfg.xrd.model_copy(update={"swmr": True})})
 
 
-def _complete_frames(cfg: RunConfig) -> int:
+def complete_frames(cfg: RunConfig) -> int:
     from pipelines.xrd import open_xrd_frames
 
     if cfg.xrd is None:
@@ -67,7 +67,7 @@ def follow_run(cfg: RunConfig, run_dir: Path, options: FollowOptions | None = No
     ends; then the final reduction (returned). ``on_pass(frames, result)`` after each live
     pass."""
     opts = options or FollowOptions()
-    live = _live_config(cfg)
+    live = live_config(cfg)
     out = cfg.output.directory.resolve()
     run_dir = Path(run_dir).resolve()
 
@@ -85,7 +85,7 @@ def follow_run(cfg: RunConfig, run_dir: Path, options: FollowOptions | None = No
     for _ in watch_changes(run_dir, ignored, tick_s=opts.tick_s, stop=stop):
         if ended():
             break
-        n = _complete_frames(live)
+        n = complete_frames(live)
         if n <= done:
             continue
         with live_products(n):

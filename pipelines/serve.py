@@ -23,6 +23,7 @@ that changed, plus the live ones when their quiet time may have run out.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -53,7 +54,9 @@ class ServeOptions:
     not changed for this long has ended; ``scheduler``: where the chunks run
     (:func:`pipelines.cluster.dask_client`); ``lock_wait_s``: how long to wait for a run
     locked by another reducer before trying again on a later pass; ``tick_s``: how often
-    the watch wakes without a file event (quiet timers, locked runs)."""
+    the watch wakes without a file event (quiet timers, locked runs); ``live``: reduce a
+    live run as its frames complete (products marked ``complete = 0``), not only at its
+    end."""
 
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     end_marker: str = DEFAULT_END_MARKER
@@ -61,6 +64,7 @@ class ServeOptions:
     scheduler: Any = "local"
     lock_wait_s: float = 0.0
     tick_s: float = 2.0
+    live: bool = True
 
 
 @dataclass
@@ -77,6 +81,8 @@ class RunState:
     failures: int = 0
     reason: str = ""
     reductions: int = 0
+    #: frames covered by the last live pass
+    live_frames: int = 0
     #: what the run looked like when it was last handled (config, raw files, marker)
     done_key: tuple[Any, ...] | None = None
 
@@ -156,11 +162,31 @@ class Beamtime:
             log.error("%s: invalid run config: %s", st.config, st.reason)
         elif not ended:
             st.state = "live"
+            if self.options.live:
+                self._live_pass(st, cfg)
         else:
+            st.live_frames = 0
             self._reduce(st, cfg, key)
         return (st.state, st.reason, st.reductions, st.failures) != before
 
-    def _reduce(self, st: RunState, cfg: RunConfig, key: tuple[Any, ...]) -> None:
+    def _live_pass(self, st: RunState, cfg: RunConfig) -> None:
+        """Reduce a live run again when more frames are complete (pipelines.follow)."""
+        from pipelines.follow import complete_frames, live_config
+
+        live = live_config(cfg)
+        n = complete_frames(live)
+        if n > st.live_frames:
+            failures = st.failures
+            self._reduce(st, live, None, live_frames=n)
+            if st.state == "failed":  # e.g. too few trigger pulses yet: the next pass retries
+                st.reason = f"live pass on {n} frames: {st.reason}"
+            st.state, st.failures = "live", failures
+
+    def _reduce(self, st: RunState, cfg: RunConfig, key: tuple[Any, ...] | None,
+                live_frames: int | None = None) -> None:
+        """Reduce under the run's lock (``live_frames``: a live pass, products marked
+        incomplete); ``key``: what the run looked like (None: look again next time)."""
+        from pipelines.cache import live_products
         from pipelines.reduce import reduce_run
 
         lock = run_lock(cfg, command="operando serve")
@@ -174,8 +200,13 @@ class Beamtime:
             if lock.taken_over is not None:
                 log.warning("%s: stale lock of %s taken over", st.name,
                             lock.taken_over.describe())
-            log.info("%s: reducing %s", st.name, st.config)
-            res = reduce_run(cfg, scheduler=self.options.scheduler, raise_on_failure=False)
+            log.info("%s: reducing %s%s", st.name, st.config,
+                     f" (live: {live_frames} frames)" if live_frames else "")
+            with live_products(live_frames) if live_frames else contextlib.nullcontext():
+                res = reduce_run(cfg, scheduler=self.options.scheduler,
+                                 raise_on_failure=False)
+            if live_frames:
+                st.live_frames = live_frames
         except Exception as exc:  # one run's failure never stops the service
             st.state, st.reason = "failed", f"{type(exc).__name__}: {exc}"
             st.failures += 1
@@ -195,7 +226,8 @@ class Beamtime:
                 log.info("%s: %s", st.name, st.state)
         finally:
             lock.release()
-        st.done_key = key
+        if key is not None:
+            st.done_key = key
 
     # ------------------------------------------------------------------ passes
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import xarray as xr
 
 from operando.config import load_config
@@ -85,3 +86,36 @@ def test_live_product_is_never_fresh(small_run, tmp_path: Path) -> None:
         assert int(ds.attrs["complete"]) == 0 and int(ds.attrs["frames_covered"]) == n
     assert plan_run(cfg, ["echem"]).compute == {"echem": "incomplete: complete = false "
                                                 "(a live run)"}
+
+
+@pytest.mark.slow
+def test_serve_follows_a_live_run(tmp_path: Path) -> None:
+    """`operando serve` on a run being acquired: live passes (products incomplete), then the
+    final reduction when END appears."""
+    from operando.simulate.live import simulate_live
+    from pipelines.serve import Beamtime, ServeOptions
+
+    run_dir = tmp_path / "bt" / "live"
+    sim = threading.Thread(target=simulate_live, args=(run_dir, "small", 0),
+                           kwargs={"speed": 200.0, "streams": ("xrd",)}, daemon=True)
+    sim.start()
+    bt = Beamtime(tmp_path / "bt", ServeOptions(quiet_s=60.0, scheduler="none", tick_s=0.3))
+    stop = threading.Event()
+    watch = threading.Thread(target=bt.serve, kwargs={"stop": stop}, daemon=True)
+    watch.start()
+    seen_live = False
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline:
+            states = list(bt.runs.values())
+            if states and states[0].live_frames:
+                seen_live = True
+            if states and states[0].state == "reduced":
+                break
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        watch.join(60)
+    st = next(iter(bt.runs.values()))
+    assert seen_live and st.state == "reduced", st
+    assert read_identity(run_dir / "reduced" / st.name / "xrd.nc").get("complete") is None

@@ -53,6 +53,9 @@ def serve(
     lock_wait: Annotated[float, typer.Option(
         help="Seconds to wait for a run locked by another reducer before trying it again "
         "on a later pass.")] = 0.0,
+    live: Annotated[bool, typer.Option(
+        "--live/--no-live", help="Reduce a live run as its frames complete (products marked "
+        "complete = false), not only when it ends.")] = True,
     prefect: Annotated[bool, typer.Option(
         "--prefect", help="Serve the Prefect deployments (pipelines/deploy.py: the reduce "
         "flow and the scheduled beamtime sweep) instead of watching the folder here.")] = False,
@@ -75,7 +78,8 @@ def serve(
     from pipelines.serve import DEFAULT_PATTERNS, Beamtime, ServeOptions
 
     opts = ServeOptions(patterns=tuple(pattern or DEFAULT_PATTERNS), end_marker=end_marker,
-                        quiet_s=quiet, scheduler=scheduler, lock_wait_s=lock_wait)
+                        quiet_s=quiet, scheduler=scheduler, lock_wait_s=lock_wait,
+                        live=live)
     if prefect:
         from pipelines.deploy import serve_deployments
 
