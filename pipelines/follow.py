@@ -81,12 +81,12 @@ def follow_run(cfg: RunConfig, run_dir: Path, options: FollowOptions | None = No
         newest = folder_stamp(run_dir, exclude=[out], skip_names=[opts.end_marker]).newest_mtime
         return time.time() - newest >= opts.quiet_s
 
-    done = -1
+    done = 0
     for _ in watch_changes(run_dir, ignored, tick_s=opts.tick_s, stop=stop):
         if ended():
             break
         n = complete_frames(live)
-        if n <= done:
+        if n <= done:  # a pass only when frames were added
             continue
         with live_products(n):
             res = reduce_run(live, scheduler=opts.scheduler, raise_on_failure=False)
