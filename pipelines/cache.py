@@ -27,9 +27,10 @@ result is cached in ``<product_dir>/.cache/units/`` (:mod:`operando.io.cache`).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +44,7 @@ from operando.io.xrd.images import split_hdf5_url
 
 __all__ = ["DEPENDENTS", "IDENTITY_ATTR", "REDUCED_STREAMS", "STREAM_SECTIONS", "Plan",
            "ProductState", "cache_dir", "clean_run", "code_version", "identity_json",
-           "plan_run", "product_state", "run_status"]
+           "live_attrs", "live_products", "plan_run", "product_state", "run_status"]
 
 #: Streams this version reduces, in the order they run.
 REDUCED_STREAMS = ("echem", "xrd", "peaks", "confocal", "xanes", "kinetics")
@@ -74,6 +75,27 @@ def code_version() -> str:
     change makes every cached unit and product stale."""
     roots = [Path(operando.__file__).parent, Path(__file__).parent]
     return f"{__version__}+{source_digest(roots)[:16]}"
+
+
+#: attributes every product written now carries (a live run: ``complete = 0`` and the frames
+#: it covers); set by :func:`live_products`, read by the reduce flow's writers
+_LIVE_ATTRS: dict[str, Any] = {}
+
+
+@contextlib.contextmanager
+def live_products(frames_covered: int) -> Iterator[None]:
+    """Products written inside are marked ``complete = 0`` (false) with ``frames_covered``:
+    :func:`product_state` calls them incomplete, so they are never taken as fresh."""
+    _LIVE_ATTRS.update(complete=0, frames_covered=int(frames_covered))
+    try:
+        yield
+    finally:
+        _LIVE_ATTRS.clear()
+
+
+def live_attrs() -> dict[str, Any]:
+    """The attributes of :func:`live_products` (empty outside it)."""
+    return dict(_LIVE_ATTRS)
 
 
 def cache_dir(product_dir: Path) -> Path:

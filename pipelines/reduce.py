@@ -69,6 +69,7 @@ from pipelines.cache import (
     cache_dir,
     code_version,
     identity_json,
+    live_attrs,
     plan_run,
 )
 from pipelines.cluster import dask_client
@@ -268,6 +269,7 @@ class _Run:
         """Write a product with its identity (code, sections, input stamps)."""
         a = dict(attrs or {})
         a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
+        a.update(live_attrs())  # a live run: complete = 0, frames_covered
         path = self.out.write(stream, ds, inputs, a)
         self.result.products[stream] = path
         self.log.info("%s: wrote %s", stream, path)
@@ -280,6 +282,7 @@ class _Run:
         (:meth:`OutputOptions.stream`); recorded as written when the block ends."""
         a = dict(attrs or {})
         a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
+        a.update(live_attrs())  # a live run: complete = 0, frames_covered
         with self.out.stream(stream, ds, inputs, a, dim) as writer:
             yield writer
         path = self.out.path(stream)

@@ -149,11 +149,23 @@ def simulate(
     real_data: Annotated[bool, typer.Option(
         "--real-data/--no-real-data",
         help="Use the measured Fe K-edge standards in ../shared/data when present.")] = True,
+    live: Annotated[bool, typer.Option(
+        "--live", help="Acquire the run live: cycler rows, trigger pulses and detector frames "
+        "(HDF5 SWMR, one flush per frame) appended at --speed × real time, then the files "
+        "closed and an END marker written.")] = False,
+    speed: Annotated[float, typer.Option(help="--live: times real time.")] = 60.0,
 ) -> None:
     """Write a synthetic operando beamtime with known ground truth (truth.json, run.yaml)."""
     if preset not in PRESET_NAMES:
         err_console.print(f"--preset: expected one of {', '.join(PRESET_NAMES)}, found {preset!r}")
         raise typer.Exit(code=2)
+    if live:
+        from operando.simulate.live import simulate_live
+
+        res = simulate_live(outdir, preset, seed, speed=speed,
+                            streams=tuple(stream) if stream else None)
+        console.print(f"live run written (closed): {res.run_config_path}", markup=False)
+        return
     try:
         res = _simulate_with_progress(outdir, preset, seed, stream, real_data)
     except ValueError as exc:
@@ -266,6 +278,7 @@ def _load(config: Path) -> RunConfig:
 
 @app.command()
 def reduce(
+    ctx: typer.Context,
     config: Annotated[Path, typer.Argument(help="Run config (YAML).")],
     only: Annotated[list[str] | None, typer.Option(
         help="Only these products (repeatable): echem, xrd, peaks, confocal, xanes, kinetics. "
@@ -283,6 +296,15 @@ def reduce(
         "config's output.overwrite is true).", show_default=False)] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v",
                                           help="Show Prefect's and Dask's INFO lines.")] = False,
+    wait: Annotated[float, typer.Option(
+        help="Seconds to wait for the run's lock when another reducer (reduce or serve) "
+        "holds it; then exit 1 naming the holder (pid, host, since).")] = 0.0,
+    follow: Annotated[bool, typer.Option(
+        "--follow", help="A run still being acquired: reduce as frames complete (products "
+        "marked complete = false) until the END marker appears or nothing changed for "
+        "--quiet s, then reduce it whole.")] = False,
+    quiet: Annotated[float, typer.Option(help="--follow: seconds without a change that "
+                                              "end the run.")] = 60.0,
 ) -> None:
     """Reduce a run: echem.nc, sync, xrd.nc, peaks.nc, confocal.nc, xanes.nc, kinetics.nc
     (+ report figures) in <output.directory>/<run>/. Products already up to date are left
@@ -291,6 +313,7 @@ def reduce(
     from pipelines.cache import plan_run
 
     cfg = _load(config)
+    ctx.call_on_close(_hold_run_lock(cfg, wait, "operando reduce").release)
     where: object = scheduler  # an address, or a dask-jobqueue ClusterSpec
     if cluster is not None:
         from pipelines.cluster import load_cluster_spec
@@ -303,6 +326,14 @@ def reduce(
         except ValueError as exc:
             err_console.print(f"reduce: {exc}", markup=False)
             raise typer.Exit(code=2) from None
+    if follow:
+        from pipelines.follow import FollowOptions, follow_run
+
+        res = follow_run(cfg, config.resolve().parent, FollowOptions(
+            quiet_s=quiet, scheduler=where), on_pass=lambda n, r: console.print(
+                f"live: {n} frames reduced ({', '.join(r.status())})", markup=False))
+        _print_reduce_result(res)
+        raise typer.Exit(code=1 if res.failed else 0)
     mode = ("overwrite" if overwrite or (overwrite is None and cfg.output.overwrite)
             else "keep" if overwrite is False else "stale")
     try:
@@ -338,6 +369,22 @@ def reduce(
             err_console.print(f"{stream} failed: {why}", markup=False)
         err_console.print(f"traceback(s) in {res.log_file}", markup=False)
         raise typer.Exit(code=1)
+
+
+def _hold_run_lock(cfg: RunConfig, wait: float, command: str) -> object:
+    """The run's lock (pipelines.lock), held; exit 1 naming the holder when it is taken."""
+    from pipelines.lock import LockHeld, run_lock
+
+    lock = run_lock(cfg, command=command)
+    try:
+        lock.acquire(wait)
+    except LockHeld as exc:
+        err_console.print(f"reduce: {exc}", markup=False)
+        raise typer.Exit(code=1) from None
+    if lock.taken_over is not None:
+        err_console.print(f"warning: stale lock of {lock.taken_over.describe()} taken over",
+                          markup=False)
+    return lock
 
 
 _STATUS_STYLE = {"written": "green", "fresh": "green", "kept (stale)": "yellow",
@@ -929,6 +976,15 @@ def expand_multi_value_options(argv: list[str],
             out.append(current)
         out.append(tok)
     return out
+
+
+def _register_serve() -> None:
+    from operando.cli_serve import serve
+
+    app.command()(serve)
+
+
+_register_serve()
 
 
 def main() -> None:

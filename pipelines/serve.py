@@ -1,0 +1,276 @@
+"""The beamline service: a beamtime folder's runs reduced as they are acquired and changed.
+
+A **run** is a run config found under the beamtime folder by one of
+:attr:`ServeOptions.patterns` (default ``*/run.yaml``: one folder per run); every file in the
+config's folder (hidden files, the run's output directory and the end marker left out) is
+its raw data. A run is
+
+- ``live`` while its raw files change: the newest one is younger than ``quiet_s`` and no
+  end-of-run marker (``end_marker``, default ``END``) is in its folder. It is reduced when
+  it ends (quiet for ``quiet_s``, or the marker appears);
+- reduced through :func:`pipelines.reduce.reduce_run` under the run's lock
+  (:func:`pipelines.lock.run_lock`) whenever its config or raw files change: the cached
+  flow recomputes only the products whose inputs or sections changed;
+- ``failed`` when the reduction failed (the reason kept; the traceback in its
+  ``reduce.log``): retried on its next change, the other runs go on;
+- ``locked`` while another reducer holds its lock (retried on the next tick).
+
+:class:`Beamtime` holds these states; :meth:`Beamtime.sweep` is one pass over every run
+(``operando serve --once``, a cron job, the scheduled deployment), :meth:`Beamtime.serve`
+watches the folder (OS file events through :mod:`operando.io.watch`) and sweeps the runs
+that changed, plus the live ones when their quiet time may have run out.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from operando.config import ConfigError, RunConfig, load_config
+from operando.io.cache import file_stamp
+from operando.io.timestamps import epoch_to_iso
+from operando.io.watch import discover_configs, folder_stamp, watch_changes
+from pipelines.lock import LockHeld, run_lock
+
+__all__ = ["DEFAULT_END_MARKER", "DEFAULT_PATTERNS", "Beamtime", "RunState", "ServeOptions"]
+
+DEFAULT_PATTERNS = ("*/run.yaml",)
+DEFAULT_END_MARKER = "END"
+
+log = logging.getLogger("operando.serve")
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How a beamtime folder is served.
+
+    ``patterns``: globs (relative to the beamtime folder) of the run configs;
+    ``end_marker``: the file name that ends a run; ``quiet_s``: a run whose raw files have
+    not changed for this long has ended; ``scheduler``: where the chunks run
+    (:func:`pipelines.cluster.dask_client`); ``lock_wait_s``: how long to wait for a run
+    locked by another reducer before trying again on a later pass; ``tick_s``: how often
+    the watch wakes without a file event (quiet timers, locked runs); ``live``: reduce a
+    live run as its frames complete (products marked ``complete = 0``), not only at its
+    end."""
+
+    patterns: tuple[str, ...] = DEFAULT_PATTERNS
+    end_marker: str = DEFAULT_END_MARKER
+    quiet_s: float = 60.0
+    scheduler: Any = "local"
+    lock_wait_s: float = 0.0
+    tick_s: float = 2.0
+    live: bool = True
+
+
+@dataclass
+class RunState:
+    """One run as the service sees it: ``state`` (new / live / reduced / up to date /
+    failed / invalid / locked), the newest change of its files (epoch s), the products
+    and their status, the failures so far and the last reason."""
+
+    config: Path
+    name: str = ""
+    state: str = "new"
+    last_change: float = 0.0
+    products: dict[str, str] = field(default_factory=dict)
+    failures: int = 0
+    reason: str = ""
+    reductions: int = 0
+    #: frames covered by the last live pass
+    live_frames: int = 0
+    #: what the run looked like when it was last handled (config, raw files, marker)
+    done_key: tuple[Any, ...] | None = None
+
+    def row(self) -> tuple[str, str, str, str, str]:
+        """(run, state, last change, products, failures) for the status table."""
+        prods = ", ".join(f"{s} {lab}" for s, lab in self.products.items())
+        fails = f"{self.failures}: {self.reason}" if self.failures else self.reason
+        return (self.name or self.config.parent.name, self.state,
+                epoch_to_iso(self.last_change) if self.last_change else "", prods, fails)
+
+
+class Beamtime:
+    """The runs of a beamtime folder and what the service did with them."""
+
+    def __init__(self, root: Path, options: ServeOptions | None = None,
+                 on_change: Callable[[Beamtime], None] | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.options = options or ServeOptions()
+        self.runs: dict[Path, RunState] = {}
+        self.on_change = on_change
+        #: output directories of the runs (their events are the service's own writes)
+        self._outputs: set[Path] = set()
+
+    # ------------------------------------------------------------------ discovery
+
+    def discover(self) -> list[RunState]:
+        """Add the run configs that appeared (and forget those gone); the new ones."""
+        found = discover_configs(self.root, self.options.patterns)
+        new = [RunState(p) for p in found if p not in self.runs]
+        for st in new:
+            self.runs[st.config] = st
+            log.info("run found: %s", st.config)
+        for gone in set(self.runs) - set(found):
+            log.info("run gone: %s", gone)
+            del self.runs[gone]
+        return new
+
+    def ignored(self, path: Path) -> bool:
+        """Events the service does not act on: hidden files (caches, locks, partial
+        writes) and everything under a run's output directory."""
+        rel = path.relative_to(self.root).parts if path.is_relative_to(self.root) else ()
+        if any(part.startswith(".") for part in rel):
+            return True
+        return any(path.is_relative_to(o) for o in self._outputs)
+
+    # ------------------------------------------------------------------ one run
+
+    def _look(self, st: RunState) -> tuple[RunConfig | None, tuple[Any, ...], bool]:
+        """(config or None when invalid, the run's key now, whether it has ended)."""
+        folder = st.config.parent
+        marker = (folder / self.options.end_marker).exists()
+        cfg: RunConfig | None = None
+        try:
+            cfg = load_config(st.config)
+            st.name = cfg.run.name
+            out = cfg.output.directory.resolve()
+            self._outputs.add(out)
+        except ConfigError as exc:
+            st.state, st.reason = "invalid", str(exc).splitlines()[0]
+            out = None
+        stamp = folder_stamp(folder, exclude=[out] if out else [],
+                             skip_names=[self.options.end_marker, st.config.name])
+        st.last_change = max(stamp.newest_mtime, file_stamp(st.config)[2] / 1e9)
+        ended = marker or time.time() - stamp.newest_mtime >= self.options.quiet_s
+        return cfg, (file_stamp(st.config), stamp.key, marker), ended
+
+    def check(self, st: RunState) -> bool:
+        """Handle one run: reduce it when it changed and has ended. True when something
+        was done or its state changed."""
+        before = (st.state, st.reason, st.reductions, st.failures)
+        cfg, key, ended = self._look(st)
+        if key == st.done_key:
+            return False
+        if cfg is None:
+            st.failures += 1
+            st.done_key = key
+            log.error("%s: invalid run config: %s", st.config, st.reason)
+        elif not ended:
+            st.state = "live"
+            if self.options.live:
+                self._live_pass(st, cfg)
+        else:
+            st.live_frames = 0
+            self._reduce(st, cfg, key)
+        return (st.state, st.reason, st.reductions, st.failures) != before
+
+    def _live_pass(self, st: RunState, cfg: RunConfig) -> None:
+        """Reduce a live run again when more frames are complete (pipelines.follow)."""
+        from pipelines.follow import complete_frames, live_config
+
+        live = live_config(cfg)
+        n = complete_frames(live)
+        if n > st.live_frames:
+            failures = st.failures
+            self._reduce(st, live, None, live_frames=n)
+            if st.state == "failed":  # e.g. too few trigger pulses yet: the next pass retries
+                st.reason = f"live pass on {n} frames: {st.reason}"
+            st.state, st.failures = "live", failures
+
+    def _reduce(self, st: RunState, cfg: RunConfig, key: tuple[Any, ...] | None,
+                live_frames: int | None = None) -> None:
+        """Reduce under the run's lock (``live_frames``: a live pass, products marked
+        incomplete); ``key``: what the run looked like (None: look again next time)."""
+        from pipelines.cache import live_products
+        from pipelines.reduce import reduce_run
+
+        lock = run_lock(cfg, command="operando serve")
+        try:
+            lock.acquire(self.options.lock_wait_s)
+        except LockHeld as exc:
+            st.state, st.reason = "locked", str(exc)
+            log.warning("%s", exc)
+            return  # done_key unchanged: tried again on the next pass
+        try:
+            if lock.taken_over is not None:
+                log.warning("%s: stale lock of %s taken over", st.name,
+                            lock.taken_over.describe())
+            log.info("%s: reducing %s%s", st.name, st.config,
+                     f" (live: {live_frames} frames)" if live_frames else "")
+            with live_products(live_frames) if live_frames else contextlib.nullcontext():
+                res = reduce_run(cfg, scheduler=self.options.scheduler,
+                                 raise_on_failure=False)
+            if live_frames:
+                st.live_frames = live_frames
+        except Exception as exc:  # one run's failure never stops the service
+            st.state, st.reason = "failed", f"{type(exc).__name__}: {exc}"
+            st.failures += 1
+            log.exception("%s: reduction failed", st.name)
+        else:
+            st.reductions += 1
+            st.products = {s: lab for s, (lab, _) in res.status().items()}
+            if res.failed:
+                st.state = "failed"
+                st.failures += 1
+                st.reason = "; ".join(f"{s}: {why}" for s, why in res.failed.items())
+                log.error("%s: failed: %s (traceback in %s)", st.name, st.reason,
+                          res.log_file)
+            else:
+                st.state = "reduced" if res.flow_ran else "up to date"
+                st.reason = ""
+                log.info("%s: %s", st.name, st.state)
+        finally:
+            lock.release()
+        if key is not None:
+            st.done_key = key
+
+    # ------------------------------------------------------------------ passes
+
+    def sweep(self, runs: Iterable[RunState] | None = None) -> bool:
+        """One pass: discover the runs, handle ``runs`` (default: all). True when a run's
+        state changed (the status table is worth printing again)."""
+        self.discover()
+        todo = list(self.runs.values()) if runs is None else list(runs)
+        changed = False
+        for st in todo:
+            if st.config not in self.runs:
+                continue
+            try:
+                changed |= self.check(st)
+            except Exception as exc:  # e.g. the run's folder vanished under the look
+                st.state, st.reason = "failed", f"{type(exc).__name__}: {exc}"
+                st.failures += 1
+                changed = True
+                log.exception("%s: could not be handled", st.config)
+        if changed and self.on_change is not None:
+            self.on_change(self)
+        return changed
+
+    def pending(self) -> list[RunState]:
+        """Runs looked at on every tick: live ones (their quiet time may run out) and
+        locked ones."""
+        return [st for st in self.runs.values() if st.state in ("live", "locked", "new")]
+
+    def serve(self, stop: Any | None = None) -> None:
+        """Sweep every run, then watch the folder until ``stop`` (a ``threading.Event``)
+        is set or the process is interrupted: a change sweeps the runs it touched (a new
+        config is discovered), a tick sweeps the pending ones."""
+        self.sweep()
+        for changes in watch_changes(self.root, self.ignored, tick_s=self.options.tick_s,
+                                     stop=stop):
+            touched = self._runs_of(changes)
+            self.sweep([*touched, *(st for st in self.pending() if st not in touched)])
+
+    def _runs_of(self, paths: Sequence[Path]) -> list[RunState]:
+        self.discover()
+        return [st for st in self.runs.values()
+                if any(p.is_relative_to(st.config.parent) for p in paths)]
+
+    @property
+    def failed(self) -> list[RunState]:
+        return [st for st in self.runs.values() if st.state in ("failed", "invalid")]
