@@ -79,6 +79,7 @@ from pipelines.stream import (
     StreamProduct,
     exposure_count_time,
     monitor_normalization,
+    timestamp_qc,
 )
 from pipelines.sync import clock_summary, sent_triggers, sync_clock, sync_inputs, uses_xrd_frames
 from pipelines.xrd import (
@@ -116,6 +117,8 @@ class ReduceResult:
     fresh: dict[str, str] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: QC warnings of the run (recorded as flags in the products too), for its summary
+    warnings: list[str] = field(default_factory=list)
     units: dict[str, dict[str, int]] = field(default_factory=dict)
     flow_ran: bool = False
     dask_started: bool = False
@@ -257,6 +260,11 @@ class _Run:
         self.result.products[stream] = path
         self.log.info("%s: wrote %s", stream, path)
 
+    def flag(self, note: str) -> None:
+        """A QC warning: to the log and to the run's summary (``result.warnings``)."""
+        self.log.warning("%s", note)
+        self.result.warnings.append(note)
+
     def figures(self, figures: dict[str, Any]) -> None:
         """Save figures under ``report/`` (when ``output.report``)."""
         if self.out.report:
@@ -366,6 +374,12 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
                  source.describe().get("layout", "?"),
                  f"; {source.n_pending} frames pending" if source.n_pending else "")
     t_start = t_end = points = None
+    qc: dict[str, Any] = {}
+    if meta.epoch_s is not None:
+        qc, qc_note = timestamp_qc(meta.epoch_s, stream="xrd", items="frames",
+                                   source=meta.timestamp_source)
+        if qc_note:
+            run.flag(qc_note)
     if clock is not None and meta.epoch_s is not None:
         count, note = exposure_count_time(meta.count_time_s, stream="xrd", items="frames",
                                           source=meta.count_time_source)
@@ -380,6 +394,7 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
                              time_start_s=t_start, time_end_s=t_end, echem_points=points,
                              normalized=norm is not None)
     attrs, inputs = prod.attrs, prod.inputs
+    attrs.update(qc)
     if clock is not None:
         attrs.update(clock.to_attrs())
         inputs += list(run.clock_inputs)
