@@ -73,6 +73,7 @@ from pipelines.cache import (
 )
 from pipelines.cluster import dask_client
 from pipelines.echem import read_echem_section
+from pipelines.lifeline import ensure_lifeline, sigterm_as_exit
 from pipelines.runner import Runner
 from pipelines.stream import (
     ProgressCallback,
@@ -533,8 +534,11 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
         for s, why in plan.kept.items():
             _log.warning("%s: stale, kept (--keep): %s", s, why)
         if not plan.nothing_to_do:
-            reduce_flow(cfg, plan.compute, scheduler=scheduler, progress=progress,
-                        result=result, refresh=mode == "overwrite")
+            # no server, cluster or worker outlives the run, however it ends
+            ensure_lifeline()
+            with sigterm_as_exit():
+                reduce_flow(cfg, plan.compute, scheduler=scheduler, progress=progress,
+                            result=result, refresh=mode == "overwrite")
         for s, (label, why) in result.status().items():
             _log.info("%s: %s %s", s, label, why)
     finally:
