@@ -160,10 +160,35 @@ def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         if not tmp.exists():
             raise RuntimeError(f"{final}: the writer produced no file")
         publish(tmp, final, overwrite=overwrite)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        clear = _write_error(final, err)
+        if clear is not None:
+            raise clear from err
         raise
+
+
+_ERRNO_TEXT = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EFBIG: "the file size limit is exceeded",
+               errno.EACCES: "the folder is not writable", errno.EPERM: "not permitted",
+               errno.EROFS: "the file system is read-only"}
+
+
+def _write_error(final: Path, err: BaseException) -> OSError | None:
+    """One clear OSError for a write that failed on the disk (full, too large, not
+    writable), whichever library raised it (h5py raises RuntimeError/OSError with the
+    errno in the text); None for other errors."""
+    code = err.errno if isinstance(err, OSError) else None
+    if code is None and isinstance(err, (OSError, RuntimeError)):
+        text = str(err)
+        code = next((c for c in _ERRNO_TEXT if f"errno = {c}," in text
+                     or os.strerror(c) in text), None)
+    if code not in _ERRNO_TEXT:
+        return None
+    return OSError(code, f"{final}: cannot be written, {_ERRNO_TEXT[code]} "
+                   f"({os.strerror(code)}); nothing was written, an earlier {final.name} "
+                   "is intact")
 
 
 def write_bytes_atomic(final: str | Path, data: bytes) -> Path:
