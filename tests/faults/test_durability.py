@@ -76,7 +76,7 @@ def test_no_overwrite_check_and_rename_are_one_step(tmp_path) -> None:
     for t in threads:
         t.join()
     assert len(wins) == 1 and len(losses) == len(parts) - 1
-    assert final.read_bytes() == wins[0].name[-1:].encode() * 0 + bytes([int(wins[0].name[-1])]) * 10
+    assert final.read_bytes() == bytes([int(wins[0].name[-1])]) * 10
 
 
 def _writer_script(out: Path, n: int) -> str:

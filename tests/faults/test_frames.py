@@ -10,11 +10,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from tests.faults.conftest import write_stack
 
 from operando.io.xrd.chunkcheck import ChunkCorruptError, check_bitshuffle_lz4
 from operando.io.xrd.frames import open_frames
 from operando.io.xrd.images import FrameFormatError
-from tests.faults.conftest import write_stack
 
 DS = "entry/data/data"
 

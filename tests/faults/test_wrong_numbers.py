@@ -50,6 +50,7 @@ def test_duplicate_and_swapped_timestamps_named() -> None:
 
 def _window_patterns():
     from tests.test_xrd_peaks import WL, simulated_patterns
+
     from operando.config import PeaksSection
     from operando.simulate.beamtime import peaks_section
     from pipelines.peaks import setup_from_config
