@@ -74,12 +74,14 @@ from pipelines.cache import (
 )
 from pipelines.cluster import dask_client
 from pipelines.echem import read_echem_section
+from pipelines.lifeline import ensure_lifeline, sigterm_as_exit
 from pipelines.runner import Runner
 from pipelines.stream import (
     ProgressCallback,
     StreamProduct,
     exposure_count_time,
     monitor_normalization,
+    timestamp_qc,
 )
 from pipelines.sync import (
     clock_sources,
@@ -127,6 +129,8 @@ class ReduceResult:
     fresh: dict[str, str] = field(default_factory=dict)
     kept: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
+    #: QC warnings of the run (recorded as flags in the products too), for its summary
+    warnings: list[str] = field(default_factory=list)
     units: dict[str, dict[str, int]] = field(default_factory=dict)
     flow_ran: bool = False
     dask_started: bool = False
@@ -289,6 +293,11 @@ class _Run:
         self.result.products[stream] = path
         self.log.info("%s: wrote %s", stream, path)
 
+    def flag(self, note: str) -> None:
+        """A QC warning: to the log and to the run's summary (``result.warnings``)."""
+        self.log.warning("%s", note)
+        self.result.warnings.append(note)
+
     def figures(self, figures: dict[str, Any]) -> None:
         """Save figures under ``report/`` (when ``output.report``)."""
         if self.out.report:
@@ -438,6 +447,12 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
                  source.describe().get("layout", "?"),
                  f"; {source.n_pending} frames pending" if source.n_pending else "")
     t_start = t_end = points = None
+    qc: dict[str, Any] = {}
+    if meta.epoch_s is not None:
+        qc, qc_note = timestamp_qc(meta.epoch_s, stream="xrd", items="frames",
+                                   source=meta.timestamp_source)
+        if qc_note:
+            run.flag(qc_note)
     if clock is not None and meta.epoch_s is not None:
         count, note = exposure_count_time(meta.count_time_s, stream="xrd", items="frames",
                                           source=meta.count_time_source)
@@ -452,6 +467,7 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
                              time_start_s=t_start, time_end_s=t_end, echem_points=points,
                              normalized=norm is not None)
     attrs, inputs = prod.attrs, prod.inputs
+    attrs.update(qc)
     if clock is not None:
         attrs.update(clock.to_attrs())
         inputs += clock_inputs
@@ -593,8 +609,11 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
         for s, why in plan.kept.items():
             _log.warning("%s: stale, kept (--keep): %s", s, why)
         if not plan.nothing_to_do:
-            reduce_flow(cfg, plan.compute, scheduler=scheduler, progress=progress,
-                        result=result, refresh=mode == "overwrite")
+            # no server, cluster or worker outlives the run, however it ends
+            ensure_lifeline()
+            with sigterm_as_exit():
+                reduce_flow(cfg, plan.compute, scheduler=scheduler, progress=progress,
+                            result=result, refresh=mode == "overwrite")
         for s, (label, why) in result.status().items():
             _log.info("%s: %s %s", s, label, why)
     finally:

@@ -71,3 +71,30 @@ def exposure_count_time(count_time_s: np.ndarray, *, stream: str, items: str,
                 "electrochemistry is the value at the exposure start, not a mean over the "
                 "exposure")
     return np.where(unknown, 0.0, count_time_s), note
+
+
+def timestamp_qc(epoch_s: np.ndarray, *, stream: str, items: str, source: object
+                 ) -> tuple[dict[str, Any], str | None]:
+    """QC of per-item timestamps (epoch s): dataset attributes ``qc_timestamps``
+    (``ok`` or what is wrong) and ``qc_timestamps_bad_items`` (how many items step back,
+    repeat the previous time or are not finite), and a warning naming the first such item
+    and ``source`` (None when the times increase strictly). The times are kept as
+    recorded, never reordered: a product with a flagged time axis says so."""
+    t = np.asarray(epoch_s, dtype=float)
+    step = np.diff(t)
+    back = np.flatnonzero(step < 0) + 1
+    same = np.flatnonzero(step == 0) + 1
+    nonfinite = np.flatnonzero(~np.isfinite(t))
+    parts = [f"{len(back)} step back in time" if len(back) else "",
+             f"{len(same)} repeat the previous timestamp" if len(same) else "",
+             f"{len(nonfinite)} not finite" if len(nonfinite) else ""]
+    parts = [p for p in parts if p]
+    if not parts:
+        return {"qc_timestamps": "ok", "qc_timestamps_bad_items": 0}, None
+    bad = np.union1d(np.union1d(back, same), nonfinite)
+    what = ", ".join(parts)
+    note = (f"{stream}: expected strictly increasing {items} timestamps, found {what} "
+            f"(first: {items[:-1] if items.endswith('s') else items} {int(bad[0])}; "
+            f"{source}); the time axis is kept as recorded and flagged qc_timestamps")
+    return {"qc_timestamps": f"not strictly increasing: {what}",
+            "qc_timestamps_bad_items": int(bad.size)}, note

@@ -412,6 +412,8 @@ def _print_reduce_result(res: ReduceResult) -> None:
             f"{c.rms_residual_s * 1e3:.2f} ms (max {c.max_abs_residual_s * 1e3:.2f} ms), "
             f"{c.n_matched} pulses matched, {len(c.unmatched_sent)} missing, "
             f"{len(c.unmatched_recorded)} spurious")
+    for note in res.warnings:
+        console.print(f"[yellow]warning:[/] {escape(note)}")
     for f in res.figures:
         console.print(f"figure: {f}")
     if res.units:

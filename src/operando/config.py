@@ -15,8 +15,10 @@ an error.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -387,6 +389,33 @@ class IntegrationSection(_Section):
         if v is not None and not v[0] < v[1]:
             raise ValueError(f"expected (min, max) with min < max, found {list(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _fits_in_memory(self) -> IntegrationSection:
+        # refused here, before anything is allocated: a work unit holds chunk_frames
+        # patterns (intensity, sigma) and pyFAI four accumulators, npt × npt_azimuthal each
+        bins = self.npt * (self.npt_azimuthal or 1)
+        need = 8 * bins * (2 * self.chunk_frames + 4)
+        budget = memory_budget_bytes()
+        if need > budget:
+            raise ValueError(
+                f"expected a work unit that fits in memory (at most {budget / 2**30:.1f} GiB: "
+                f"half of this machine's RAM); found npt={self.npt}, npt_azimuthal="
+                f"{self.npt_azimuthal}, chunk_frames={self.chunk_frames}: about "
+                f"{need / 2**30:.1f} GiB of patterns per work unit")
+        return self
+
+
+def memory_budget_bytes() -> int:
+    """The most one work unit may hold: half the physical memory (``OPERANDO_MEMORY_BUDGET``,
+    bytes, overrides it)."""
+    env = os.environ.get("OPERANDO_MEMORY_BUDGET")
+    if env:
+        return int(float(env))
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30
 
 
 class XrdSection(_Section):
@@ -1219,6 +1248,22 @@ def validate_config(
         raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(TypeError):
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"expected each key once, found {key!r} twice (first "
+                        f"on line {seen[key]})", key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path, *, check_files: bool = True) -> RunConfig:
     """Read, migrate and validate a YAML run config; relative paths resolve to its folder."""
     path = Path(path)
@@ -1229,12 +1274,19 @@ def load_config(path: str | Path, *, check_files: bool = True) -> RunConfig:
         raise ConfigError(source, ["expected a YAML run config, found no such file"]) from None
     except IsADirectoryError:
         raise ConfigError(source, ["expected a YAML run config, found a directory"]) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise ConfigError(source, [f"line {line}: expected UTF-8 text, found the byte "
+                                   f"{exc.object[exc.start:exc.start + 1]!r} at offset "
+                                   f"{exc.start}"]) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        if isinstance(exc, yaml.constructor.ConstructorError) and "each key once" in problem:
+            raise ConfigError(source, [f"{where}{problem}"]) from None
         raise ConfigError(source, [f"{where}expected valid YAML, found a syntax error ({problem})"]
                           ) from None
     return validate_config(raw, source=source, base_dir=path.resolve().parent,

@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +28,7 @@ import numpy as np
 import xarray as xr
 
 from operando._version import __version__
-from operando.io.atomic import atomic_path
+from operando.io.atomic import atomic_path, fsync_tree, part_path, publish, remove_stale_parts
 from operando.io.xrd.images import split_hdf5_url
 
 __all__ = [
@@ -287,17 +286,33 @@ def zarr_group_atomic(path: Path, *, overwrite: bool = True) -> Iterator[Path]:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = path.parent.parent if in_store else path.parent
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=tmp_dir))
+    old = path.with_name(f".{path.name}.old")
+    if old.exists():  # a run killed between the two renames below
+        if path.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, path)
+    remove_stale_parts(tmp_dir / path.name)
+    tmp = part_path(tmp_dir / path.name)
+    tmp.mkdir()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = path.with_name(f".{path.name}.old") if path.exists() else None
+    fsync_tree(tmp)
+    if not overwrite:
+        try:
+            publish(tmp, path, overwrite=False)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return
+    old = old if path.exists() else None
     if old is not None:
         os.replace(path, old)
     try:
-        os.replace(tmp, path)
+        publish(tmp, path)
     except BaseException:
         if old is not None:  # put the earlier product back under its name
             os.replace(old, path)

@@ -185,6 +185,30 @@ def _fit_fixed(Y: np.ndarray, S: np.ndarray, sum_to_one: bool,
     return w, rss, yy, ok
 
 
+def _check_coverage(e: np.ndarray, standards: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                    emin: float, emax: float) -> None:
+    """Refuse standards that stop short of a finite end of the fit window (within the
+    spectra's range, two grid steps of slack): the window would otherwise shrink to where
+    every standard is defined, silently."""
+    step = 2.0 * float(np.median(np.abs(np.diff(np.sort(e))))) if e.size > 1 else 0.0
+    lo = max(emin, float(e.min())) if np.isfinite(emin) else None
+    hi = min(emax, float(e.max())) if np.isfinite(emax) else None
+    short = []
+    for name, (es, ys) in standards.items():
+        es = np.asarray(es, dtype=float)[np.isfinite(np.asarray(ys, dtype=float))]
+        if es.size == 0:
+            short.append(f"{name!r} has no finite values")
+            continue
+        if (lo is not None and es.min() > lo + step) or (hi is not None
+                                                        and es.max() < hi - step):
+            short.append(f"{name!r} covers {es.min():.1f}-{es.max():.1f} eV")
+    if short:
+        want = f"{lo if lo is not None else e.min():.1f}-{hi if hi is not None else e.max():.1f}"
+        raise ValueError(
+            f"lcf: expected standards covering the fit window {want} eV; found "
+            f"{'; '.join(short)} (extend the standard or narrow the fit range)")
+
+
 def lcf(
     energy: np.ndarray,
     spectra: np.ndarray,
@@ -211,6 +235,7 @@ def lcf(
     k = len(names)
     if k < 1:
         raise ValueError("lcf: expected at least one standard, found none")
+    _check_coverage(e, standards, emin, emax)
     S_all = standards_matrix(e, standards)
     win = (e >= window_start(e, emin)) & (e <= emax) & np.isfinite(S_all).all(axis=1)
     npts = int(win.sum())

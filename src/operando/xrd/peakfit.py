@@ -183,6 +183,9 @@ def _classify(out: PatternFit, w: int, rows: np.ndarray, cols: np.ndarray,
     # no covariance at all (lmfit with a parameter at a bound): SNR unknown, not 'no peak'
     none = ~np.any(np.isfinite(snr) & (snr >= snr_threshold), axis=1) & np.any(
         np.isfinite(snr), axis=1)
+    # no peak area at all (an all-zero frame: area 0 ± 0, SNR 0/0): no peak, not 'ok'
+    area = out.area[np.ix_(rows, cols)]
+    none |= np.any(np.isfinite(area), axis=1) & np.all(~(area > 0), axis=1)
     sel = rows[none & (out.status[rows, w] == 0)]
     out.status[sel, w] = 1
     out.reason[sel, w] = STATUS_MEANINGS[1]

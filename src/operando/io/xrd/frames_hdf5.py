@@ -23,6 +23,7 @@ import hdf5plugin  # noqa: F401  (registers the HDF5 compression filters before 
 import numpy as np
 
 from operando.io.nxutil import as_str
+from operando.io.xrd.chunkcheck import check_frame_chunks
 from operando.io.xrd.frame_segments import (
     ANNOUNCED_NAMES,
     COUNT_TIME_NAMES,
@@ -767,6 +768,7 @@ def read_hdf5_frames(seg: FrameSegment, i0: int, i1: int, out: np.ndarray, swmr:
                     "(the file shrank or was replaced since it was opened)"
                 )
             if out.size:
+                check_frame_chunks(dset, i0, i1, where)  # a corrupt chunk can crash the filter
                 dset.read_direct(out, np.s_[i0:i1])
     except OSError as err:
         raise FrameFormatError(
