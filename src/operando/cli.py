@@ -217,8 +217,9 @@ def demo(
 
 def _print_report_path(path: Path | None) -> None:
     if path is not None:
-        console.print(f"run report:             [bold]{path.resolve()}[/]")
-        console.print(f"                        {path.resolve().as_uri()}", style="dim")
+        console.print(f"run report:             [bold]{path.resolve()}[/]", soft_wrap=True)
+        console.print(f"                        {path.resolve().as_uri()}", style="dim",
+                      soft_wrap=True)
 
 
 def _scorecard_table(rows: list[Check]) -> Table:
@@ -241,6 +242,8 @@ class _RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
+        if speed is None and task.finished and (task.elapsed or 0) > 0.5:
+            speed = task.completed / task.elapsed
         unit = task.fields.get("unit", "frames")
         return Text("" if speed is None else f"{speed:,.1f} {unit}/s", style="cyan")
 
