@@ -243,7 +243,8 @@ class _RateColumn(ProgressColumn):
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
         if speed is None and task.finished and (task.elapsed or 0) > 0.5:
-            speed = task.completed / task.elapsed
+            # counted from the first report (the task starts when the first unit is done)
+            speed = (task.completed - task.fields.get("first", 0)) / task.elapsed or None
         unit = task.fields.get("unit", "frames")
         return Text("" if speed is None else f"{speed:,.1f} {unit}/s", style="cyan")
 
@@ -264,7 +265,7 @@ def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
 
     def progress(stream: str, done: int, total: int) -> None:
         if stream not in tasks:
-            tasks[stream] = bar.add_task(f"reducing {stream}", total=total,
+            tasks[stream] = bar.add_task(f"reducing {stream}", total=total, first=done,
                                          unit=_UNITS.get(stream.split()[0], "frames"))
         bar.update(tasks[stream], completed=done, total=total)
 
