@@ -119,3 +119,20 @@ def test_report_renders_in_a_browser(small_reduced, tmp_path: Path) -> None:
         assert im.size == (1280, 1600)
         lo, hi = im.convert("L").getextrema()
         assert hi - lo > 100, "a blank screenshot"
+
+
+def test_log_warnings_of_the_last_reduce_only(tmp_path: Path) -> None:
+    from operando.io.report import read_log_warnings
+
+    log = tmp_path / "reduce.log"
+    log.write_text(
+        "2026-01-01 10:00:00,001 INFO operando.reduce: reduce run-a (stale): xrd: missing\n"
+        "2026-01-01 10:00:01,001 WARNING operando.reduce: xrd: an old warning\n"
+        "2026-01-02 10:00:00,001 INFO operando.reduce: reduce run-a (stale): peaks: stale\n"
+        "2026-01-02 10:00:01,001 WARNING operando.reduce: peaks: stale, kept (--keep)\n"
+        "Traceback (most recent call last):\n"
+        "2026-01-02 10:00:02,001 ERROR operando.reduce: xanes failed: no scans\n",
+        encoding="utf-8")
+    assert read_log_warnings(log) == ["WARNING peaks: stale, kept (--keep)",
+                                      "ERROR xanes failed: no scans"]
+    assert read_log_warnings(tmp_path / "absent.log") == []

@@ -8,6 +8,7 @@ products in.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -374,7 +375,8 @@ def _reasons(var: xr.DataArray) -> tuple[int, str]:
     """Entries of a text reason variable other than 'ok', grouped by their first words."""
     v = [str(x) for x in np.asarray(var.values).ravel()]
     bad = [x for x in v if x not in ("ok", "")]
-    groups = Counter(x.split(":")[0].split(" < ")[0].split(" = ")[0][:60] for x in bad)
+    # the reason without its numbers: "|amplitude| 0.016 < min_amplitude 0.03" → one group
+    groups = Counter(re.sub(r"\d+(\.\d+)?", "x", x).split(":")[0][:70] for x in bad)
     return len(bad), "; ".join(f"{k}: {c}" for k, c in groups.items())
 
 
