@@ -178,7 +178,7 @@ def _delithiated_phase(peaks: xr.Dataset) -> str | None:
 
 
 def peaks_summary(peaks: xr.Dataset, echem: xr.Dataset | None, *,
-                  lag_step_s: float = 5.0) -> StreamSummary:
+                  lag_step_s: float = 10.0) -> StreamSummary:
     """Phase fraction vs the Faraday expectation (slope, lag searched in ±600 s by
     ``lag_step_s``), lattice parameters and Li content per phase, the frames where the
     intermediate phase is flagged."""
