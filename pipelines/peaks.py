@@ -99,17 +99,19 @@ def fit_blocks(intensity: Any, sigma: Any, radial: np.ndarray, unit: str, wavele
     DataArrays) in blocks of ``setup.chunk_frames``, each block one work unit
     (:func:`fit_chunk`) run by ``map_units``; a block is read when its unit is submitted.
     Returns the stacked fits of both model variants and the number of work units;
-    ``progress(stream, done, total)`` as blocks finish."""
+    ``progress(stream, done, total)`` in frames as blocks finish."""
     n = len(intensity)
     step = setup.chunk_frames
     bounds = [(i, min(i + step, n)) for i in range(0, n, step)]
     units = ((np.asarray(intensity[a:b]), np.asarray(sigma[a:b]), radial, unit,
               wavelength_A, setup) for a, b in bounds)
     results = []
-    for k, res in enumerate(map_units(fit_chunk, units)):
+    done, n_frames = 0, sum(b - a for a, b in bounds)
+    for (a, b), res in zip(bounds, map_units(fit_chunk, units), strict=True):
         results.append(res)
-        if progress is not None:
-            progress(stream, k + 1, len(bounds))
+        done += b - a
+        if progress is not None:  # in frames (the bar shows frames/s)
+            progress(stream, done, n_frames)
     fit_without = concat_fits([r[0] for r in results])
     fit_with = concat_fits([r[1] for r in results]) if results[0][1] is not None else None
     return fit_without, fit_with, len(bounds)

@@ -135,6 +135,8 @@ class ReduceResult:
     flow_ran: bool = False
     dask_started: bool = False
     log_file: Path | None = None
+    #: the run report page (report/index.html), when written
+    report: Path | None = None
 
     def status(self) -> dict[str, tuple[str, str]]:
         """stream → (failed / written / fresh / kept (stale) / skipped, detail), in stream
@@ -577,6 +579,20 @@ def reduce_flow(cfg: RunConfig, compute: dict[str, str], scheduler: Any = "local
     return result
 
 
+def _write_report(cfg: RunConfig) -> Path | None:
+    """The run report page (:func:`pipelines.report.write_report`); a page that cannot be
+    written is a warning in the log, never a failed reduce."""
+    from pipelines.report import write_report
+
+    try:
+        path = write_report(cfg)
+    except Exception as exc:  # the products are written; the page is a view of them
+        _log.warning("report: index.html not written: %s", exc, exc_info=exc)
+        return None
+    _log.info("report: wrote %s", path)
+    return path
+
+
 def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None,
                scheduler: Any = "local", overwrite: bool | None = None,
                progress: ProgressCallback | None = None, *,
@@ -616,6 +632,8 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
                             result=result, refresh=mode == "overwrite")
         for s, (label, why) in result.status().items():
             _log.info("%s: %s %s", s, label, why)
+        if cfg.output.report:
+            result.report = _write_report(cfg)
     finally:
         _log.removeHandler(handler)
         _log.setLevel(level)

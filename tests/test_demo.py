@@ -53,6 +53,9 @@ def test_demo_command_simulates_and_reduces(tmp_path: Path) -> None:
         assert (reduced / product).stat().st_size > 0 and product in out
     assert "clock (triggers): offset 1.70" in out and "3 missing, 1 spurious" in out
     assert "recovered vs the simulator's ground truth" in out
+    # it ends with the run report's path
+    index = reduced / "report" / "index.html"
+    assert index.is_file() and str(index.resolve()) in out.replace("\n", "")
 
 
 def test_simulate_command_and_bad_preset(tmp_path: Path) -> None:

@@ -14,13 +14,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
+    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
+    Task,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from operando import __version__
 from operando.config import ConfigError, RunConfig, json_schema, load_config
@@ -219,6 +224,14 @@ def demo(
         f"ground truth:           {res.truth_path}\n"
         f"products:               {cfg.product_dir}"
     )
+    _print_report_path(reduced.report)
+
+
+def _print_report_path(path: Path | None) -> None:
+    if path is not None:
+        console.print(f"run report:             [bold]{path.resolve()}[/]", soft_wrap=True)
+        console.print(f"                        {path.resolve().as_uri()}", style="dim",
+                      soft_wrap=True)
 
 
 def _scorecard_table(rows: list[Check]) -> Table:
@@ -236,10 +249,26 @@ def _scorecard_table(rows: list[Check]) -> Table:
 # --------------------------------------------------------------------------- reduce
 
 
+class _RateColumn(ProgressColumn):
+    """Items per second of a task (``frames/s``: the task's ``unit`` field)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None and task.finished and (task.elapsed or 0) > 0.5:
+            # counted from the first report (the task starts when the first unit is done)
+            speed = (task.completed - task.fields.get("first", 0)) / task.elapsed or None
+        unit = task.fields.get("unit", "frames")
+        return Text("" if speed is None else f"{speed:,.1f} {unit}/s", style="cyan")
+
+
 def _progress_bar() -> Progress:
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                    TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                    console=console, transient=False)
+                    MofNCompleteColumn(), _RateColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), console=console, transient=False)
+
+
+#: what a stream's progress counts (the rate column: frames/s, scans/s, …)
+_UNITS = {"xanes": "steps", "confocal": "points", "kinetics": "units"}
 
 
 def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
@@ -248,7 +277,8 @@ def _stream_progress(bar: Progress) -> Callable[[str, int, int], None]:
 
     def progress(stream: str, done: int, total: int) -> None:
         if stream not in tasks:
-            tasks[stream] = bar.add_task(f"reducing {stream}", total=total)
+            tasks[stream] = bar.add_task(f"reducing {stream}", total=total, first=done,
+                                         unit=_UNITS.get(stream.split()[0], "frames"))
         bar.update(tasks[stream], completed=done, total=total)
 
     return progress
@@ -364,6 +394,7 @@ def reduce(
             err_console.print(f"reduce failed: {exc}", markup=False)
             raise typer.Exit(code=1) from None
     _print_reduce_result(res)
+    _print_report_path(res.report)
     if res.failed:
         for stream, why in res.failed.items():
             err_console.print(f"{stream} failed: {why}", markup=False)
@@ -420,6 +451,24 @@ def _print_reduce_result(res: ReduceResult) -> None:
         console.print("work units: " + ", ".join(
             f"{s} {u.get('computed', 0)} computed / {u.get('cached', 0)} cached"
             for s, u in res.units.items()))
+
+
+@app.command()
+def report(
+    target: Annotated[Path, typer.Argument(help="A run's product folder "
+                                                "(<output.directory>/<run>) or its run config "
+                                                "(YAML).")],
+) -> None:
+    """Write the run report <run>/report/index.html: QC first, then the run, every product
+    (fresh / stale / incomplete), the clock and each stream's key numbers and figures."""
+    from pipelines.report import write_report
+
+    try:
+        path = write_report(target)
+    except (ConfigError, OSError, ValueError) as exc:
+        err_console.print(f"report: {exc}", markup=False)
+        raise typer.Exit(code=1) from None
+    console.print(f"wrote {path.resolve()}", markup=False)
 
 
 @app.command()
