@@ -632,8 +632,13 @@ def reduce_run(config: Path | str | RunConfig, only: Sequence[str] | None = None
                             result=result, refresh=mode == "overwrite")
         for s, (label, why) in result.status().items():
             _log.info("%s: %s %s", s, label, why)
-        if cfg.output.report:
+        # the page is a view of the products: rewritten when one was (re)computed or kept
+        # stale, or when it is missing; an unchanged rerun leaves it as it is (and fast)
+        page = cfg.product_dir / "report" / "index.html"
+        if cfg.output.report and (not plan.nothing_to_do or plan.kept or not page.exists()):
             result.report = _write_report(cfg)
+        elif page.exists():
+            result.report = page
     finally:
         _log.removeHandler(handler)
         _log.setLevel(level)
