@@ -523,6 +523,20 @@ def _lmfit_cov(cw: CompiledWindow, res: object) -> np.ndarray:
     return out
 
 
+def _lmfit_start(cw: CompiledWindow, p_start: np.ndarray) -> np.ndarray:
+    """``p_start`` (P,) moved just inside its bounds for lmfit: lmfit maps a bounded
+    parameter through sin (or √ for one bound), whose derivative vanishes at the bound, so a
+    start exactly there (a phase's scale at 0 or the box at its minimum, warm-started from
+    the previous frame) freezes it and MINPACK stops at once ("relative error between two
+    consecutive iterates"), far from the minimum."""
+    lo, hi = cw.lower, cw.upper
+    span = hi - lo
+    gap = np.where(np.isfinite(span), 1e-3 * np.where(np.isfinite(span), span, 0.0), 1e-3)
+    p = np.clip(np.asarray(p_start, float), lo, hi)
+    p = np.where(np.isfinite(lo), np.maximum(p, lo + gap), p)
+    return np.where(np.isfinite(hi), np.minimum(p, hi - gap), p)
+
+
 def lmfit_one(cw: CompiledWindow, model: Model, params: Parameters, y: np.ndarray,
               s: np.ndarray, p_start: np.ndarray, max_nfev: int | None = None
               ) -> tuple[np.ndarray, np.ndarray, float, int, bool, np.ndarray]:
@@ -537,8 +551,9 @@ def lmfit_one(cw: CompiledWindow, model: Model, params: Parameters, y: np.ndarra
     pars = params.copy()
     pars["bg_xmid"].set(value=cw.x_mid, vary=False)
     pars["bg_xhalf"].set(value=cw.x_half, vary=False)
+    start = _lmfit_start(cw, p_start)
     for i, name in enumerate(cw.names):
-        pars[name].set(value=float(np.clip(p_start[i], cw.lower[i], cw.upper[i])))
+        pars[name].set(value=float(start[i]))
     res = model.fit(yy[ok], pars, x=cw.x[ok], weights=1.0 / ss[ok], max_nfev=max_nfev)
     p = np.array([res.params[n].value for n in cw.names])
     err = np.array([np.nan if res.params[n].stderr is None else res.params[n].stderr
@@ -557,8 +572,9 @@ def _lmfit_generic(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np
     yy, ss = y[cw.idx], s[cw.idx]
     ok = _valid(yy, ss)
     pars = Parameters()
+    start = _lmfit_start(cw, p_start)
     for i, name in enumerate(cw.names):
-        pars.add(name, value=float(np.clip(p_start[i], cw.lower[i], cw.upper[i])),
+        pars.add(name, value=float(start[i]),
                  min=cw.lower[i], max=cw.upper[i])
     x = cw.x
 
