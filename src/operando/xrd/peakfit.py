@@ -345,9 +345,10 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
                             options)[:2]
         cw = follow(cw0, p1[0], s1[0])
         start = _reset_weak(cw, p1, s1, options.snr_threshold, cw.p_default)
-        p, sd, _chi2, _npts, conv, cov = _fit_block(cw, y_all[good], s_all[good],
-                                                   np.repeat(start, good.size, axis=0),
-                                                   options)
+        res = _fit_block(cw, y_all[good], s_all[good], np.repeat(start, good.size, axis=0),
+                         options)
+        res = _refit_stuck(cw, y_all[good], s_all[good], res, options)
+        p, sd, _chi2, _npts, conv, cov = res
         store(cw, good, p, sd, conv, cov)
         return
     cw = cw0
@@ -423,6 +424,31 @@ def _fit_window_batch(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
     out.status[nc, w] = 4
     out.reason[nc, w] = STATUS_MEANINGS[4]
     del n_frames
+
+
+def _refit_stuck(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, res: tuple,
+                 options: FitOptions, factor: float = 3.0) -> tuple:
+    """Frames of a block whose χ² ended ``factor`` (default 3) times above the block's median
+    (a local minimum far from the first frame's start: an intermediate found in one frame of a
+    rest, its peaks elsewhere than the start put them) refitted from the nonlinear values of
+    the nearest frame that did converge well; the lower χ² is kept. ``res`` is
+    :func:`_fit_block`'s tuple, returned updated."""
+    p, sd, chi2, npts, conv, cov = (np.array(r, copy=True) for r in res)
+    red = chi2 / np.maximum(npts - cw.n_params, 1)
+    fine = np.isfinite(red)
+    if fine.sum() < 3:
+        return p, sd, chi2, npts, conv, cov
+    stuck = fine & (red > factor * np.median(red[fine]))
+    good = np.flatnonzero(fine & ~stuck)
+    bad = np.flatnonzero(stuck)
+    if bad.size == 0 or good.size == 0:
+        return p, sd, chi2, npts, conv, cov
+    near = good[np.abs(good[None, :] - bad[:, None]).argmin(axis=1)]
+    new = _fit_block(cw, y[bad], s[bad], p[near], options)
+    better = new[2] < chi2[bad]
+    for arr, val in zip((p, sd, chi2, npts, conv, cov), new, strict=True):
+        arr[bad[better]] = val[better]
+    return p, sd, chi2, npts, conv, cov
 
 
 def _fit_block(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np.ndarray,
