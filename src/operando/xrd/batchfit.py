@@ -14,9 +14,10 @@ the window's parameter index maps, then the damped normal equations
 
 solved per frame (batched ``numpy.linalg.solve``), the step projected onto the bounds,
 accepted where χ² falls (λ ← λ/10) and rejected elsewhere (λ ← 10 λ). A frame stops when
-its relative χ² change is below ``ftol``, or its absolute change below ``chi2_atol`` (a
-step gaining Δχ² = 0.01 moves the parameters by ≈ 0.1σ along the direction it improves,
-statistically nothing: large joint models creep along weakly determined directions
+its relative χ² change is below ``ftol``, or its absolute change below ``chi2_atol``
+(:data:`CHI2_ATOL`, also the lmfit joint path's stopping Δχ²) (a step gaining
+Δχ² = 0.01 moves the parameters by ≈ 0.1σ along the direction it improves, statistically
+nothing: large joint models creep along weakly determined directions
 otherwise — the centres and width of an absent phase fitting the noise, a few 1e-3 of χ²
 per step for thousands of steps), for an accepted step (or λ grows past 1e12).
 
@@ -39,7 +40,10 @@ import numpy as np
 from operando.xrd.profiles import boxed_jacobian, peak_jacobian
 from operando.xrd.windows import CompiledWindow, background_basis, peak_values
 
-__all__ = ["BatchResult", "levenberg_marquardt", "model_and_jacobian"]
+__all__ = ["CHI2_ATOL", "BatchResult", "levenberg_marquardt", "model_and_jacobian"]
+
+#: absolute Δχ² below which an accepted step ends a fit (see the module docstring)
+CHI2_ATOL = 1e-2
 
 
 @dataclass
@@ -115,7 +119,7 @@ def model_and_jacobian(cw: CompiledWindow, x: np.ndarray, p: np.ndarray,
 
 def levenberg_marquardt(cw: CompiledWindow, x: np.ndarray, y: np.ndarray, w: np.ndarray,
                         p0: np.ndarray, *, max_iter: int = 200, ftol: float = 1.5e-8,
-                        chi2_atol: float = 1e-2) -> BatchResult:
+                        chi2_atol: float = CHI2_ATOL) -> BatchResult:
     """Fit y (F, M) with weights w (F, M) (0 = excluded point) from p0 (F, P).
 
     ``max_iter`` (default 200) iterations at most; stop tests ``ftol`` (relative Δχ²,

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from operando.xrd.batchfit import levenberg_marquardt
+from operando.xrd.batchfit import CHI2_ATOL, levenberg_marquardt, model_and_jacobian
 from operando.xrd.profiles import boxed_profile, peak_profile
 from operando.xrd.units import unit_to_d
 from operando.xrd.windows import (
@@ -348,9 +348,10 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
                             options)[:2]
         cw = follow(cw0, p1[0], s1[0])
         start = _reset_weak(cw, p1, s1, options.snr_threshold, cw.p_default)
-        p, sd, _chi2, _npts, conv, cov = _fit_block(cw, y_all[good], s_all[good],
-                                                   np.repeat(start, good.size, axis=0),
-                                                   options)
+        res = _fit_block(cw, y_all[good], s_all[good], np.repeat(start, good.size, axis=0),
+                         options)
+        res = _refit_stuck(cw, y_all[good], s_all[good], res, options)
+        p, sd, _chi2, _npts, conv, cov = res
         store(cw, good, p, sd, conv, cov)
         return
     cw = cw0
@@ -426,6 +427,31 @@ def _fit_window_batch(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
     out.status[nc, w] = 4
     out.reason[nc, w] = STATUS_MEANINGS[4]
     del n_frames
+
+
+def _refit_stuck(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, res: tuple,
+                 options: FitOptions, factor: float = 3.0) -> tuple:
+    """Frames of a block whose χ² ended ``factor`` (default 3) times above the block's median
+    (a local minimum far from the first frame's start: an intermediate found in one frame of a
+    rest, its peaks elsewhere than the start put them) refitted from the nonlinear values of
+    the nearest frame that did converge well; the lower χ² is kept. ``res`` is
+    :func:`_fit_block`'s tuple, returned updated."""
+    p, sd, chi2, npts, conv, cov = (np.array(r, copy=True) for r in res)
+    red = chi2 / np.maximum(npts - cw.n_params, 1)
+    fine = np.isfinite(red)
+    if fine.sum() < 3:
+        return p, sd, chi2, npts, conv, cov
+    stuck = fine & (red > factor * np.median(red[fine]))
+    good = np.flatnonzero(fine & ~stuck)
+    bad = np.flatnonzero(stuck)
+    if bad.size == 0 or good.size == 0:
+        return p, sd, chi2, npts, conv, cov
+    near = good[np.abs(good[None, :] - bad[:, None]).argmin(axis=1)]
+    new = _fit_block(cw, y[bad], s[bad], p[near], options)
+    better = new[2] < chi2[bad]
+    for arr, val in zip((p, sd, chi2, npts, conv, cov), new, strict=True):
+        arr[bad[better]] = val[better]
+    return p, sd, chi2, npts, conv, cov
 
 
 def _fit_block(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np.ndarray,
@@ -526,6 +552,20 @@ def _lmfit_cov(cw: CompiledWindow, res: object) -> np.ndarray:
     return out
 
 
+def _lmfit_start(cw: CompiledWindow, p_start: np.ndarray) -> np.ndarray:
+    """``p_start`` (P,) moved just inside its bounds for lmfit: lmfit maps a bounded
+    parameter through sin (or √ for one bound), whose derivative vanishes at the bound, so a
+    start exactly there (a phase's scale at 0 or the box at its minimum, warm-started from
+    the previous frame) freezes it and MINPACK stops at once ("relative error between two
+    consecutive iterates"), far from the minimum."""
+    lo, hi = cw.lower, cw.upper
+    span = hi - lo
+    gap = np.where(np.isfinite(span), 1e-3 * np.where(np.isfinite(span), span, 0.0), 1e-3)
+    p = np.clip(np.asarray(p_start, float), lo, hi)
+    p = np.where(np.isfinite(lo), np.maximum(p, lo + gap), p)
+    return np.where(np.isfinite(hi), np.minimum(p, hi - gap), p)
+
+
 def lmfit_one(cw: CompiledWindow, model: Model, params: Parameters, y: np.ndarray,
               s: np.ndarray, p_start: np.ndarray, max_nfev: int | None = None
               ) -> tuple[np.ndarray, np.ndarray, float, int, bool, np.ndarray]:
@@ -540,8 +580,9 @@ def lmfit_one(cw: CompiledWindow, model: Model, params: Parameters, y: np.ndarra
     pars = params.copy()
     pars["bg_xmid"].set(value=cw.x_mid, vary=False)
     pars["bg_xhalf"].set(value=cw.x_half, vary=False)
+    start = _lmfit_start(cw, p_start)
     for i, name in enumerate(cw.names):
-        pars[name].set(value=float(np.clip(p_start[i], cw.lower[i], cw.upper[i])))
+        pars[name].set(value=float(start[i]))
     res = model.fit(yy[ok], pars, x=cw.x[ok], weights=1.0 / ss[ok], max_nfev=max_nfev)
     p = np.array([res.params[n].value for n in cw.names])
     err = np.array([np.nan if res.params[n].stderr is None else res.params[n].stderr
@@ -560,16 +601,28 @@ def _lmfit_generic(cw: CompiledWindow, y: np.ndarray, s: np.ndarray, p_start: np
     yy, ss = y[cw.idx], s[cw.idx]
     ok = _valid(yy, ss)
     pars = Parameters()
+    start = _lmfit_start(cw, p_start)
     for i, name in enumerate(cw.names):
-        pars.add(name, value=float(np.clip(p_start[i], cw.lower[i], cw.upper[i])),
+        pars.add(name, value=float(start[i]),
                  min=cw.lower[i], max=cw.upper[i])
     x = cw.x
+
+    inv_s = 1.0 / np.where(ok, ss, 1.0)[ok]
 
     def resid(pp: Parameters) -> np.ndarray:
         v = np.array([pp[n].value for n in cw.names])[None]
         return ((yy - window_model(cw, v, x)[0]) / np.where(ok, ss, 1.0))[ok]
 
-    res = minimize(resid, pars, max_nfev=max_nfev)
+    def jac(pp: Parameters) -> np.ndarray:
+        # the analytic Jacobian (as the batch path's): MINPACK's forward differences cost
+        # P + 1 model evaluations per iteration, minutes per frame for a whole pattern
+        v = np.array([pp[n].value for n in cw.names])[None]
+        return -model_and_jacobian(cw, x, v)[1][0][ok] * inv_s[:, None]
+
+    # the batch path's stopping rule: a step gaining Δχ² < CHI2_ATOL moves nothing
+    # meaningfully (MINPACK's ftol is relative: χ² ≈ the number of points at the minimum)
+    res = minimize(resid, pars, max_nfev=max_nfev, Dfun=jac,
+                   ftol=max(CHI2_ATOL / max(int(ok.sum()), 1), 1.5e-8))
     p = np.array([res.params[n].value for n in cw.names])
     err = np.array([np.nan if res.params[n].stderr is None else res.params[n].stderr
                     for n in cw.names])
