@@ -962,3 +962,40 @@ def test_environment_has_no_leftover_open_files(tmp_path: Path) -> None:
     os.replace(tmp_path / "xrd.h5", tmp_path / "moved.h5")
     with h5py.File(tmp_path / "moved.h5", "a") as f:  # would fail if a handle were still open
         f.attrs["touched"] = 1
+
+
+def test_growing_swmr_source_keeps_the_identity_of_complete_frames(tmp_path: Path) -> None:
+    """A live pass reuses the work units of frames an earlier pass integrated: the identity
+    of a growing (swmr) source does not hold its size, mtime or frame count; a finished
+    source's does, and a file replaced under the same name is another source."""
+    from dask.base import tokenize
+
+    p = tmp_path / "live.h5"
+    f = h5py.File(p, "w", libver="latest")
+    d = f.create_dataset("entry/data/data", shape=(0, *SHAPE), maxshape=(None, *SHAPE),
+                         dtype="u4", chunks=(1, *SHAPE))
+    f.swmr_mode = True
+
+    def append(n: int) -> None:
+        k = d.shape[0]
+        d.resize((k + n, *SHAPE))
+        d[k:k + n] = _stack(n).astype("u4")
+        d.flush()
+
+    try:
+        append(3)
+        early = open_frames([str(p)], dataset="/entry/data/data", swmr=True)
+        append(4)
+        later = open_frames([str(p)], dataset="/entry/data/data", swmr=True)
+    finally:
+        f.close()
+    assert (early.n_frames, later.n_frames) == (3, 7)
+    assert tokenize(early, 0, 3) == tokenize(later, 0, 3)
+    closed = open_frames([str(p)], dataset="/entry/data/data")
+    assert tokenize(closed, 0, 3) != tokenize(later, 0, 3)
+    key = tokenize(later, 0, 3)  # (a key is computed when its unit is submitted)
+    p.rename(tmp_path / "old.h5")
+    with h5py.File(p, "w") as g:  # another file under the same name
+        g.create_dataset("entry/data/data", data=_stack(7).astype("u4"), chunks=(1, *SHAPE))
+    again = open_frames([str(p)], dataset="/entry/data/data", swmr=True)
+    assert tokenize(again, 0, 3) != key

@@ -202,6 +202,28 @@ class FrameSource:
     pixel_mask: str | None = None
     fingerprint: tuple[tuple[str, int, int], ...] = field(default=(), repr=False)
 
+    def __dask_tokenize__(self) -> object:
+        """This source's identity in work-unit keys (:func:`dask.base.tokenize`).
+
+        A finished source: every field, the files' sizes and mtimes included (a changed
+        file is a new source). A growing source (``swmr``): the files' paths, devices and
+        inodes and the layout, but not the sizes, mtimes or frame counts, which change with
+        every frame written: in an append-only SWMR file a complete frame never changes, so
+        a unit over frames ``[a, b)`` integrated in an earlier live pass is reused by the
+        next one (a file replaced under the same name gets a new inode, hence new keys)."""
+        if not self.swmr:
+            return (type(self).__name__, self.segments, self.frame_shape, str(self.dtype),
+                    self.layout, self.saturation_value, self.inputs, self.pixel_mask,
+                    self.fingerprint)
+        files = []
+        for path, _size, _mtime in self.fingerprint:
+            st = os.stat(path)
+            files.append((path, st.st_dev, st.st_ino))
+        segments = tuple(replace(seg, n_frames=0, n_pending=0) for seg in self.segments)
+        return (type(self).__name__, "swmr", segments, self.frame_shape, str(self.dtype),
+                self.layout, self.saturation_value, self.inputs, self.pixel_mask,
+                tuple(files))
+
     # -- sizes ---------------------------------------------------------------------
     @property
     def files(self) -> tuple[Path, ...]:
