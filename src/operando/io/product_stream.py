@@ -32,11 +32,19 @@ import xarray as xr
 from operando.io.atomic import atomic_path
 from operando.io.products import stamp_product, zarr_group_atomic, zarr_strings
 
-__all__ = ["CHUNK_BYTES", "ProductWriter", "stream_product", "streamed_variables"]
+__all__ = ["CHUNK_BYTES", "ProductWriter", "chunk_rows_of", "stream_product",
+           "streamed_variables"]
 
 #: largest HDF5 chunk of a streamed variable (a row is never split): reading one frame of
 #: a cake reads one chunk, not a whole work unit
 CHUNK_BYTES = 2**20
+
+
+def chunk_rows_of(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """Rows per on-disk chunk of a streamed variable: as many whole rows as fit in
+    :data:`CHUNK_BYTES`, at least one, at most all."""
+    row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(dtype).itemsize
+    return max(1, min(int(shape[0]), CHUNK_BYTES // max(1, row_bytes)))
 
 
 def streamed_variables(ds: xr.Dataset, dim: str) -> list[str]:
@@ -68,8 +76,7 @@ class ProductWriter:
         plain = [str(c) for c in ds.coords if c not in ds.dims]
         for name in self.names:
             var = ds[name].variable
-            row_bytes = int(np.prod(var.shape[1:], dtype=np.int64)) * var.dtype.itemsize
-            rows = max(1, min(self.n, CHUNK_BYTES // max(1, row_bytes)))
+            rows = chunk_rows_of(var.shape, var.dtype)
             floating = var.dtype.kind == "f"
             v = self._file.create_variable(
                 name, self._dims[name], dtype=var.dtype,
@@ -151,6 +158,13 @@ def stream_product(
             writer.check_complete()
         return
     if fmt == "zarr":
+        # Zarr chunks as the NetCDF ones (≤ CHUNK_BYTES of whole rows), not a whole work
+        # unit: reading one frame of a cake reads one chunk (the placeholders cost nothing)
+        rechunked = {n: out.variables[n].chunk({dim: chunk_rows_of(out.variables[n].shape,
+                                                                   out.variables[n].dtype)})
+                     for n in names}
+        out = out.assign({n: v for n, v in rechunked.items() if n not in out.coords})
+        out = out.assign_coords({n: v for n, v in rechunked.items() if n in out.coords})
         with zarr_group_atomic(path, overwrite=overwrite) as tmp:
             zarr_strings(out).to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
                                       compute=False)
