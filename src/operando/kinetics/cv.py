@@ -111,14 +111,11 @@ class CycleSweeps:
     cathodic: np.ndarray | None
 
 
-def select_cycle(cv: xr.Dataset, cycle: int | str = 1) -> CycleSweeps:
-    """The anodic and cathodic sweep of ``cycle`` (file numbering, or ``"last"``).
-
-    Within the cycle, the longest anodic and the longest cathodic sweep are taken (a
-    partial first or last sweep, e.g. from the open-circuit potential to the first
-    vertex, is shorter than a full one). Raises ``ValueError`` naming the source file and
-    the key ``kinetics.cycle`` when the cycle is not in the record.
-    """
+def _cycle_samples(cv: xr.Dataset, cycle: int | str
+                   ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """``(chosen cycle, mask of its samples, sweep label, direction)`` per sample for
+    ``cycle`` (file numbering, or ``"last"``); a cycle not in the record is a
+    ``ValueError`` naming the source file and ``kinetics.cycle``."""
     cycles = np.asarray(cv["cycle"].values).reshape(-1)
     present = np.unique(cycles)
     src = cv.attrs.get("source_file", "<cv>")
@@ -132,6 +129,18 @@ def select_cycle(cv: xr.Dataset, cycle: int | str = 1) -> CycleSweeps:
     sweep = np.asarray(cv["sweep"].values).reshape(-1)
     direction = np.asarray(cv["direction"].values).reshape(-1)
     in_cycle = cycles == chosen
+    return chosen, in_cycle, sweep, direction
+
+
+def select_cycle(cv: xr.Dataset, cycle: int | str = 1) -> CycleSweeps:
+    """The anodic and cathodic sweep of ``cycle`` (file numbering, or ``"last"``).
+
+    Within the cycle, the longest anodic and the longest cathodic sweep are taken (a
+    partial first or last sweep, e.g. from the open-circuit potential to the first
+    vertex, is shorter than a full one). Raises ``ValueError`` naming the source file and
+    the key ``kinetics.cycle`` when the cycle is not in the record.
+    """
+    chosen, in_cycle, sweep, direction = _cycle_samples(cv, cycle)
 
     def longest(sign: int) -> np.ndarray | None:
         best: np.ndarray | None = None
@@ -152,19 +161,7 @@ def cycle_sweeps(cv: xr.Dataset, cycle: int | str = 1) -> dict[int, list[np.ndar
     them, so a peak it holds can be found. Raises ``ValueError`` naming the source file and
     ``kinetics.cycle`` when the cycle is not in the record.
     """
-    cycles = np.asarray(cv["cycle"].values).reshape(-1)
-    present = np.unique(cycles)
-    src = cv.attrs.get("source_file", "<cv>")
-    if cycle == "last":
-        chosen = int(present.max())
-    else:
-        chosen = int(cycle)
-        if chosen not in present:
-            raise ValueError(f"{src}: kinetics.cycle: expected one of the recorded cycles "
-                             f"{present.tolist()}, found {cycle!r}")
-    sweep = np.asarray(cv["sweep"].values).reshape(-1)
-    direction = np.asarray(cv["direction"].values).reshape(-1)
-    in_cycle = cycles == chosen
+    _, in_cycle, sweep, direction = _cycle_samples(cv, cycle)
     out: dict[int, list[np.ndarray]] = {1: [], -1: []}
     for s in np.unique(sweep[in_cycle]):
         idx = np.flatnonzero((sweep == s) & in_cycle)
