@@ -270,30 +270,35 @@ class _Run:
         src = self.sources.get(stream)
         return () if src is None else ("echem-data", _clock_mark(self, src))
 
-    def write(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
-              attrs: dict[str, Any] | None) -> Path:
-        """Write a product with its identity (code, sections, input stamps)."""
+    def _attrs(self, stream: str, inputs: Sequence[Path], attrs: dict[str, Any] | None
+               ) -> dict[str, Any]:
+        """``attrs`` with the product's identity (code, sections, input stamps) and, on a
+        live run, ``complete = 0`` and ``frames_covered``."""
         a = dict(attrs or {})
         a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
-        a.update(live_attrs())  # a live run: complete = 0, frames_covered
-        path = self.out.write(stream, ds, inputs, a)
+        a.update(live_attrs())
+        return a
+
+    def _written(self, stream: str, path: Path) -> Path:
         self.result.products[stream] = path
         self.log.info("%s: wrote %s", stream, path)
         return path
+
+    def write(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
+              attrs: dict[str, Any] | None) -> Path:
+        """Write a product with its identity (code, sections, input stamps)."""
+        return self._written(stream, self.out.write(stream, ds, inputs,
+                                                    self._attrs(stream, inputs, attrs)))
 
     @contextlib.contextmanager
     def stream(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
                attrs: dict[str, Any] | None, dim: str) -> Iterator[ProductWriter]:
         """:meth:`write` for a product written block by block as its units finish
         (:meth:`OutputOptions.stream`); recorded as written when the block ends."""
-        a = dict(attrs or {})
-        a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
-        a.update(live_attrs())  # a live run: complete = 0, frames_covered
-        with self.out.stream(stream, ds, inputs, a, dim) as writer:
+        with self.out.stream(stream, ds, inputs, self._attrs(stream, inputs, attrs),
+                             dim) as writer:
             yield writer
-        path = self.out.path(stream)
-        self.result.products[stream] = path
-        self.log.info("%s: wrote %s", stream, path)
+        self._written(stream, self.out.path(stream))
 
     def flag(self, note: str) -> None:
         """A QC warning: to the log and to the run's summary (``result.warnings``)."""

@@ -49,12 +49,11 @@ from operando.io.xrd.geometry import poni_frame_shape, read_poni, read_poni_text
 from operando.io.xrd.images import split_hdf5_url
 from operando.xrd.integrate import BatchIntegrator, IntegrationError, IntegrationOptions
 from operando.xrd.product import xrd_dataset
+from pipelines.runner import Runner
 from pipelines.stream import StreamProduct
 
 if TYPE_CHECKING:
     import xarray as xr
-
-    from pipelines.runner import Runner
 
 __all__ = [
     "SUB_BATCH_BYTES",
