@@ -15,6 +15,14 @@ its raw data. A run is
   ``reduce.log``): retried on its next change, the other runs go on;
 - ``locked`` while another reducer holds its lock (retried on the next tick).
 
+What each run looked like when it was last handled, and what came of it, is remembered
+between passes in ``<beamtime>/.operando/serve-state.json``
+(:mod:`operando.io.serve_state`; :attr:`ServeOptions.state_file`): a pass of
+``serve --once`` (cron, the scheduled deployment) neither retries a failed run whose files,
+config and operando code are unchanged, nor starts the flow of a finished run whose
+products are all still current (:func:`pipelines.cache.run_status`: a product deleted or
+gone stale is reduced again).
+
 :class:`Beamtime` holds these states; :meth:`Beamtime.sweep` is one pass over every run
 (``operando serve --once``, a cron job, the scheduled deployment), :meth:`Beamtime.serve`
 watches the folder (OS file events through :mod:`operando.io.watch`) and sweeps the runs
@@ -24,6 +32,7 @@ that changed, plus the live ones when their quiet time may have run out.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -33,14 +42,18 @@ from typing import Any
 
 from operando.config import ConfigError, RunConfig, load_config
 from operando.io.cache import file_stamp
+from operando.io.serve_state import read_serve_state, write_serve_state
 from operando.io.timestamps import epoch_to_iso
 from operando.io.watch import discover_configs, folder_stamp, watch_changes
+from pipelines.cache import code_version, run_status
 from pipelines.lock import LockHeld, run_lock
 
 __all__ = ["DEFAULT_END_MARKER", "DEFAULT_PATTERNS", "Beamtime", "RunState", "ServeOptions"]
 
 DEFAULT_PATTERNS = ("*/run.yaml",)
 DEFAULT_END_MARKER = "END"
+#: the service's memory between passes, relative to the beamtime folder
+DEFAULT_STATE_FILE = ".operando/serve-state.json"
 
 log = logging.getLogger("operando.serve")
 
@@ -56,7 +69,10 @@ class ServeOptions:
     locked by another reducer before trying again on a later pass; ``tick_s``: how often
     the watch wakes without a file event (quiet timers, locked runs); ``live``: reduce a
     live run as its frames complete (products marked ``complete = 0``), not only at its
-    end."""
+    end; ``state_file``: where the runs' states are remembered between passes (relative
+    to the beamtime folder; None: no memory, every pass starts afresh);
+    ``retry_failed``: retry the runs remembered as failed even when nothing changed (e.g.
+    after a disk was freed or a scheduler came back)."""
 
     patterns: tuple[str, ...] = DEFAULT_PATTERNS
     end_marker: str = DEFAULT_END_MARKER
@@ -65,6 +81,8 @@ class ServeOptions:
     lock_wait_s: float = 0.0
     tick_s: float = 2.0
     live: bool = True
+    state_file: str | None = DEFAULT_STATE_FILE
+    retry_failed: bool = False
 
 
 @dataclass
@@ -83,8 +101,34 @@ class RunState:
     reductions: int = 0
     #: frames covered by the last live pass
     live_frames: int = 0
-    #: what the run looked like when it was last handled (config, raw files, marker)
-    done_key: tuple[Any, ...] | None = None
+    #: what the run looked like when it was last handled (config, raw files, marker), as
+    #: plain JSON values
+    done_key: list[Any] | None = None
+    #: the operando code version it was last handled with (a new version retries it)
+    code: str = ""
+    #: restored from the service's memory (its products are checked before it is skipped)
+    remembered: bool = False
+
+    #: the fields kept in the service's memory
+    MEMORY = ("name", "state", "last_change", "products", "failures", "reason",
+              "reductions", "done_key", "code")
+
+    def record(self) -> dict[str, Any]:
+        """What the service's memory keeps of this run."""
+        return {k: getattr(self, k) for k in self.MEMORY}
+
+    @classmethod
+    def restore(cls, config: Path, rec: dict[str, Any]) -> RunState:
+        """The run as remembered; a run that was live (or had not been handled) starts as
+        new."""
+        st = cls(config)
+        for k in cls.MEMORY:
+            if k in rec:
+                setattr(st, k, rec[k])
+        if st.state in ("new", "live", "locked"):
+            st.state, st.done_key = "new", None
+        st.remembered = True
+        return st
 
     def row(self) -> tuple[str, str, str, str, str]:
         """(run, state, last change, products, failures) for the status table."""
@@ -105,13 +149,17 @@ class Beamtime:
         self.on_change = on_change
         #: output directories of the runs (their events are the service's own writes)
         self._outputs: set[Path] = set()
+        sf = self.options.state_file
+        self.state_file = None if sf is None else self.root / sf
+        self._memory = read_serve_state(self.state_file) if self.state_file else {}
 
     # ------------------------------------------------------------------ discovery
 
     def discover(self) -> list[RunState]:
         """Add the run configs that appeared (and forget those gone); the new ones."""
         found = discover_configs(self.root, self.options.patterns)
-        new = [RunState(p) for p in found if p not in self.runs]
+        new = [RunState.restore(p, self._memory[str(p)]) if str(p) in self._memory
+               else RunState(p) for p in found if p not in self.runs]
         for st in new:
             self.runs[st.config] = st
             log.info("run found: %s", st.config)
@@ -130,7 +178,7 @@ class Beamtime:
 
     # ------------------------------------------------------------------ one run
 
-    def _look(self, st: RunState) -> tuple[RunConfig | None, tuple[Any, ...], bool]:
+    def _look(self, st: RunState) -> tuple[RunConfig | None, list[Any], bool]:
         """(config or None when invalid, the run's key now, whether it has ended)."""
         folder = st.config.parent
         marker = (folder / self.options.end_marker).exists()
@@ -147,18 +195,44 @@ class Beamtime:
                              skip_names=[self.options.end_marker, st.config.name])
         st.last_change = max(stamp.newest_mtime, file_stamp(st.config)[2] / 1e9)
         ended = marker or time.time() - stamp.newest_mtime >= self.options.quiet_s
-        return cfg, (file_stamp(st.config), stamp.key, marker), ended
+        key = json.loads(json.dumps((file_stamp(st.config), stamp.key, marker)))
+        return cfg, key, ended
+
+    def _still_done(self, st: RunState, cfg: RunConfig | None) -> bool:
+        """Whether a run unchanged since it was last handled stays as it is: not when the
+        operando code changed since; a remembered finished run only when every product is
+        still current (one deleted or gone stale is reduced again)."""
+        if st.code and st.code != code_version():
+            log.info("%s: handled with operando %s, now %s: looked at again", st.name,
+                     st.code, code_version())
+            return False
+        if st.remembered and cfg is not None and st.state in ("reduced", "up to date"):
+            try:
+                states = run_status(cfg)
+            except (OSError, ValueError):
+                return False
+            if any(p.status != "fresh" for p in states):
+                return False
+            st.state, st.products = "up to date", {p.stream: p.status for p in states}
+        elif st.remembered and st.state in ("failed", "invalid") and \
+                self.options.retry_failed:
+            return False
+        elif st.remembered and st.state == "failed":
+            log.info("%s: failed before (%s); unchanged since, so not retried until its "
+                     "files or config change", st.name, st.reason)
+        st.remembered = False
+        return True
 
     def check(self, st: RunState) -> bool:
         """Handle one run: reduce it when it changed and has ended. True when something
         was done or its state changed."""
         before = (st.state, st.reason, st.reductions, st.failures)
         cfg, key, ended = self._look(st)
-        if key == st.done_key:
+        if key == st.done_key and self._still_done(st, cfg):
             return False
         if cfg is None:
             st.failures += 1
-            st.done_key = key
+            st.done_key, st.code = key, code_version()
             log.error("%s: invalid run config: %s", st.config, st.reason)
         elif not ended:
             st.state = "live"
@@ -182,7 +256,7 @@ class Beamtime:
                 st.reason = f"live pass on {n} frames: {st.reason}"
             st.state, st.failures = "live", failures
 
-    def _reduce(self, st: RunState, cfg: RunConfig, key: tuple[Any, ...] | None,
+    def _reduce(self, st: RunState, cfg: RunConfig, key: list[Any] | None,
                 live_frames: int | None = None) -> None:
         """Reduce under the run's lock (``live_frames``: a live pass, products marked
         incomplete); ``key``: what the run looked like (None: look again next time)."""
@@ -227,7 +301,7 @@ class Beamtime:
         finally:
             lock.release()
         if key is not None:
-            st.done_key = key
+            st.done_key, st.code = key, code_version()
 
     # ------------------------------------------------------------------ passes
 
@@ -247,9 +321,19 @@ class Beamtime:
                 st.failures += 1
                 changed = True
                 log.exception("%s: could not be handled", st.config)
-        if changed and self.on_change is not None:
-            self.on_change(self)
+        if changed:
+            self.remember()
+            if self.on_change is not None:
+                self.on_change(self)
         return changed
+
+    def remember(self) -> None:
+        """Write the runs' states to the service's memory (``state_file``)."""
+        if self.state_file is None:
+            return
+        self._memory = {str(p): st.record() for p, st in self.runs.items()}
+        if not write_serve_state(self.state_file, self._memory):
+            self.state_file = None  # warned once; the service goes on without a memory
 
     def pending(self) -> list[RunState]:
         """Runs looked at on every tick: live ones (their quiet time may run out) and

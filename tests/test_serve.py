@@ -155,12 +155,12 @@ def test_lock_refuses_a_second_reducer(beamtime: Path) -> None:
         out = CliRunner().invoke(app, ["reduce", str(cfg_path), "--scheduler", "none"])
         assert out.exit_code == 1
         assert f"pid {os.getpid()} on {socket.gethostname()} since" in out.output, out.output
-        bt = Beamtime(beamtime, _opts())
+        bt = Beamtime(beamtime, _opts(state_file=None))  # no memory: it must reduce
         bt.sweep()
         st = bt.runs[cfg_path.resolve()]
         assert st.state == "locked" and str(os.getpid()) in st.reason
     bt.sweep()  # released: handled on the next pass
-    assert bt.runs[cfg_path.resolve()].state == "up to date"
+    assert bt.runs[cfg_path.resolve()].state in ("up to date", "reduced")
 
 
 def test_stale_lock_of_a_killed_process_is_taken_over(beamtime: Path) -> None:
@@ -194,3 +194,60 @@ def test_sweep_flow_reports_the_runs(beamtime: Path) -> None:
 
     states = beamtime_sweep(str(beamtime), quiet_s=0.0, scheduler="none")
     assert states == {"run-a": "up to date", "run-b": "up to date"}
+
+
+def test_passes_remember_runs_between_processes(small_run, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each `serve --once` pass is a new process (a new Beamtime): the memory in
+    .operando/serve-state.json keeps a failed run from being retried until it changes, and
+    a finished run's flow from being started while its products are current."""
+    import pipelines.reduce as reduce_mod
+    import pipelines.serve as serve_mod
+
+    good = _make_run(small_run, tmp_path / "good", "good")
+    bad = _make_run(small_run, tmp_path / "bad", "bad")
+    mpt = bad.parent / "echem" / "cell.mpt"
+    text = mpt.read_bytes()
+    mpt.write_text("not a cycler file\n", encoding="utf-8")
+    calls: list[str] = []
+    real = reduce_mod.reduce_run
+
+    def counting(cfg, **kw):
+        calls.append(cfg.run.name)
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(reduce_mod, "reduce_run", counting)
+
+    def one_pass(**kw) -> dict[str, object]:
+        bt = Beamtime(tmp_path, _opts(**kw))
+        bt.sweep()
+        return {st.config.parent.name: st for st in bt.runs.values()}
+
+    first = one_pass()
+    assert calls == ["bad", "good"] or sorted(calls) == ["bad", "good"]
+    assert first["bad"].state == "failed" and first["good"].state == "reduced"
+    assert (tmp_path / ".operando" / "serve-state.json").is_file()
+    calls.clear()
+    again = one_pass()  # nothing changed: no flow started, the failure is remembered
+    assert calls == []
+    assert again["bad"].state == "failed" and again["bad"].failures == 1
+    assert again["bad"].reason == first["bad"].reason
+    assert again["good"].state == "up to date"
+    assert one_pass(retry_failed=True)["bad"].failures == 2 and calls == ["bad"]
+    calls.clear()
+    xanes = load_config(good).product_dir / "xanes.nc"
+    xanes.unlink()  # a product gone: the finished run is reduced again
+    assert one_pass()["good"].state == "reduced" and calls == ["good"] and xanes.is_file()
+    calls.clear()
+    mpt.write_bytes(text)  # fixed: retried on its change
+    fixed = one_pass()
+    assert calls == ["bad"] and fixed["bad"].state == "reduced"
+    assert fixed["bad"].failures == 2  # the count of failures so far is kept
+    calls.clear()
+    monkeypatch.setattr(serve_mod, "code_version", lambda: "new-code")
+    one_pass()  # a new operando version looks at every run again (the flow decides)
+    assert sorted(calls) == ["bad", "good"]
+    (tmp_path / ".operando" / "serve-state.json").write_text("{not json", encoding="utf-8")
+    calls.clear()
+    assert one_pass()["good"].state == "up to date"  # damaged memory: starts afresh
+    assert sorted(calls) == ["bad", "good"]

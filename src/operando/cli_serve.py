@@ -56,6 +56,11 @@ def serve(
     live: Annotated[bool, typer.Option(
         "--live/--no-live", help="Reduce a live run as its frames complete (products marked "
         "complete = false), not only when it ends.")] = True,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Retry the runs that failed on an earlier pass even when "
+        "nothing changed (the service remembers runs in BEAMTIME_DIR/.operando/"
+        "serve-state.json and otherwise retries a failed run only when its files, config "
+        "or the operando version change).")] = False,
     prefect: Annotated[bool, typer.Option(
         "--prefect", help="Serve the Prefect deployments (pipelines/deploy.py: the reduce "
         "flow and the scheduled beamtime sweep) instead of watching the folder here.")] = False,
@@ -79,7 +84,7 @@ def serve(
 
     opts = ServeOptions(patterns=tuple(pattern or DEFAULT_PATTERNS), end_marker=end_marker,
                         quiet_s=quiet, scheduler=scheduler, lock_wait_s=lock_wait,
-                        live=live)
+                        live=live, retry_failed=retry_failed)
     if prefect:
         from pipelines.deploy import serve_deployments
 
