@@ -344,3 +344,22 @@ def test_reduce_echem_stage_on_an_mpr_still_being_written(shared_data: Path,
     mpl.unlink()
     state = product_state(cfg, "echem")
     assert state.status == "stale" and any("cell_C01.mpl is gone" in r for r in state.reasons)
+
+
+def test_echem_command_takes_the_start_of_a_live_mpr(shared_data: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from operando.cli import app
+
+    live = tmp_path / "cell.mpr"
+    live.write_bytes(_without_log((shared_data / "echem" / "ocv.mpr").read_bytes()))
+    env = {"COLUMNS": "200", "NO_COLOR": "1"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = CliRunner().invoke(app, ["echem", str(live), "--tz", TZ, "--start-time",
+                                       "2020-01-16T14:13:34"], env=env)
+        assert res.exit_code == 0, res.output
+        assert "start 2020-01-16T14:13:34.000+01:00" in res.output
+        assert "from config echem.start_time" in res.output
+        res = CliRunner().invoke(app, ["echem", str(live), "--tz", TZ], env=env)
+    assert res.exit_code == 1 and "cell.mpr: no LOG module" in " ".join(res.output.split())
