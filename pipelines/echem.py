@@ -23,7 +23,8 @@ __all__ = ["faraday_options", "read_echem_section", "reader_arguments"]
 def reader_arguments(section: EchemSection) -> dict[str, Any]:
     """Keyword arguments of :func:`operando.io.echem.read.read_echem` (besides the files):
     ``timezone``, ``format``, ``columns`` (the CSV column map, None when absent) and
-    ``start_time`` (CSV only, None when absent)."""
+    ``start_time`` (a CSV's start, or a BioLogic .mpr's still being written; None when
+    absent)."""
     return {"timezone": section.timezone, "format": section.format,
             "columns": section.columns.column_map() if section.columns is not None else None,
             "start_time": section.start_time}

@@ -360,8 +360,15 @@ def _echem_and_clock(run: _Run) -> None:
     sync = cfg.sync if "echem" in want or xray else None
     needs_echem = "echem" in want or (sync is not None and bool(xray))
     if needs_echem and cfg.echem is not None:
-        run.stage("echem", lambda: setattr(run, "echem", read_echem_section(cfg.echem)),
-                  marks="echem-data")
+        section = cfg.echem
+
+        def read_cycler() -> None:
+            run.echem = read_echem_section(section)
+            # a start not read from the cycler file itself (an .mpr still being written),
+            # or a configured start that disagrees with it: to the log and the summary
+            for note in run.echem.attrs.get("start_time_notes", ()):
+                run.flag(f"echem: {note}")
+        run.stage("echem", read_cycler, marks="echem-data")
         run.result.echem = run.echem
     if sync is not None:
         run.sources = clock_sources(sync, xray)

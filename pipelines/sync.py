@@ -123,9 +123,10 @@ def clock_summary(clock: ClockModel) -> str:
 def sync_inputs(section: SyncSection | None, echem: xr.Dataset | None,
                 clock: ClockModel | None) -> list[Path]:
     """Files a product's electrochemistry and clock come from: the cycler files of ``echem``
-    and, with a trigger-fitted clock, the trigger record of the stream it was fitted on."""
-    files = [Path(f) for f in np.atleast_1d(echem.attrs.get("source_files", []))] \
-        if echem is not None else []
+    and the files read for their starts (an EC-Lab ``.mpl`` log), and, with a
+    trigger-fitted clock, the trigger record of the stream it was fitted on."""
+    files = [Path(f) for key in ("source_files", "start_time_files")
+             for f in np.atleast_1d(echem.attrs.get(key, []))] if echem is not None else []
     if clock is not None and section is not None and clock.method == "triggers":
         trig = section.settings(clock.stream or section.reference_stream).trigger_file
         if trig is not None:

@@ -790,6 +790,10 @@ def echem(
     molar_mass: Annotated[float, typer.Option(
         "--molar-mass", help="Molar mass, g/mol (LiFePO4 157.757).")] = 157.757,
     plot: Annotated[Path | None, typer.Option(help="Write V(t), I(t) to this PNG.")] = None,
+    start_time: Annotated[str | None, typer.Option(
+        "--start-time", help="Acquisition start of a BioLogic .mpr still being written (no "
+        "LOG module yet; otherwise its EC-Lab .mpl log is read): ISO-8601, naive = cycler PC "
+        "time in --tz.")] = None,
 ) -> None:
     """Summarise a cycler log: segments, cycles, capacities, C-rates; optionally plot it."""
     from operando.echem.faraday import (
@@ -804,7 +808,7 @@ def echem(
     from operando.report.echem import echem_figure
 
     try:
-        ds = add_segments(read_echem(files, timezone=tz,
+        ds = add_segments(read_echem(files, timezone=tz, start_time=start_time,
                                      format=file_format))  # type: ignore[arg-type]
     except (ValueError, OSError) as exc:
         err_console.print(str(exc), markup=False)
@@ -813,7 +817,8 @@ def echem(
     start, start_utc = (ds.attrs.get(k, "?") for k in ("acquisition_start",
                                                         "acquisition_start_utc"))
     console.print(f"{len(files)} file(s), {t.size} points, {float(t[-1] - t[0]) / 3600:.3f} h;"
-                  f" start {start} (UTC {start_utc})")
+                  f" start {start} (UTC {start_utc}; from "
+                  f"{ds.attrs.get('start_time_source', '?')})", markup=False)
     q_th = (theoretical_capacity_C(mass_mg, molar_mass) if mass_mg is not None else None)
     rates = {r.index: r.c_rate_per_h for r in c_rate_per_segment(ds, q_th)} if q_th else {}
     table = Table(title="segments")

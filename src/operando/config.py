@@ -21,6 +21,7 @@ import glob
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -38,7 +39,7 @@ from pydantic import (
 
 from operando.io.echem.csv_table import CsvColumnMap
 from operando.io.paths import natural_key
-from operando.io.timestamps import zoneinfo_or_raise
+from operando.io.timestamps import parse_start_time, start_to_utc, zoneinfo_or_raise
 from operando.xrd.units import RadialUnit
 
 SCHEMA_VERSION = 1
@@ -190,8 +191,12 @@ class EchemSection(_Section):
     )
     columns: CsvColumns | None = Field(None, description="Column map; required for format csv.")
     start_time: str | None = Field(
-        None, description="CSV only: acquisition start (time_s = 0), naive local wall time in "
-        "'timezone' or ISO-8601 with an offset; without it a CSV's time_utc is NaT."
+        None, description="Acquisition start (time_s = 0) when the file holds none: a CSV's "
+        "(without it time_utc is NaT), or a BioLogic .mpr's still being written (no LOG "
+        "module yet; without it EC-Lab's .mpl log beside the .mpr is read). ISO-8601: naive "
+        "= wall time of the cycler PC in 'timezone' (never this machine's), or with a UTC "
+        "offset. A file's own start (LOG module, .mpt header) always wins; a start here that "
+        "agrees with none of them within 1 s is a warning."
     )
     active_mass_mg: float = Field(gt=0, description="Active material mass in mg.")
     molar_mass_g_mol: float = Field(157.757, gt=0, description="Molar mass of the active "
@@ -202,11 +207,35 @@ class EchemSection(_Section):
         "theoretical", description="Capacity that defines the Faraday-expected phase fraction."
     )
 
+    @field_validator("start_time", mode="before")
+    @classmethod
+    def _start_time_text(cls, value: Any) -> Any:
+        # an unquoted YAML timestamp arrives as a datetime (a date alone as a date)
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, date):
+            raise ValueError(f"expected a date and time (ISO-8601, e.g. "
+                             f"'{value.isoformat()}T09:30:00'), found the date {value} alone")
+        return value
+
     @model_validator(mode="after")
     def _csv_needs_columns(self) -> EchemSection:
         if self.format == "csv" and self.columns is None:
             raise ValueError("format 'csv' expects a 'columns' map, found none")
         return self
+
+    @field_validator("start_time")
+    @classmethod
+    def _start_time_is_an_instant(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # parsed and placed in 'timezone' now, so a bad value fails before any file is read
+        try:
+            start = parse_start_time(value, "start_time")
+            tz = info.data.get("timezone")  # absent when the timezone itself is invalid
+            if start is not None and tz is not None:
+                start_to_utc(start, zoneinfo_or_raise(tz))
+        except ValueError as exc:
+            raise ValueError(str(exc).removeprefix("start_time: ")) from None
+        return value
 
 
 XrayStream = Literal["xrd", "xanes", "confocal"]

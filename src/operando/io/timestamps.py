@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-__all__ = ["epoch_to_iso", "localise_to_utc", "parse_time_utc", "require_naive_local",
-           "zoneinfo_or_raise"]
+__all__ = ["epoch_to_iso", "localise_to_utc", "parse_start_time", "parse_time_utc",
+           "require_naive_local", "start_to_utc", "zoneinfo_or_raise"]
 
 
 def epoch_to_iso(epoch_s: float) -> str:
@@ -86,3 +86,28 @@ def parse_time_utc(text: str, tz_name: str | None, *,
                          "timezone of that clock, e.g. Europe/Paris): a naive local time is "
                          "never guessed")
     return localise_to_utc(when, zoneinfo_or_raise(tz_name))
+
+
+def parse_start_time(value: str | datetime | None, key: str = "start_time") -> datetime | None:
+    """A given acquisition start: a datetime as it is, ISO-8601 text parsed (with a UTC
+    offset: aware; without: naive wall time of the cycler PC, localised later with the
+    reader's timezone, never the local time of this machine), None as None.
+
+    Raises ``ValueError`` naming ``key`` and the value when the text does not parse.
+    """
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{key}: expected an ISO-8601 date and time such as "
+                         f"'2026-03-14T09:30:00' or '2026-03-14T09:30:00+01:00', found "
+                         f"{value!r}") from None
+
+
+def start_to_utc(start: datetime, tz: ZoneInfo) -> datetime:
+    """An aware ``start`` in UTC; a naive one localised in ``tz`` first (a wall time that
+    does not exist there raises ``ValueError``, an ambiguous one takes the first)."""
+    if start.tzinfo is not None:
+        return start.astimezone(timezone.utc)
+    return localise_to_utc(start, tz)[0]

@@ -63,6 +63,7 @@ from operando.io.timestamps import require_naive_local, zoneinfo_or_raise
 
 __all__ = [
     "ACQUISITION_START_FORMATS",
+    "MPT_SOURCE",
     "EchemFormatError",
     "MptFile",
     "datetime64_utc",
@@ -77,6 +78,8 @@ __all__ = [
 ]
 
 MAGIC_LINES = ("EC-Lab ASCII FILE", "BT-Lab ASCII FILE")
+#: ``start_time_source`` of a start read from an export's header.
+MPT_SOURCE = "header 'Acquisition started on'"
 GCPL = "Galvanostatic Cycling with Potential Limitation"
 
 # ``Acquisition started on`` formats, tried in order. The real files seen
@@ -500,12 +503,15 @@ def eclab_record(
     *,
     fmt: str,
     technique: str,
-    acquisition_start: datetime,
+    acquisition_start: datetime | None,
     first_data_line: int | None = None,
     per_file_attrs: Mapping[str, Any] | None = None,
+    start_source: str = "",
 ) -> EchemRecord:
     """Map EC-Lab columns (names as in the text export, file units) onto the standard
-    variables. ``acquisition_start`` is the naive PC-local wall time of ``time/s = 0``.
+    variables. ``acquisition_start`` is the naive PC-local wall time of ``time/s = 0``
+    (None: the file holds none, e.g. an ``.mpr`` still being written), ``start_source``
+    where it was read.
 
     voltage: ``Ewe/V`` (else ``Ecell/V``, ``<Ewe>/V``); current: ``I/mA`` or ``<I>/mA``
     × 1e-3, else ``dq/mA.h`` over the time step (EC-Lab's ``<I>``), else 0 for an
@@ -583,6 +589,7 @@ def eclab_record(
         open_circuit=None if mode is None else np.asarray(mode) == MODE_REST,
         sources=sources, extras=extras, start_local=acquisition_start, technique=technique,
         first_data_line=first_data_line, per_file_attrs=dict(per_file_attrs or {}),
+        start_source=start_source if acquisition_start is not None else "",
     )
 
 
@@ -591,7 +598,7 @@ def mpt_record(f: MptFile) -> EchemRecord:
     return eclab_record(
         f.path, f.columns, fmt="biologic-mpt", technique=f.technique,
         acquisition_start=f.acquisition_start, first_data_line=f.n_header_lines + 1,
-        per_file_attrs={"decimal_comma": int(f.decimal_comma)},
+        per_file_attrs={"decimal_comma": int(f.decimal_comma)}, start_source=MPT_SOURCE,
     )
 
 

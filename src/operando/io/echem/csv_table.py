@@ -35,13 +35,14 @@ import xarray as xr
 
 from operando.io.echem.biologic import as_paths
 from operando.io.echem.schema import (
+    CONFIG_START_SOURCE,
     EchemFormatError,
     EchemRecord,
     ExtraColumn,
     build_echem_dataset,
 )
 from operando.io.text import parse_number, read_text_file
-from operando.io.timestamps import zoneinfo_or_raise
+from operando.io.timestamps import parse_start_time, zoneinfo_or_raise
 
 __all__ = ["CsvColumnMap", "CsvTable", "csv_columns", "csv_record", "numeric_column",
            "read_csv_table", "read_echem_csv"]
@@ -219,17 +220,6 @@ def _column(table: CsvTable, key: str, column: str) -> str:
     )
 
 
-def _parse_start(start_time: str | datetime | None) -> datetime | None:
-    if start_time is None or isinstance(start_time, datetime):
-        return start_time
-    try:
-        return datetime.fromisoformat(str(start_time).strip())
-    except ValueError:
-        raise ValueError(f"start_time: expected an ISO-8601 date and time such as "
-                         f"'2026-03-14T09:30:00' or '2026-03-14T09:30:00+01:00', found "
-                         f"{start_time!r}") from None
-
-
 def csv_record(
     table: CsvTable,
     columns: CsvColumnMap | Mapping[str, Any],
@@ -281,7 +271,7 @@ def csv_record(
         extras[col] = ExtraColumn(_maybe_numbers(table, col),
                                   {"units": units, "long_name": col, "csv_column": col})
 
-    start = _parse_start(start_time)
+    start = parse_start_time(start_time)
     return EchemRecord(
         path=path, format="csv", time_s=values["time_s"], voltage_V=values["voltage_V"],
         current_A=values["current_A"] * cmap.current_scale, charge_C=charge,
@@ -293,6 +283,7 @@ def csv_record(
         time_utc_note=("unknown: a CSV has no acquisition start and no start_time was given "
                        "(pass start_time to set it); never guessed"),
         per_file_attrs={"csv_delimiter": table.delimiter},
+        start_source=CONFIG_START_SOURCE if start is not None else "",
     )
 
 

@@ -30,14 +30,14 @@ from typing import Any, Literal
 
 import xarray as xr
 
-from operando.io.echem.biologic import as_paths, mpt_record, read_mpt_file
-from operando.io.echem.biologic_mpr import mpr_record, read_mpr_file
+from operando.io.echem.biologic import as_paths
 from operando.io.echem.csv_table import (
     CsvColumnMap,
     csv_columns,
     csv_record,
     read_csv_table,
 )
+from operando.io.echem.eclab_start import eclab_records
 from operando.io.echem.neware import neware_record, read_neware_frame
 from operando.io.echem.schema import EchemFormatError, EchemRecord, build_echem_dataset
 from operando.io.formats import detect_format
@@ -73,10 +73,9 @@ def _csv_record(path: Path, *, columns: CsvColumnMap | Mapping[str, Any] | None,
     return csv_record(read_csv_table(path, cmap.delimiter), columns, start_time=start_time)
 
 
-#: format name → reader (path, timezone=, columns=, start_time=) → EchemRecord
+#: format name → reader (path, timezone=, columns=, start_time=) → EchemRecord; BioLogic
+#: files are read together (:func:`operando.io.echem.eclab_start.eclab_records`)
 _READERS: dict[str, Callable[..., EchemRecord]] = {
-    "biologic-mpt": lambda path, **_: mpt_record(read_mpt_file(path)),
-    "biologic-mpr": lambda path, **_: mpr_record(read_mpr_file(path)),
     "neware": lambda path, *, timezone, **_: neware_record(path, read_neware_frame(path),
                                                            timezone=timezone),
     "csv": _csv_record,
@@ -97,8 +96,12 @@ def read_echem(
     files hold; never guessed). ``format``: ``"auto"`` detects each file
     (:func:`detect_echem_format`). ``columns``: the CSV column map
     (:class:`operando.io.echem.csv_table.CsvColumnMap` or a mapping with its keys); CSV only.
-    ``start_time``: CSV only, the acquisition start (naive local wall time localised with
-    ``timezone``, or timezone-aware); without it a CSV's ``time_utc`` is NaT.
+    ``start_time``: the acquisition start (ISO-8601 text or datetime; naive = local wall
+    time of the cycler PC, localised with ``timezone``; or timezone-aware): a CSV's (without
+    it its ``time_utc`` is NaT), or a BioLogic ``.mpr``'s still being written (no LOG module;
+    else its EC-Lab ``.mpl`` log is read; a file's own start always wins, a disagreement is
+    a warning: :mod:`operando.io.echem.eclab_start`). ``attrs['start_time_source']`` says
+    where each start came from.
 
     Several files are one run: ordered by start and stitched on UTC, cycle numbers offset
     (:func:`operando.io.echem.schema.build_echem_dataset`); segment labels and the charge
@@ -119,14 +122,19 @@ def read_echem(
             f"files of different cyclers in one run ({pairs}); expected files of one "
             "instrument (BioLogic .mpt/.mpr may be mixed): read them separately")
     family = families.pop()
-    if family != "CSV" and (columns is not None or start_time is not None):
-        given = "columns" if columns is not None else "start_time"
-        raise ValueError(f"{given} is for CSV files only; {files[0]} is {formats[0]}, which "
-                         "carries its own column names and start time")
+    if family != "CSV" and columns is not None:
+        raise ValueError(f"columns is for CSV files only; {files[0]} is {formats[0]}, which "
+                         "carries its own column names")
+    if family == "Neware" and start_time is not None:
+        raise ValueError(f"start_time is for CSV and BioLogic files only; {files[0]} is "
+                         f"{formats[0]}, which carries its own start time")
     if family == "CSV" and len(files) > 1:
         raise EchemFormatError(
             f"{files[1]}: several CSV files given ({len(files)}); a CSV has no start time of "
             "its own to stitch files on: concatenate them or read each separately")
-    records = [_READERS[f](p, timezone=timezone, columns=columns, start_time=start_time)
-               for p, f in zip(files, formats, strict=True)]
+    if family == "BioLogic":
+        records = eclab_records(files, formats, timezone=timezone, start_time=start_time)
+    else:
+        records = [_READERS[f](p, timezone=timezone, columns=columns, start_time=start_time)
+                   for p, f in zip(files, formats, strict=True)]
     return build_echem_dataset(records, timezone=timezone)

@@ -50,6 +50,7 @@ from operando.io.errors import InputFileError
 from operando.io.timestamps import localise_to_utc, zoneinfo_or_raise
 
 __all__ = [
+    "CONFIG_START_SOURCE",
     "DIM",
     "STANDARD_ATTRS",
     "EchemFormatError",
@@ -62,6 +63,8 @@ __all__ = [
 ]
 
 DIM = "echem_time"
+#: ``start_time_source`` of a start given by the config (``echem.start_time``).
+CONFIG_START_SOURCE = "config echem.start_time"
 
 
 class EchemFormatError(InputFileError):
@@ -141,7 +144,11 @@ class EchemRecord:
     ``start_local`` (naive wall time of the cycler PC, localised with the reader's
     ``timezone``) or ``start_utc`` (aware, when the source stores absolute time); both
     ``None`` only when the file gives no absolute time at all (then ``time_utc`` is NaT
-    and ``time_utc_note`` says why). ``charge_C`` ``None`` = integrate ``current_A``.
+    and ``time_utc_note`` says why). ``start_source`` says where the start came from (e.g.
+    ``LOG module``, ``config echem.start_time``, ``cell.mpl (line 14)``), ``start_files``
+    the files other than ``path`` read for it (inputs of the product), ``start_notes``
+    what the reader noticed about it (a start not from the file, a disagreement).
+    ``charge_C`` ``None`` = integrate ``current_A``.
     ``open_circuit``: rows that are rest whatever the current reads (EC-Lab mode 3,
     Neware Rest). ``trigger``: rows where an external trigger was recorded, ``None`` when
     the file has no such record. ``sources`` says, per standard variable, which column
@@ -167,6 +174,9 @@ class EchemRecord:
     first_data_line: int | None = None
     per_file_attrs: dict[str, Any] = field(default_factory=dict)
     time_utc_note: str = ""
+    start_source: str = ""
+    start_files: tuple[Path, ...] = ()
+    start_notes: tuple[str, ...] = ()
 
     def row_text(self, k: int) -> str:
         """``data row k+1 (line L)`` for messages (0-based ``k``)."""
@@ -295,6 +305,14 @@ def _source_text(records: Sequence[EchemRecord], key: str, default: str) -> str:
     return "; ".join(f"{r.path.name}: {s}" for r, s in zip(records, texts, strict=True))
 
 
+def _start_source_text(records: Sequence[EchemRecord]) -> str:
+    """Where the starts came from: one text when every file agrees, else ``name: text; ...``."""
+    texts = [r.start_source or "none" for r in records]
+    if len(set(texts)) == 1:
+        return texts[0]
+    return "; ".join(f"{r.path.name}: {s}" for r, s in zip(records, texts, strict=True))
+
+
 def _per_row(records: Sequence[EchemRecord], name: str, dtype: Any, fill: Any) -> np.ndarray:
     """``name`` of every record concatenated; ``fill`` in the rows of a record without it."""
     return np.concatenate([np.full(r.time_s.size, fill, dtype=dtype) if getattr(r, name) is None
@@ -402,6 +420,14 @@ def _dataset_attrs(
         "timezone": timezone,
         "clock": "potentiostat",
     })
+    if any(r.start_source for r in records):
+        attrs["start_time_source"] = _start_source_text(records)
+    files = [str(p) for r in records for p in r.start_files]
+    if files:
+        attrs["start_time_files"] = files
+    start_notes = [n for r in records for n in r.start_notes]
+    if start_notes:
+        attrs["start_time_notes"] = start_notes
     for key in dict.fromkeys(k for r in records for k in r.per_file_attrs):
         if all(key in r.per_file_attrs for r in records):
             attrs[key] = [r.per_file_attrs[key] for r in records]
