@@ -84,6 +84,7 @@ from pipelines.stream import (
     timestamp_qc,
 )
 from pipelines.sync import (
+    clock_coverage_note,
     clock_sources,
     clock_summary,
     confocal_pulses,
@@ -423,6 +424,9 @@ def _clock(run: _Run, sync: Any, stream: str) -> None:
         run.clock_inputs = inputs
     if recorded is not None:
         run.log.info("%s", clock_summary(clock))
+        note = clock_coverage_note(clock)
+        if note:
+            run.flag(note)
         if sent is not None:
             ref = stream == sync.reference_stream
             run.figures({"sync.png" if ref else f"sync_{stream}.png": sync_figure(

@@ -17,6 +17,12 @@ For each unit the runner
 4. logs one line per unit with its identity (the flow's Prefect log), and counts what it
    computed and what it took from the cache (:attr:`Runner.counts`).
 
+A unit whose worker process died under it (native code crashing on its input, or memory
+running out: Dask's ``KilledWorker`` once ``distributed.scheduler.allowed-failures``
+workers died running it) raises :class:`WorkerDiedError` naming what the unit reads —
+the file, dataset and frames (:func:`unit_where`) — so its stream fails with that one line
+and the other streams go on (a LocalCluster's nanny restarts the worker).
+
 :meth:`Runner.mapper` gives a :data:`pipelines.stream.UnitMapper`, what the stream builders
 (:func:`pipelines.peaks.build_peaks`, :func:`pipelines.confocal.build_confocal`) take.
 """
@@ -37,7 +43,8 @@ from dask.base import tokenize
 from operando.io.cache import read_unit, write_unit
 from pipelines.stream import UnitMapper
 
-__all__ = ["RETRIED", "Runner", "call_with_retries", "map_here", "unit_key"]
+__all__ = ["RETRIED", "Runner", "WorkerDiedError", "call_with_retries", "map_here",
+           "unit_key", "unit_where"]
 
 log = logging.getLogger("operando.reduce")
 
@@ -77,6 +84,10 @@ def call_with_retries(fn: Callable[..., Any], args: tuple[Any, ...], retries: in
     raise AssertionError("unreachable")
 
 
+class WorkerDiedError(RuntimeError):
+    """The worker process running a work unit died (the message names the unit's input)."""
+
+
 def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
     """``integrate_chunk[200:300]``, ``fit_chunk[100 rows]``: a unit for the log."""
     ints = [a for a in args if isinstance(a, int | np.integer) and not isinstance(a, bool)]
@@ -84,6 +95,83 @@ def _describe(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
     where = (f"[{ints[0]}:{ints[1]}]" if len(ints) >= 2 else
              f"[{rows} rows]" if rows is not None else "")
     return f"{fn.__name__}{where}"
+
+
+def unit_where(fn: Callable[..., Any], args: tuple[Any, ...]) -> str:
+    """What a unit reads, for its error: when an argument is a frame source (it has
+    ``where(start, stop)``, :meth:`operando.io.xrd.frames.FrameSource.where`) and two
+    integers give the range, its file, dataset and frames; else ``unit <name>[range]``."""
+    ints = [int(a) for a in args if isinstance(a, int | np.integer) and not isinstance(a, bool)]
+    source = next((a for a in args if callable(getattr(a, "where", None))), None)
+    if source is not None and len(ints) >= 2:
+        return str(source.where(ints[0], ints[1]))
+    return f"unit {_describe(fn, args)}"
+
+
+#: seconds to wait for the other units in flight when one's worker died (see _co_victims)
+CO_VICTIM_WAIT_S = 1.0
+
+
+def _co_victims(queue: deque[_Pending]) -> list[_Pending]:
+    """The units in flight (``queue``) whose worker died too. Dask counts a death against
+    every unit assigned to the dying worker — running, queued behind it, or finished a few
+    milliseconds earlier but not yet reported — and gives up on all that reached
+    ``allowed-failures`` at the same moment, so the unit crashing the worker can be any of
+    them: they are named together. Their errors arrive with the first one's; the others
+    are given :data:`CO_VICTIM_WAIT_S` to finish."""
+    futures = [p for p in queue if p[0] == "future"]
+    if not futures:
+        return []
+    from distributed import wait
+
+    try:
+        wait([p[1] for p in futures], timeout=CO_VICTIM_WAIT_S)
+    except Exception:  # still running (a timeout) or cancelled: not a victim
+        pass
+    return [p for p in futures if p[1].status == "error" and _worker_died(p[1].exception())]
+
+
+def _join_wheres(wheres: list[str]) -> str:
+    """``"f.h5::/d frames 0..49"``, ``"f.h5::/d frames 50..99"`` → ``"f.h5::/d frames 0..49,
+    50..99"``; units of different datasets are separated by ``"; "``."""
+    groups: list[tuple[str, list[str]]] = []
+    for w in wheres:
+        head, sep, rest = w.partition(" frames ")
+        if sep and groups and groups[-1][0] == head:
+            groups[-1][1].append(rest)
+        else:
+            groups.append((head if sep else w, [rest] if sep else []))
+    return "; ".join(f"{h} frames {', '.join(r)}" if r else h for h, r in groups)
+
+
+def _died_message(victims: list[_Pending], exc: BaseException) -> str:
+    """The one line of a :class:`WorkerDiedError`: what the units read, what happened."""
+    where = _join_wheres([unit_where(p[5], p[6]) for p in victims])
+    n = getattr(exc, "allowed_failures", 0) + 1
+    deaths = (f"{type(exc).__name__}: {n} worker{'s' if n > 1 else ''} died running "
+              f"{'it' if len(victims) == 1 else 'each'}")
+    if len(victims) == 1:
+        return (f"{where}: the worker process running this unit died ({deaths}): native "
+                "code crashed while reading or processing it (e.g. on damaged bytes), or "
+                "the worker ran out of memory")
+    return (f"{where}: the worker process running these {len(victims)} units died "
+            f"({deaths}; Dask cannot tell which one crashed it): native code crashed while "
+            "reading or processing one of them (e.g. on damaged bytes), or the worker ran "
+            "out of memory")
+
+
+def _worker_died(exc: BaseException) -> bool:
+    """``exc`` says the worker running the task died (Dask's ``KilledWorker``)."""
+    try:
+        from distributed.scheduler import KilledWorker
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        return False
+    return isinstance(exc, KilledWorker)
+
+
+#: a unit in flight: kind ("value": from the cache, "future": submitted), the value or
+#: future, cache path, log name, start time, function and arguments
+_Pending = tuple[str, Any, Path | None, str, float, Callable[..., Any], tuple[Any, ...]]
 
 
 class Runner:
@@ -164,7 +252,7 @@ class Runner:
         """``fn(*args)`` for every ``args``, results yielded in order. ``cache`` (default
         True): take / store results in the cache; ``local`` (default False): run here even
         with a Dask client (results that do not travel, e.g. figures)."""
-        queue: deque[tuple[str, Any, Path | None, str, float]] = deque()
+        queue: deque[_Pending] = deque()
         running = 0
         try:
             for args in arg_list:
@@ -176,7 +264,7 @@ class Runner:
                               else (False, None))
                 client = None if hit or local else self._get_client()
                 if hit:
-                    queue.append(("value", value, path, name, t0))
+                    queue.append(("value", value, path, name, t0, fn, args))
                 elif client is None:
                     value = call_with_retries(fn, args, self.retries)
                     yield from self._drain(queue, stream, 0)
@@ -185,33 +273,36 @@ class Runner:
                 else:
                     queue.append(("future", client.submit(call_with_retries, fn, args,
                                                           self.retries, pure=False),
-                                  path, name, t0))
+                                  path, name, t0, fn, args))
                     running += 1
                 while queue and (queue[0][0] == "value" or running >= self.in_flight):
-                    kind, item, p, n, t = queue.popleft()
-                    running -= kind == "future"
-                    yield self._finish(stream, kind, item, p, n, t)
+                    pending = queue.popleft()
+                    running -= pending[0] == "future"
+                    yield self._finish(stream, pending, queue)
             while queue:
-                kind, item, p, n, t = queue.popleft()
-                yield self._finish(stream, kind, item, p, n, t)
+                yield self._finish(stream, queue.popleft(), queue)
         finally:
             futures = [item for kind, item, *_ in queue if kind == "future"]
             if futures and self._client is not None:
                 self._client.cancel(futures)
 
-    def _finish(self, stream: str, kind: str, item: Any, path: Path | None, name: str,
-                t0: float) -> Any:
+    def _finish(self, stream: str, pending: _Pending, queue: deque[_Pending]) -> Any:
+        kind, item, path, name, t0, _fn, _args = pending
         if kind == "value":
             return self._done(stream, "cached", path, item, name, t0)
-        value = item.result()
+        try:
+            value = item.result()
+        except Exception as exc:
+            if not _worker_died(exc):
+                raise
+            victims = [pending, *_co_victims(queue)]
+            raise WorkerDiedError(_died_message(victims, exc)) from exc
         item.release()
         return self._done(stream, "computed", path, value, name, t0)
 
-    def _drain(self, queue: deque[tuple[str, Any, Path | None, str, float]], stream: str,
-               keep: int) -> Iterator[Any]:
+    def _drain(self, queue: deque[_Pending], stream: str, keep: int) -> Iterator[Any]:
         while len(queue) > keep:
-            kind, item, p, n, t = queue.popleft()
-            yield self._finish(stream, kind, item, p, n, t)
+            yield self._finish(stream, queue.popleft(), queue)
 
     def run(self, fn: Callable[..., Any], *args: Any, stream: str, cache: bool = True,
             local: bool = False) -> Any:

@@ -34,8 +34,8 @@ from operando.io.echem.triggers import read_trigger_record
 from operando.io.xrd.confocal import read_confocal_points
 from operando.io.xrd.frames import FrameMetadata
 
-__all__ = ["clock_sources", "clock_summary", "confocal_pulses", "sent_triggers", "stream_clock",
-           "sync_clock", "sync_inputs", "uses_xrd_frames"]
+__all__ = ["clock_coverage_note", "clock_sources", "clock_summary", "confocal_pulses",
+           "sent_triggers", "stream_clock", "sync_clock", "sync_inputs", "uses_xrd_frames"]
 
 #: what the timestamps of each stream's pulses are, for messages and ``ClockModel.what``
 _PULSE_TEXT = {"frame": "frame triggers", "scan": "scan-start triggers",
@@ -118,6 +118,48 @@ def clock_summary(clock: ClockModel) -> str:
             f"{clock.drift_ppm:.2f} ± {clock.drift_stderr_ppm:.2f} ppm, RMS "
             f"{clock.rms_residual_s * 1e3:.2f} ms, {clock.n_matched} matched, "
             f"{len(clock.unmatched_sent)} missing, {len(clock.unmatched_recorded)} spurious")
+
+
+#: what a stream's pulses mark, for :func:`clock_coverage_note`
+_ITEMS = {"frame": "frames", "scan": "scans", "point": "points"}
+
+
+def _span(a: int, b: int) -> str:
+    return f"#{a}" if a == b else f"#{a}..{b}"
+
+
+def clock_coverage_note(clock: ClockModel) -> str | None:
+    """A QC warning when a trigger-fitted clock's pulses do not cover each other's ends
+    (:attr:`~operando.echem.sync.ClockModel.unmatched_ends`): acquisitions beyond the
+    recorded pulses (timed by the clock extrapolated, not matched) or recorded pulses
+    beyond the acquisitions — the frame count is not the trigger count at an end. None
+    when both ends match (missing and spurious pulses inside the run are the clock's own
+    record: ``clock_unmatched_*``)."""
+    if clock.method != "triggers":
+        return None
+    s0, s1, r0, r1 = clock.unmatched_ends
+    if not (s0 or s1 or r0 or r1):
+        return None
+    items = _ITEMS.get(clock.pulse, "acquisitions")
+    ns, nr = clock.n_sent, clock.n_recorded
+    parts = []
+    if s0 or s1:
+        where = ", ".join(w for w in (
+            f"{_span(0, s0 - 1)} before the first recorded pulse" if s0 else "",
+            f"{_span(ns - s1, ns - 1)} after the last" if s1 else "") if w)
+        parts.append(f"{s0 + s1} of the {ns} {items} lie beyond the recorded pulses ({where}): "
+                     "timed by the clock extrapolated, not matched to a pulse (a record that "
+                     "stopped early or started late?)")
+    if r0 or r1:
+        where = ", ".join(w for w in (
+            f"{_span(0, r0 - 1)} before the first {items[:-1]}" if r0 else "",
+            f"{_span(nr - r1, nr - 1)} after the last" if r1 else "") if w)
+        parts.append(f"{r0 + r1} of the {nr} recorded pulses lie beyond the {items} ({where}): "
+                     f"{items} missing from the files, or the record of a longer acquisition?")
+    shifted = " — both sequences overhang: the wrong echem.timezone or trigger record?" \
+        if (s0 or s1) and (r0 or r1) else ""
+    return f"sync: {clock.what}: {ns} {items}, {nr} pulses recorded; " + "; ".join(parts) + \
+        shifted
 
 
 def sync_inputs(section: SyncSection | None, echem: xr.Dataset | None,

@@ -45,7 +45,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+#: error lines are not wrapped at the terminal width: a path or a message stays one line
+#: in a pipe or a log file (the terminal wraps it on screen)
+err_console = Console(stderr=True, soft_wrap=True)
 # silx (through pyFAI) warns on every start that pyopencl is absent; operando does not use it
 logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
 

@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from pipelines.serve import Beamtime
 
 console = Console()
-err_console = Console(stderr=True)
+#: error lines are not wrapped at the terminal width: a path or a message stays one line
+#: in a pipe or a log file (the terminal wraps it on screen)
+err_console = Console(stderr=True, soft_wrap=True)
 
 _STYLE = {"reduced": "green", "up to date": "green", "live": "cyan", "locked": "yellow",
           "failed": "red", "invalid": "red", "new": "dim"}

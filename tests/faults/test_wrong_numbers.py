@@ -60,17 +60,31 @@ def _window_patterns():
     return inten[:5].copy(), sig[:5].copy(), q, setup, WL
 
 
-def test_zero_nan_negative_saturated_frames_are_not_ok() -> None:
+@pytest.mark.parametrize("joint", [True, False], ids=["joint", "per-window"])
+def test_zero_nan_negative_saturated_frames_are_not_ok(joint: bool) -> None:
+    """Both fit paths (batch and the lmfit reference), both model layouts (all windows as
+    one joint model, each window alone): a damaged frame is never 'ok'. The saturated
+    frame is the one the lmfit path used to call 'ok': it stopped at a point worse than the
+    background alone and reported peaks of SNR > 3 from that point's covariance."""
+    import dataclasses
+
     inten, sig, q, setup, wl = _window_patterns()
     inten[1], sig[1] = 0.0, 0.02          # all-zero frame (σ of an empty detector)
     inten[2] = np.nan                     # NaN frame
     inten[3] = -5.0                       # negative (bad dark subtraction)
     inten[4] = np.float32(2**32 - 1)      # saturated everywhere: flat, no peak
+    options = dataclasses.replace(setup.options, joint=joint)
+    # one window when fitted alone: lmfit's Model path (forward differences, 32 peaks in
+    # the second window) costs minutes per frame there
+    windows = setup.windows if joint else setup.windows[:1]
     for method in ("batch", "lmfit"):
-        res = fit_patterns(inten, sig, q, "q_A^-1", wl, setup.windows, setup.options,
+        # the all-zero frame through the per-window lmfit path alone takes ~10-20 s
+        # (MINPACK on a degenerate problem; it ends not 'ok'): left to the joint case
+        rows = [0, 1, 2, 3, 4] if joint or method == "batch" else [0, 2, 3, 4]
+        res = fit_patterns(inten[rows], sig[rows], q, "q_A^-1", wl, windows, options,
                            method=method)
-        assert np.isin(res.status[0], (0, 4)).all()
-        # open: a flat saturated frame through the lmfit reference path keeps 'ok'
-        # (no covariance at a bound: SNR unknown); the default batch path flags it
-        for k in (1, 2, 3, 4) if method == "batch" else (1, 2, 3):
-            assert (res.status[k] != 0).all(), (method, k, res.reason[k])
+        assert np.isin(res.status[0], (0, 4)).all(), (method, res.reason[0])
+        for k in range(1, len(rows)):
+            assert (res.status[k] != 0).all(), (method, rows[k], res.reason[k])
+        sat = res.status[rows.index(4)]
+        assert (sat == 1).all(), (method, res.reason[rows.index(4)])

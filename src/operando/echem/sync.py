@@ -82,6 +82,19 @@ def _parse_index_text(text: Any) -> tuple[int, ...]:
     return tuple(int(v) for v in np.atleast_1d(np.asarray(text)))
 
 
+def _end_runs(indices: tuple[int, ...], n: int) -> tuple[int, int]:
+    """How many of the indices 0, 1, … and n − 1, n − 2, … are all in ``indices``
+    (all n counted once, as leading, when every index is)."""
+    have = set(indices)
+    lead = 0
+    while lead < n and lead in have:
+        lead += 1
+    trail = 0
+    while trail < n - lead and n - 1 - trail in have:
+        trail += 1
+    return lead, trail
+
+
 @dataclass(frozen=True)
 class ClockModel:
     """A linear map between the beamline clock (UTC epoch s) and the potentiostat clock (s).
@@ -121,6 +134,18 @@ class ClockModel:
     def rate(self) -> float:
         """d(epoch_beamline) / d(t_potentiostat) = 1 + drift_ppm·1e-6."""
         return 1.0 + self.drift_ppm * 1e-6
+
+    @property
+    def unmatched_ends(self) -> tuple[int, int, int, int]:
+        """Pulses without a partner at the ends of the sequences: (sent before the first
+        matched one, sent after the last, recorded before the first, recorded after the
+        last) — runs of unmatched indices from index 0 and from the last index. Sent pulses
+        beyond the record are timed by the model extrapolated, not matched (a record that
+        stopped early or started late); recorded ones beyond the sent pulses have no
+        acquisition (frames missing from the files, a longer acquisition's record). All
+        zero for ``timestamps``."""
+        return (*_end_runs(self.unmatched_sent, self.n_sent),
+                *_end_runs(self.unmatched_recorded, self.n_recorded))
 
     def to_potentiostat(self, epoch_s: np.ndarray | float) -> np.ndarray:
         """Beamline epoch (s, UTC) -> potentiostat ``time_s`` (s since acquisition start)."""

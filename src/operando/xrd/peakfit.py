@@ -8,6 +8,14 @@ reset to the nominal values), areas and background start from a per-frame linear
 squares, and each window follows the drift of its peaks (the window is shifted by the
 median relative d-shift of its detected main peaks).
 
+A fit is 'ok' (status 0) only when it found something: status 1 ("no peak above the SNR
+threshold") when no peak of the window reaches ``snr_threshold``, when its peaks have no
+area at all, or when they lower χ² against the background polynomial alone by less than
+snr_threshold² × χ²_ν (at least :data:`~operando.xrd.batchfit.CHI2_ATOL`) — a bound a
+converged fit with a peak at the threshold always passes (:func:`_flag_no_gain`), which
+catches a fit left at a point worse than the background alone (a flat, saturated frame
+through lmfit) or one without a covariance (lmfit at a bound, SNR unknown).
+
 The models are those of :mod:`operando.xrd.windows`; the lmfit reference path builds the
 same model with the same constraints as lmfit ``Model``/``Parameters``. Pure: numpy in,
 numpy out.
@@ -28,6 +36,7 @@ from operando.xrd.windows import (
     CompiledWindow,
     FitOptions,
     WindowDef,
+    background_basis,
     compile_window,
     linear_guess,
     peak_stderr,
@@ -181,6 +190,7 @@ def _classify(out: PatternFit, w: int, rows: np.ndarray, cols: np.ndarray,
     with np.errstate(divide="ignore", invalid="ignore"):
         snr = out.area[np.ix_(rows, cols)] / out.area_stderr[np.ix_(rows, cols)]
     # no covariance at all (lmfit with a parameter at a bound): SNR unknown, not 'no peak'
+    # here (the background-alone comparison, _flag_no_gain, decides those)
     none = ~np.any(np.isfinite(snr) & (snr >= snr_threshold), axis=1) & np.any(
         np.isfinite(snr), axis=1)
     # no peak area at all (an all-zero frame: area 0 ± 0, SNR 0/0): no peak, not 'ok'
@@ -189,6 +199,52 @@ def _classify(out: PatternFit, w: int, rows: np.ndarray, cols: np.ndarray,
     sel = rows[none & (out.status[rows, w] == 0)]
     out.status[sel, w] = 1
     out.reason[sel, w] = STATUS_MEANINGS[1]
+
+
+def _background_chi2(cw: CompiledWindow, y: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """χ² (F,) of the background polynomials of ``cw`` alone (every peak area 0), fitted by
+    weighted linear least squares (batched pseudo-inverse) to the valid points of each frame
+    of ``y`` (F, N) with σ ``s`` on the whole radial axis."""
+    yy, ss = y[:, cw.idx], s[:, cw.idx]
+    ok = _valid(yy, ss)
+    sw = np.where(ok, 1.0 / np.where(ok, ss, 1.0), 0.0)  # √weights, 0 at invalid points
+    b = np.where(ok, yy, 0.0) * sw
+    a = background_basis(cw, cw.x)[None, :, :] * sw[..., None]  # (F, M, n_bg)
+    coef = np.linalg.pinv(a) @ b[..., None]
+    return np.sum((b - (a @ coef)[..., 0]) ** 2, axis=1)
+
+
+def _flag_no_gain(out: PatternFit, ws: Sequence[int], rows: np.ndarray,
+                  chi2_background: np.ndarray, snr_threshold: float) -> None:
+    """Status 1 for the fits (``rows`` of the windows ``ws``, fitted together) whose peaks
+    lower χ² below the background-alone χ² ``chi2_background`` (rows,) by less than
+    snr_threshold² × χ²_ν (less :data:`CHI2_ATOL`, the fits' own stopping tolerance).
+
+    Why this threshold: at a least-squares minimum, removing the peaks raises χ² by
+    Δχ² = â·C⁻¹·â ≥ â_i²/C_ii for every linear parameter i (C the covariance of the
+    linear parameters, background free), while the reported SNR_i² = â_i²/(C_ii χ²_ν)
+    (standard errors scaled by χ²_ν). So Δχ² < snr_threshold²·χ²_ν means no peak can reach
+    the threshold: a converged fit is never flagged by this that the SNR rule would not
+    flag. It catches the fits that report peaks the data do not hold: a flat (saturated)
+    frame that lmfit leaves at a point worse than the background alone, its 'peaks' with
+    SNR > 3 from the covariance of that point. Frames already not 'ok' keep their status."""
+    if rows.size == 0:
+        return
+    wi = np.asarray(ws, int)
+    chi2 = out.chi2[np.ix_(rows, wi)].sum(axis=1)
+    dof = np.maximum(out.n_points[np.ix_(rows, wi)].sum(axis=1)
+                     - out.n_free[np.ix_(rows, wi)].sum(axis=1), 1)
+    gain = chi2_background - chi2
+    limit = np.maximum(snr_threshold ** 2 * chi2 / dof - CHI2_ATOL, CHI2_ATOL)
+    flag = np.isfinite(gain) & np.isfinite(limit) & (gain < limit)
+    for i in np.flatnonzero(flag):
+        for w in wi:
+            if out.status[rows[i], w] == 0:
+                out.status[rows[i], w] = 1
+                out.reason[rows[i], w] = (
+                    f"{STATUS_MEANINGS[1]}: the peaks lower χ² by {gain[i]:.3g} against the "
+                    f"background alone, less than {limit[i]:.3g} (a flat, empty or "
+                    f"saturated frame?)")
 
 
 def fit_patterns(
@@ -341,6 +397,8 @@ def _fit_joint(out: PatternFit, ws: list[int], cols_l: list[np.ndarray],
                 getattr(out, key + "_stderr")[np.ix_(empty, cols_l[g])] = np.nan
             out.area_cov[np.ix_(empty, cols_l[g], cols)] = np.nan
             out.area_cov[np.ix_(empty, cols, cols_l[g])] = np.nan
+        _flag_no_gain(out, ws, rows, _background_chi2(cw, y_all[rows], s_all[rows]),
+                      options.snr_threshold)
 
     if method == "batch":
         first = good[:1]
@@ -426,6 +484,8 @@ def _fit_window_batch(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
     nc = good[~conv]
     out.status[nc, w] = 4
     out.reason[nc, w] = STATUS_MEANINGS[4]
+    _flag_no_gain(out, [w], good, _background_chi2(cw, y_all[good], s_all[good]),
+                  options.snr_threshold)
     del n_frames
 
 
@@ -665,6 +725,8 @@ def _fit_window_lmfit(out: PatternFit, w: int, cols: np.ndarray, wdef: WindowDef
         if not success:
             out.status[f, w] = 4
             out.reason[f, w] = STATUS_MEANINGS[4]
+        _flag_no_gain(out, [w], np.array([f]), _background_chi2(cw, y[None], s[None]),
+                      options.snr_threshold)
         prev_p, prev_s = p, err
         if options.follow:
             shift = _drift(cw, p, err, unit, wl, options.snr_threshold)

@@ -290,6 +290,20 @@ class FrameSource:
                               self.frame_shape, self.dtype)
         return out
 
+    def where(self, start: int, stop: int) -> str:
+        """Frames ``start:stop`` (global indices) as the user finds them, for a message:
+        ``"xrd_0001.h5::/entry/data/data frames 0..49"`` per dataset (or image series) they
+        lie in, with the run's frame numbers when the dataset does not start the run
+        (``"... frames 0..49 (frames 100..149 of the run)"``)."""
+        start, stop = int(start), int(stop)
+        parts = []
+        for seg, off in zip(self.segments, self._offsets(), strict=True):
+            a, b = max(start, off), min(stop, off + seg.n_frames)
+            if a < b:
+                run = f" (frames {a}..{b - 1} of the run)" if off else ""
+                parts.append(f"{seg.source} frames {a - off}..{b - off - 1}{run}")
+        return " and ".join(parts) or f"{self._name()} frames {start}..{stop - 1}"
+
     def iter_chunks(self, target_frames: int) -> Iterator[tuple[int, int, np.ndarray]]:
         """Yield ``(start, stop, frames)`` over :meth:`chunks`, one chunk in memory at a time."""
         for a, b in self.chunks(target_frames):
