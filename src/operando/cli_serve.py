@@ -54,8 +54,8 @@ def serve(
         help="Seconds to wait for a run locked by another reducer before trying it again "
         "on a later pass.")] = 0.0,
     live: Annotated[bool, typer.Option(
-        "--live/--no-live", help="Reduce a live run as its frames complete (products marked "
-        "complete = false), not only when it ends.")] = True,
+        "--live/--no-live", help="Reduce a live run as its frames, scans and points "
+        "complete (products marked complete = false), not only when it ends.")] = True,
     prefect: Annotated[bool, typer.Option(
         "--prefect", help="Serve the Prefect deployments (pipelines/deploy.py: the reduce "
         "flow and the scheduled beamtime sweep) instead of watching the folder here.")] = False,
