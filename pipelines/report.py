@@ -31,7 +31,7 @@ from operando.io.products import product_path
 from operando.io.report import file_size, read_json, read_log_warnings, write_report_page
 from operando.io.run import open_run
 from operando.report import summary as S
-from operando.report.live import is_live, live_marker
+from operando.report.live import LIVE_TAG, is_live, live_marker
 from operando.report.page import Figure, ProductRow, ReportPage, StreamSection, render_report
 from pipelines.cache import LOG_NAME, code_version, run_status
 
@@ -242,7 +242,8 @@ def _live_banner(live: Mapping[str, str]) -> str:
     if not live:
         return ""
     return ("Live run, still being acquired: the products are incomplete ("
-            + "; ".join(f"{name} {marker}" for name, marker in live.items())
+            + "; ".join(f"{name}: {marker.removeprefix(LIVE_TAG + ': ')}"
+                        for name, marker in live.items())
             + f"). This page reloads every {LIVE_REFRESH_S} s.")
 
 
