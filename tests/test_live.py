@@ -149,7 +149,7 @@ def test_followed_live_run_equals_offline(tmp_path: Path) -> None:
     # the live page: the XANES and confocal figures, marked live; it reloads itself
     live_page = next(p for p in pages if "xanes.png" in p and "confocal.png" in p)
     assert 'http-equiv="refresh"' in live_page and "Live run" in live_page
-    assert "live: " in live_page and "of ? scans" in live_page and "of ? points" in live_page
+    assert "xanes: " in live_page and "of ? scans" in live_page and "of ? points" in live_page
     page = final.report.read_text(encoding="utf-8")
     assert 'http-equiv="refresh"' not in page and "Live run" not in page
     assert 'src="xanes.png"' in page and 'src="confocal.png"' in page
@@ -305,6 +305,26 @@ def test_growing_confocal_files_count_complete_points(tmp_path: Path) -> None:
     source, _ = open_confocal_frames([out / "confocal.h5"], detector_path="instrument/det/"
                                        "data", **{**kw, "swmr": False})
     np.testing.assert_array_equal(source.read(0, 6)[:, 0, 0], [0, 1, 2, 10, 11, 12])
+
+
+def test_live_figure_titles_say_what_they_cover() -> None:
+    """A live product's marker ('live: 12 of ? scans'), put in its figure's title in place
+    of '(live)'; none for a complete product."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from operando.report.live import LIVE_TAG, live_marker, retitle
+
+    assert live_marker({"complete": np.int8(0), "scans_covered": 12}) == "live: 12 of ? scans"
+    assert live_marker({"scans_covered": 12}) == "" == live_marker({"complete": 1})
+    fig = Figure()
+    fig.suptitle(f"run ({LIVE_TAG}): XANES")
+    fig.add_subplot().set_title(f"run ({LIVE_TAG})")
+    retitle(fig, f"({LIVE_TAG})", "(live: 12 of ? scans)")
+    assert fig.get_suptitle() == "run (live: 12 of ? scans): XANES"
+    assert fig.axes[0].get_title() == "run (live: 12 of ? scans)"
 
 
 def test_live_product_is_never_fresh(small_run, tmp_path: Path) -> None:
