@@ -35,6 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import xarray as xr
+
 import operando
 from operando import __version__
 from operando.config import RunConfig, expand_inputs
@@ -42,8 +45,9 @@ from operando.io.cache import IDENTITY_ATTR, file_stamp, read_identity, remove_t
 from operando.io.products import product_path
 from operando.io.xrd.images import split_hdf5_url
 
-__all__ = ["DEPENDENTS", "IDENTITY_ATTR", "REDUCED_STREAMS", "STREAM_SECTIONS", "Plan",
-           "ProductState", "cache_dir", "clean_run", "code_version", "identity_json",
+__all__ = ["COVERED_ATTRS", "DEPENDENTS", "IDENTITY_ATTR", "REDUCED_STREAMS",
+           "STREAM_SECTIONS", "Plan", "ProductState", "cache_dir", "clean_run", "code_version",
+           "identity_json", "in_live_pass",
            "live_attrs", "live_products", "plan_run", "product_state", "run_status"]
 
 #: Streams this version reduces, in the order they run.
@@ -77,25 +81,54 @@ def code_version() -> str:
     return f"{__version__}+{source_digest(roots)[:16]}"
 
 
-#: attributes every product written now carries (a live run: ``complete = 0`` and the frames
-#: it covers); set by :func:`live_products`, read by the reduce flow's writers
-_LIVE_ATTRS: dict[str, Any] = {}
+#: what a product written during a live run records it covers: attribute and how it is
+#: counted in the product (cycler samples, frames, scans, measured points)
+COVERED_ATTRS: dict[str, str] = {"echem": "samples_covered", "xrd": "frames_covered",
+                                 "peaks": "frames_covered", "xanes": "scans_covered",
+                                 "confocal": "points_covered"}
+#: depth of :func:`live_products` blocks in progress (a live pass)
+_LIVE: list[bool] = []
 
 
 @contextlib.contextmanager
-def live_products(frames_covered: int) -> Iterator[None]:
-    """Products written inside are marked ``complete = 0`` (false) with ``frames_covered``:
-    :func:`product_state` calls them incomplete, so they are never taken as fresh."""
-    _LIVE_ATTRS.update(complete=0, frames_covered=int(frames_covered))
+def live_products() -> Iterator[None]:
+    """Products written inside (a live pass) are marked ``complete = 0`` (false) with what
+    they hold (:func:`live_attrs`): :func:`product_state` calls them incomplete, so they are
+    never taken as fresh."""
+    _LIVE.append(True)
     try:
         yield
     finally:
-        _LIVE_ATTRS.clear()
+        _LIVE.pop()
 
 
-def live_attrs() -> dict[str, Any]:
-    """The attributes of :func:`live_products` (empty outside it)."""
-    return dict(_LIVE_ATTRS)
+def in_live_pass() -> bool:
+    """Inside :func:`live_products` (products written now are incomplete)."""
+    return bool(_LIVE)
+
+
+def _covered(product: str, ds: xr.Dataset) -> int | None:
+    if product == "echem":
+        return int(ds.sizes.get("echem_time", 0))
+    if product in ("xrd", "peaks"):
+        return int(ds.sizes.get("frame", 0))
+    if product == "xanes":
+        return int(ds.sizes.get("scan", 0))
+    if product == "confocal" and "point_status" in ds:
+        return int((np.asarray(ds["point_status"].values) == 0).sum())
+    return None
+
+
+def live_attrs(product: str, ds: xr.Dataset) -> dict[str, Any]:
+    """The attributes of ``product`` (its Dataset ``ds``) written inside
+    :func:`live_products`: ``complete = 0`` and what it holds, under
+    :data:`COVERED_ATTRS` (``frames_covered``: the frames of xrd.nc and peaks.nc;
+    ``scans_covered``, ``points_covered`` (measured cells), ``samples_covered``: cycler
+    rows). Empty outside a live pass."""
+    if not _LIVE:
+        return {}
+    n = _covered(product, ds)
+    return {"complete": 0, **({COVERED_ATTRS[product]: n} if n is not None else {})}
 
 
 def cache_dir(product_dir: Path) -> Path:

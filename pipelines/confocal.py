@@ -91,7 +91,7 @@ def confocal_plan(sec: ConfocalSection, peaks: PeaksSection | None = None) -> Co
     read: dict[str, Any] = dict(
         files=sec.files, scans=sec.scans, depth_path=sec.depth_path, depth_unit=sec.depth_unit,
         depth_zero=sec.depth_zero, depth_sign=sec.depth_sign, epoch_path=sec.epoch_path,
-        count_time_path=sec.count_time_path, monitor_path=sec.monitor_path,
+        count_time_path=sec.count_time_path, monitor_path=sec.monitor_path, swmr=sec.swmr,
         **(dict(detector_path=sec.detector_path) if sec.mode == "angle" else dict(
             spectrum_path=sec.spectrum_path, two_theta_path=sec.two_theta_path,
             energy_calibration_path=sec.energy_calibration_path,

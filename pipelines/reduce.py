@@ -61,6 +61,7 @@ from operando.io.product_stream import ProductWriter, stream_product
 from operando.io.products import open_product, product_path, write_product
 from operando.io.xrd.frames import FrameMetadata, FrameSource
 from operando.report.echem import echem_figure
+from operando.report.live import LIVE_TAG, live_marker, retitle
 from operando.report.xrd import sync_figure, xrd_figure
 from operando.xrd.product import FRAME_DIM
 from pipelines.cache import (
@@ -69,6 +70,7 @@ from pipelines.cache import (
     cache_dir,
     code_version,
     identity_json,
+    in_live_pass,
     live_attrs,
     plan_run,
 )
@@ -271,14 +273,24 @@ class _Run:
         src = self.sources.get(stream)
         return () if src is None else ("echem-data", _clock_mark(self, src))
 
-    def _attrs(self, stream: str, inputs: Sequence[Path], attrs: dict[str, Any] | None
-               ) -> dict[str, Any]:
+    def _attrs(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
+               attrs: dict[str, Any] | None) -> dict[str, Any]:
         """``attrs`` with the product's identity (code, sections, input stamps) and, on a
-        live run, ``complete = 0`` and ``frames_covered``."""
+        live pass, ``complete = 0`` and what ``ds`` covers (``frames_covered``, ...)."""
         a = dict(attrs or {})
         a[IDENTITY_ATTR] = identity_json(self.cfg, stream, inputs)
-        a.update(live_attrs())
+        a.update(live_attrs(stream, ds))
         return a
+
+    def title(self, what: str = "", stream: str = "", ds: xr.Dataset | None = None) -> str:
+        """A figure title: the run's name, ``what`` after a colon and, on a live pass,
+        ``(live)`` — with what the ``stream``'s product ``ds`` covers when given (``(live: 12
+        of ? frames)``); else :meth:`figures` fills it in once the product is known."""
+        marker = ""
+        if in_live_pass():
+            marker = live_marker(live_attrs(stream, ds)) if ds is not None else LIVE_TAG
+        return (f"{self.out.run_name}{': ' + what if what else ''}"
+                f"{f' ({marker})' if marker else ''}")
 
     def _written(self, stream: str, path: Path) -> Path:
         self.result.products[stream] = path
@@ -289,14 +301,14 @@ class _Run:
               attrs: dict[str, Any] | None) -> Path:
         """Write a product with its identity (code, sections, input stamps)."""
         return self._written(stream, self.out.write(stream, ds, inputs,
-                                                    self._attrs(stream, inputs, attrs)))
+                                                    self._attrs(stream, ds, inputs, attrs)))
 
     @contextlib.contextmanager
     def stream(self, stream: str, ds: xr.Dataset, inputs: Sequence[Path],
                attrs: dict[str, Any] | None, dim: str) -> Iterator[ProductWriter]:
         """:meth:`write` for a product written block by block as its units finish
         (:meth:`OutputOptions.stream`); recorded as written when the block ends."""
-        with self.out.stream(stream, ds, inputs, self._attrs(stream, inputs, attrs),
+        with self.out.stream(stream, ds, inputs, self._attrs(stream, ds, inputs, attrs),
                              dim) as writer:
             yield writer
         self._written(stream, self.out.path(stream))
@@ -306,11 +318,17 @@ class _Run:
         self.log.warning("%s", note)
         self.result.warnings.append(note)
 
-    def figures(self, figures: dict[str, Any]) -> None:
-        """Save figures under ``report/`` (when ``output.report``)."""
-        if self.out.report:
-            for fname, fig in figures.items():
-                self.result.figures.append(save_figure(fig, self.out.figure_path(fname)))
+    def figures(self, figures: dict[str, Any], stream: str = "",
+                ds: xr.Dataset | None = None) -> None:
+        """Save figures under ``report/`` (when ``output.report``); on a live pass the
+        ``(live)`` of their titles says what the ``stream``'s product ``ds`` covers."""
+        if not self.out.report:
+            return
+        marker = live_marker(live_attrs(stream, ds)) if ds is not None else ""
+        for fname, fig in figures.items():
+            if marker:
+                retitle(fig, f"({LIVE_TAG})", f"({marker})")
+            self.result.figures.append(save_figure(fig, self.out.figure_path(fname)))
 
     def stage(self, stream: str, fn: Callable[[], None], *, needs: Sequence[str] = (),
               marks: str | None = None) -> None:
@@ -393,7 +411,7 @@ def _echem_and_clock(run: _Run) -> None:
             run.write("echem", run.echem, sync_inputs(sync, run.echem, clock),
                       clock.to_attrs() if clock else None)
             run.figures({"echem.png": echem_figure(
-                run.echem, title=f"{run.out.run_name}: electrochemistry")})
+                run.echem, title=run.title("electrochemistry", "echem", run.echem))})
         run.stage("echem", write_echem, needs=("clock",) if sync is not None else ())
 
 
@@ -495,7 +513,7 @@ def reduce_xrd(run: _Run, section: XrdSection) -> None:
                 progress=(lambda d, t: run.progress("xrd", d, t)) if run.progress else None):
             out.write(res.start, res.stop, chunk_rows(res))
     with open_product(run.out.path("xrd")) as ds:
-        run.figures({"xrd.png": xrd_figure(ds, title=f"{run.out.run_name}: integrated XRD")})
+        run.figures({"xrd.png": xrd_figure(ds, title=run.title("integrated XRD", "xrd", ds))})
 
 
 def _write_stream(run: _Run, product: StreamProduct, extra_inputs: Sequence[Path] = ()
@@ -504,7 +522,7 @@ def _write_stream(run: _Run, product: StreamProduct, extra_inputs: Sequence[Path
         run.log.info("%s", note)
     run.write(product.name, product.dataset, [*product.inputs, *extra_inputs],
               product.attrs)
-    run.figures(product.figures)
+    run.figures(product.figures, product.name, product.dataset)
 
 
 def _peaks(run: _Run, section: PeaksSection) -> None:
@@ -512,7 +530,7 @@ def _peaks(run: _Run, section: PeaksSection) -> None:
 
     # read block by block as the fit units are submitted (the run is never held whole)
     with open_product(run.out.path("xrd")) as xrd_ds:
-        fits = build_peaks(section, xrd_ds, echem=run.echem, run_name=run.out.run_name,
+        fits = build_peaks(section, xrd_ds, echem=run.echem, run_name=run.title(),
                            map_units=run.runner.mapper("peaks"), progress=run.progress)
         # the clock that put xrd.nc on the potentiostat time base
         fits.attrs.update({k: v for k, v in xrd_ds.attrs.items()
@@ -525,7 +543,7 @@ def _confocal(run: _Run, section: ConfocalSection) -> None:
 
     # its own peaks section, else the top-level one
     clock, clock_inputs = run.clock_of("confocal")
-    depth = build_confocal(section, peaks=run.cfg.peaks, run_name=run.out.run_name,
+    depth = build_confocal(section, peaks=run.cfg.peaks, run_name=run.title(),
                            echem=run.echem, clock=clock,
                            map_units=run.runner.mapper("confocal"), progress=run.progress)
     _write_stream(run, depth, clock_inputs)
@@ -584,7 +602,7 @@ def reduce_flow(cfg: RunConfig, compute: dict[str, str], scheduler: Any = "local
         if "xanes" in compute and cfg.xanes is not None:
             run.stage("xanes", lambda: _write_stream(run, runner.run(
                 _xanes_unit, cfg.xanes, run.echem, run.clock_of("xanes")[0],
-                run.out.run_name, progress, stream="xanes", cache=False, local=True),
+                run.title(), progress, stream="xanes", cache=False, local=True),
                 run.clock_of("xanes")[1]), needs=run.clock_needs("xanes"))
         if "kinetics" in compute and cfg.kinetics is not None:
             run.stage("kinetics", lambda: _write_stream(run, runner.run(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from operando.io.products import product_path
 from operando.io.report import file_size, read_json, read_log_warnings, write_report_page
 from operando.io.run import open_run
 from operando.report import summary as S
+from operando.report.live import LIVE_TAG, is_live, live_marker
 from operando.report.page import Figure, ProductRow, ReportPage, StreamSection, render_report
 from pipelines.cache import LOG_NAME, code_version, run_status
 
@@ -110,9 +112,10 @@ def _products_rows(cfg: RunConfig | None, pdir: Path, fmt: str,
 
 
 def _figures(report_dir: Path, names: Mapping[str, str],
-             draw: Callable[[str], Any] | None = None) -> list[Figure]:
+             draw: Callable[[str], Any] | None = None, version: str = "") -> list[Figure]:
     """The figures of a section: those the flow left in ``report/``; a missing one is drawn
-    by ``draw(name)`` (a matplotlib Figure, or None when it cannot be drawn)."""
+    by ``draw(name)`` (a matplotlib Figure, or None when it cannot be drawn). ``version``
+    (e.g. ``?v=<time>``) follows each file name, so a reloaded live page fetches them anew."""
     out = []
     for name, caption in names.items():
         if file_size(report_dir / name) is None and draw is not None:
@@ -120,12 +123,13 @@ def _figures(report_dir: Path, names: Mapping[str, str],
             if fig is not None:
                 save_figure(fig, report_dir / name)
         if file_size(report_dir / name) is not None:
-            out.append(Figure(name, caption))
+            out.append(Figure(name + version, caption))
     return out
 
 
-def _draw(products: Mapping[str, xr.Dataset], title: str) -> Callable[[str], Any]:
-    """Draw a figure the flow did not leave (``output.report: false``, or an older run)."""
+def _draw(products: Mapping[str, xr.Dataset], base: str) -> Callable[[str], Any]:
+    """Draw a figure the flow did not leave (``output.report: false``, or an older run);
+    ``base``: the run's name, and on a live product what it covers."""
     from operando.report.confocal import confocal_figure
     from operando.report.echem import echem_figure
     from operando.report.kinetics import d_map_figure, ip_figure
@@ -135,6 +139,9 @@ def _draw(products: Mapping[str, xr.Dataset], title: str) -> Callable[[str], Any
 
     def draw(name: str) -> Any:
         p = products
+        product = name.split(".")[0].split("_")[0]  # kinetics_ip.png → kinetics
+        marker = live_marker(p[product].attrs) if product in p else ""
+        title = f"{base} ({marker})" if marker else base
         if name == "echem.png" and "echem" in p:
             return echem_figure(p["echem"], title=f"{title}: electrochemistry")
         if name == "xrd.png" and "xrd" in p:
@@ -226,13 +233,30 @@ def _stream_summary(name: str, products: Mapping[str, xr.Dataset]) -> S.StreamSu
     return S.StreamSummary([S.Fact("covers", S.coverage(name, ds))])
 
 
+#: how often a live run's page reloads itself (s): about a live pass's period
+LIVE_REFRESH_S = 15
+
+
+def _live_banner(live: Mapping[str, str]) -> str:
+    """The line atop a live run's page: what each incomplete product covers so far."""
+    if not live:
+        return ""
+    return ("Live run, still being acquired: the products are incomplete ("
+            + "; ".join(f"{name}: {marker.removeprefix(LIVE_TAG + ': ')}"
+                        for name, marker in live.items())
+            + f"). This page reloads every {LIVE_REFRESH_S} s.")
+
+
 def write_report(run_dir_or_config: Any) -> Path:
     """Write ``<product_dir>/report/index.html`` for a reduced run and return its path.
 
     ``run_dir_or_config``: the run's product folder (``reduced/<run>/``), its run config
     (YAML path or ``RunConfig``). A folder's config is the one its products recorded.
     Figures the flow wrote are shown as they are; missing ones are drawn from the
-    products. Raises what :func:`operando.open_run` raises for a folder without products.
+    products. While a product is incomplete (a live run, ``complete = 0``) the page says
+    what each covers, leaves the scorecard for the end and reloads itself every
+    :data:`LIVE_REFRESH_S` s. Raises what :func:`operando.open_run` raises for a folder
+    without products.
     """
     cfg, pdir = _resolve(run_dir_or_config)
     tree = open_run(pdir)
@@ -247,10 +271,15 @@ def write_report(run_dir_or_config: Any) -> Path:
         draw = _draw(products, title)
         clock_attrs = next((ds.attrs for ds in products.values() if "clock_method" in ds.attrs),
                            {})
+        live = {name: live_marker(ds.attrs) for name, ds in products.items()
+                if is_live(ds.attrs)}
+        # a live page's figures change under the same names: the reloaded page asks anew
+        version = f"?v={time.time_ns()}" if live else ""
         streams = [StreamSection(name, SECTIONS[name][0], _stream_summary(name, products),
-                                 _figures(report_dir, SECTIONS[name][1], draw))
+                                 _figures(report_dir, SECTIONS[name][1], draw, version))
                    for name in SECTIONS if name in products]
-        scorecard, failed = _scorecard(cfg, products)
+        # the truth is the whole run's: scored once the products are complete
+        scorecard, failed = _scorecard(cfg, products) if not live else (None, 0)
         page = ReportPage(
             run_name=title, created_utc=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
             run_facts=_run_facts(cfg, products),
@@ -259,11 +288,14 @@ def write_report(run_dir_or_config: Any) -> Path:
             products=_products_rows(cfg, pdir, str(tree.attrs.get("format", "netcdf")),
                                     products),
             clock=S.clock_facts(clock_attrs),
-            clock_figures=_figures(report_dir, {"sync.png": "trigger-clock residuals"}),
+            clock_figures=_figures(report_dir, {"sync.png": "trigger-clock residuals"},
+                                   version=version),
             protocol=S.echem_protocol(products["echem"]) if "echem" in products else None,
-            protocol_figures=_figures(report_dir, {"echem.png": "voltage and current"}, draw),
+            protocol_figures=_figures(report_dir, {"echem.png": "voltage and current"}, draw,
+                                      version),
             streams=streams, scorecard=scorecard, scorecard_failed=failed,
-            log_href=f"../{LOG_NAME}" if file_size(pdir / LOG_NAME) is not None else None)
+            log_href=f"../{LOG_NAME}" if file_size(pdir / LOG_NAME) is not None else None,
+            live=_live_banner(live), refresh_s=LIVE_REFRESH_S if live else None)
         return write_report_page(report_dir, render_report(page, version=__version__))
     finally:
         tree.close()

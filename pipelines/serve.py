@@ -31,7 +31,6 @@ that changed, plus the live ones when their quiet time may have run out.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
@@ -68,9 +67,9 @@ class ServeOptions:
     (:func:`pipelines.cluster.dask_client`); ``lock_wait_s``: how long to wait for a run
     locked by another reducer before trying again on a later pass; ``tick_s``: how often
     the watch wakes without a file event (quiet timers, locked runs); ``live``: reduce a
-    live run as its frames complete (products marked ``complete = 0``), not only at its
-    end; ``state_file``: where the runs' states are remembered between passes (relative
-    to the beamtime folder; None: no memory, every pass starts afresh);
+    live run as its frames, scans and points complete (products marked ``complete = 0``),
+    not only at its end; ``state_file``: where the runs' states are remembered between
+    passes (relative to the beamtime folder; None: no memory, every pass starts afresh);
     ``retry_failed``: retry the runs remembered as failed even when nothing changed (e.g.
     after a disk was freed or a scheduler came back)."""
 
@@ -99,8 +98,8 @@ class RunState:
     failures: int = 0
     reason: str = ""
     reductions: int = 0
-    #: frames covered by the last live pass
-    live_frames: int = 0
+    #: stream → items (frames, scans, points) covered by the last live pass
+    live_items: dict[str, int] = field(default_factory=dict)
     #: what the run looked like when it was last handled (config, raw files, marker), as
     #: plain JSON values
     done_key: list[Any] | None = None
@@ -136,6 +135,11 @@ class RunState:
         fails = f"{self.failures}: {self.reason}" if self.failures else self.reason
         return (self.name or self.config.parent.name, self.state,
                 epoch_to_iso(self.last_change) if self.last_change else "", prods, fails)
+
+
+def _items(counts: dict[str, int]) -> str:
+    """``xrd 12, xanes 3`` (items covered per stream)."""
+    return ", ".join(f"{s} {n}" for s, n in counts.items())
 
 
 class Beamtime:
@@ -239,28 +243,31 @@ class Beamtime:
             if self.options.live:
                 self._live_pass(st, cfg)
         else:
-            st.live_frames = 0
+            st.live_items = {}
             self._reduce(st, cfg, key)
         return (st.state, st.reason, st.reductions, st.failures) != before
 
     def _live_pass(self, st: RunState, cfg: RunConfig) -> None:
-        """Reduce a live run again when more frames are complete (pipelines.follow)."""
-        from pipelines.follow import complete_frames, live_config
+        """Reduce a live run again when one of its streams has more complete frames, scans
+        or points (:mod:`pipelines.follow`)."""
+        from pipelines.follow import complete_items, live_config
 
         live = live_config(cfg)
-        n = complete_frames(live)
-        if n > st.live_frames:
+        counts = complete_items(live)
+        grown = [s for s, n in counts.items() if n > st.live_items.get(s, 0)]
+        if grown:
             failures = st.failures
-            self._reduce(st, live, None, live_frames=n)
+            self._reduce(st, live, None, live=(counts, grown))
             if st.state == "failed":  # e.g. too few trigger pulses yet: the next pass retries
-                st.reason = f"live pass on {n} frames: {st.reason}"
+                st.reason = f"live pass on {_items(counts)}: {st.reason}"
             st.state, st.failures = "live", failures
 
     def _reduce(self, st: RunState, cfg: RunConfig, key: list[Any] | None,
-                live_frames: int | None = None) -> None:
-        """Reduce under the run's lock (``live_frames``: a live pass, products marked
-        incomplete); ``key``: what the run looked like (None: look again next time)."""
-        from pipelines.cache import live_products
+                live: tuple[dict[str, int], list[str]] | None = None) -> None:
+        """Reduce under the run's lock (``live``: a live pass, (items covered per stream,
+        the streams that grew), products marked incomplete); ``key``: what the run looked
+        like (None: look again next time)."""
+        from pipelines.follow import live_pass
         from pipelines.reduce import reduce_run
 
         lock = run_lock(cfg, command="operando serve")
@@ -275,12 +282,13 @@ class Beamtime:
                 log.warning("%s: stale lock of %s taken over", st.name,
                             lock.taken_over.describe())
             log.info("%s: reducing %s%s", st.name, st.config,
-                     f" (live: {live_frames} frames)" if live_frames else "")
-            with live_products(live_frames) if live_frames else contextlib.nullcontext():
+                     f" (live: {_items(live[0])})" if live else "")
+            if live:
+                res = live_pass(cfg, live[1], scheduler=self.options.scheduler)
+                st.live_items = dict(live[0])
+            else:
                 res = reduce_run(cfg, scheduler=self.options.scheduler,
                                  raise_on_failure=False)
-            if live_frames:
-                st.live_frames = live_frames
         except Exception as exc:  # one run's failure never stops the service
             st.state, st.reason = "failed", f"{type(exc).__name__}: {exc}"
             st.failures += 1

@@ -97,7 +97,7 @@ def read_hdf5_scans(sec: XanesSection, files: list[Path],
             path, scans=sec.scans, energy_path=sec.energy_path, i0_path=sec.i0_path,
             it_path=sec.it_path, if_path=sec.if_path, iref_path=sec.iref_path,
             epoch_path=sec.epoch_path, start_time_path=sec.start_time_path,
-            end_time_path=sec.end_time_path))
+            end_time_path=sec.end_time_path, swmr=sec.swmr))
         say(STREAM, k + 1, len(files) + 2)
     mus = [counts_to_mu(s.i0, s.it, s.if_, s.iref, mode=sec.mode) for s in scans]
     return ScanSet(

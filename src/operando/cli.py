@@ -157,9 +157,9 @@ def simulate(
         "--real-data/--no-real-data",
         help="Use the measured Fe K-edge standards in ../shared/data when present.")] = True,
     live: Annotated[bool, typer.Option(
-        "--live", help="Acquire the run live: cycler rows, trigger pulses and detector frames "
-        "(HDF5 SWMR, one flush per frame) appended at --speed × real time, then the files "
-        "closed and an END marker written.")] = False,
+        "--live", help="Acquire the run live: cycler rows, trigger pulses, detector frames "
+        "(HDF5 SWMR, one flush per frame), XANES scans and confocal points written as they "
+        "end at --speed × real time, then the files closed and an END marker written.")] = False,
     speed: Annotated[float, typer.Option(help="--live: times real time.")] = 60.0,
 ) -> None:
     """Write a synthetic operando beamtime with known ground truth (truth.json, run.yaml)."""
@@ -332,9 +332,9 @@ def reduce(
         help="Seconds to wait for the run's lock when another reducer (reduce or serve) "
         "holds it; then exit 1 naming the holder (pid, host, since).")] = 0.0,
     follow: Annotated[bool, typer.Option(
-        "--follow", help="A run still being acquired: reduce as frames complete (products "
-        "marked complete = false) until the END marker appears or nothing changed for "
-        "--quiet s, then reduce it whole.")] = False,
+        "--follow", help="A run still being acquired: reduce as frames, scans and points "
+        "complete (products marked complete = false) until the END marker appears or nothing "
+        "changed for --quiet s, then reduce it whole.")] = False,
     quiet: Annotated[float, typer.Option(help="--follow: seconds without a change that "
                                               "end the run.")] = 60.0,
 ) -> None:
@@ -363,7 +363,8 @@ def reduce(
 
         res = follow_run(cfg, config.resolve().parent, FollowOptions(
             quiet_s=quiet, scheduler=where), on_pass=lambda n, r: console.print(
-                f"live: {n} frames reduced ({', '.join(r.status())})", markup=False))
+                f"live: {', '.join(f'{s} {k}' for s, k in n.items())} reduced "
+                f"({', '.join(r.status())})", markup=False))
         _print_reduce_result(res)
         raise typer.Exit(code=1 if res.failed else 0)
     mode = ("overwrite" if overwrite or (overwrite is None and cfg.output.overwrite)

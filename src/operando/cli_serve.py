@@ -56,8 +56,8 @@ def serve(
         help="Seconds to wait for a run locked by another reducer before trying it again "
         "on a later pass.")] = 0.0,
     live: Annotated[bool, typer.Option(
-        "--live/--no-live", help="Reduce a live run as its frames complete (products marked "
-        "complete = false), not only when it ends.")] = True,
+        "--live/--no-live", help="Reduce a live run as its frames, scans and points "
+        "complete (products marked complete = false), not only when it ends.")] = True,
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Retry the runs that failed on an earlier pass even when "
         "nothing changed (the service remembers runs in BEAMTIME_DIR/.operando/"

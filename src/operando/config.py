@@ -684,6 +684,10 @@ class XanesSection(_Section):
     epoch_path: str | None = "measurement/epoch"
     start_time_path: str | None = "start_time"
     end_time_path: str | None = "end_time"
+    swmr: bool = Field(False, description="HDF5 scan files still being written (a live run): "
+                       "only complete scans are read (end_time written, every point's data "
+                       "and epoch written, not a zero-filled slot); the others are pending, "
+                       "not an error.")
     energy_column: str | None = Field(
         None, description="Text: column of the energy axis (label or 1-based index); null: the "
         "column named like energy, else column 1.")
@@ -966,6 +970,9 @@ class ConfocalSection(_Section):
     monitor_path: str | None = "measurement/mon"
     normalize_by_monitor: bool = Field(False, description="Divide each point by its monitor "
                                        "counts.")
+    swmr: bool = Field(False, description="Scan files still being written (a live run; frame "
+                       "files read as HDF5 SWMR): only complete points (frame or spectrum and "
+                       "epoch written); the others are pending, not an error.")
     integration: IntegrationSection | None = Field(None, description="Azimuthal integration "
                                                    "(angle mode).")
     peaks: PeaksSection | None = Field(None, description="Peak fitting of the confocal "

@@ -125,11 +125,14 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     src.unlink()
 
 
-def publish(tmp: str | Path, final: str | Path, *, overwrite: bool = True) -> None:
-    """Move the finished ``tmp`` to ``final`` durably (fsync before and after the rename);
-    with ``overwrite`` False an existing ``final`` is never replaced (FileExistsError)."""
+def publish(tmp: str | Path, final: str | Path, *, overwrite: bool = True,
+            durable: bool = True) -> None:
+    """Move the finished ``tmp`` to ``final`` durably (fsync before and after the rename;
+    ``durable`` False: the rename only, still atomic for readers); with ``overwrite`` False
+    an existing ``final`` is never replaced (FileExistsError)."""
     tmp, final = Path(tmp), Path(final)
-    fsync_tree(tmp)
+    if durable:
+        fsync_tree(tmp)
     if overwrite:
         os.replace(tmp, final)
     else:
@@ -138,16 +141,20 @@ def publish(tmp: str | Path, final: str | Path, *, overwrite: bool = True) -> No
         except FileExistsError:
             raise FileExistsError(
                 f"{final}: exists and overwrite is off; nothing was written") from None
-    _fsync(final.parent, directory=True)
+    if durable:
+        _fsync(final.parent, directory=True)
 
 
 @contextlib.contextmanager
-def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_path(final: str | Path, *, overwrite: bool = True,
+                durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it to ``final`` on success.
 
     On an exception the temporary file is removed and ``final`` is untouched
     (an earlier product under that name stays intact). Parts of ``final`` left by a
-    killed run are removed first.
+    killed run are removed first. ``durable`` False skips the fsyncs (a file replaced many
+    times a minute whose readers need it whole, not on disk after a crash: the versions
+    of a simulated acquisition).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -159,7 +166,7 @@ def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
         yield tmp
         if not tmp.exists():
             raise RuntimeError(f"{final}: the writer produced no file")
-        publish(tmp, final, overwrite=overwrite)
+        publish(tmp, final, overwrite=overwrite, durable=durable)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

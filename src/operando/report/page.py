@@ -4,7 +4,8 @@ Pure: :func:`render_report` takes the page's content (:class:`ReportPage`) and r
 HTML text; nothing is read from or written to disk here (the template ships with the
 package; ``operando.io.report`` writes the page). The page is self-contained: the figures
 are PNG files beside it, the products are linked by relative paths, no script, no font or
-style sheet from the network.
+style sheet from the network. While the run is live (:attr:`ReportPage.refresh_s`) the page
+reloads itself (``<meta http-equiv="refresh">``), so the figures follow the acquisition.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ class ReportPage:
     scorecard: Table | None = None
     scorecard_failed: int = 0
     log_href: str | None = None
+    #: a live run (products incomplete): what they cover so far, shown at the top; "" else
+    live: str = ""
+    #: seconds after which the browser reloads the page (a live run); None: never
+    refresh_s: int | None = None
 
 
 def _environment() -> jinja2.Environment:

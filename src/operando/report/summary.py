@@ -215,7 +215,8 @@ def peaks_summary(peaks: xr.Dataset, echem: xr.Dataset | None, *,
     if "x_li_structural" in peaks:
         x = _values(peaks, "x_li_structural").astype(float)
         out.facts.append(Fact("Li content of the probed volume",
-                              f"{_f(np.nanmin(x), '.3f')} – {_f(np.nanmax(x), '.3f')}"))
+                              f"{_f(np.nanmin(x), '.3f')} – {_f(np.nanmax(x), '.3f')}"
+                              if np.isfinite(x).any() else "n/a"))
     if "intermediate_flag" in peaks:
         flag = _values(peaks, "intermediate_flag").astype(bool)
         frames = _values(peaks, "frame_index")[flag] if "frame_index" in peaks \

@@ -37,6 +37,7 @@ from operando.io.atomic import atomic_path
 from operando.io.errors import InputFileError
 from operando.io.nxutil import as_str, nx_group, write_root_attrs
 from operando.io.timestamps import parse_time_utc
+from operando.io.xrd.frame_segments import MIN_EPOCH_S
 
 __all__ = [
     "MEASUREMENT_UNITS",
@@ -225,6 +226,14 @@ class XasChannels:
         return f"{self.path}::/{self.entry}"
 
 
+def _data_written(energy: np.ndarray, epoch: np.ndarray | None) -> bool:
+    """A scan's data are written: a non-zero energy axis and (per-point epochs) every epoch
+    a finite epoch time (after 1973), not a zero fill."""
+    if energy.size == 0 or not np.any(energy):
+        return False
+    return epoch is None or bool(np.all(np.isfinite(epoch)) and np.all(epoch > MIN_EPOCH_S))
+
+
 def _iso_epoch(path: Path, where: str, text: str) -> float:
     try:  # Bliss writes ISO-8601 with its UTC offset; there is no zone setting to fall back on
         when, _ = parse_time_utc(text, None, tz_key="(for HDF5 scans) a UTC offset in the file")
@@ -245,6 +254,7 @@ def read_xas_channels(
     epoch_path: str | None = "measurement/epoch",
     start_time_path: str | None = "start_time",
     end_time_path: str | None = "end_time",
+    swmr: bool = False,
 ) -> list[XasChannels]:
     """The named channels of every ``<n>.1`` entry matching the glob ``scans``, in scan order.
 
@@ -252,6 +262,13 @@ def read_xas_channels(
     :class:`XasScanFileError` naming the file, the dataset path, what was expected and what
     was found (the entry's members). ``epoch_path`` and the start/end paths are optional:
     absent datasets give None / NaN.
+
+    ``swmr``: the file is still being written (a live run; opened as an SWMR reader). Only
+    complete scans are returned: a scan counts once its end time is written (the dataset
+    at ``end_time_path``, when given; an entry without it is still being acquired and is
+    not read) and its data are (a non-zero energy axis and, with per-point epochs, every
+    one a finite epoch time: a scan pre-extended with zeros is not one yet). No complete
+    scan gives an empty list instead of an error.
     """
     from fnmatch import fnmatchcase
 
@@ -260,7 +277,7 @@ def read_xas_channels(
         raise XasScanFileError(f"{p}: no such file (expected a Bliss-like XAS scan HDF5 file)")
     out: list[XasChannels] = []
     try:
-        f = h5py.File(p, "r")
+        f = h5py.File(p, "r", swmr=True) if swmr else h5py.File(p, "r")
     except OSError as exc:
         raise XasScanFileError(f"{p}: not a readable HDF5 file ({exc})") from None
     with f:
@@ -269,11 +286,13 @@ def read_xas_channels(
             if (m := _SCAN_ENTRY.fullmatch(k)) and isinstance(f[k], h5py.Group)
             and fnmatchcase(k, scans)
         )
-        if not numbered:
+        if not numbered and not swmr:
             raise XasScanFileError(f"{p}: no scan entry matches {scans!r} (expected groups named "
                                    f"'<n>.1'); found top-level names {sorted(f)[:20]}")
         for number, name in numbered:
             entry = f[name]
+            if swmr and end_time_path and end_time_path not in entry:
+                continue  # being acquired: its end is not written yet
 
             def array(rel: str, key: str, *, entry: h5py.Group = entry, name: str = name
                       ) -> np.ndarray:
@@ -302,6 +321,8 @@ def read_xas_channels(
                     raise XasScanFileError(
                         f"{p}: /{name}: channel {key} has {values.size} points but "
                         f"{energy_path} has {energy.size}; expected equal lengths")
+            if swmr and not _data_written(energy, epoch):
+                continue  # a pre-extended slot, not yet filled
             t0 = t1 = float("nan")
             for rel, which in ((start_time_path, "start"), (end_time_path, "end")):
                 if rel and rel in entry:

@@ -45,6 +45,15 @@ epoch in an entry, epochs that are not epoch seconds, calibrations that disagree
 Entries are taken from the files in the order given and, within a file, in natural order
 of their names (``"9.1"`` before ``"10.1"``), matching ``scans`` (an :mod:`fnmatch`
 pattern over the top-level names). Every call opens, reads what it needs and closes.
+
+Files still being written (``swmr``, a live run)
+------------------------------------------------
+The files are opened as HDF5 SWMR readers (frame files through
+:func:`operando.io.xrd.frames.open_frames` with ``swmr``) and a point counts once all it
+needs is written: its frame (or spectrum) and its counters, i.e. the entry's common length
+above — a pass in progress has the points measured so far; the differing lengths of its
+arrays are the points still being written, not an irregularity. A file with no entry yet
+holds no point (the readers say so instead of listing the entries).
 """
 
 from __future__ import annotations
@@ -144,6 +153,7 @@ class _Opts:
     epoch_path: str
     count_time_path: str | None
     monitor_path: str | None
+    swmr: bool = False
 
 
 def _key(name: str, value: Any) -> str:
@@ -162,9 +172,9 @@ def _check_files(files: Sequence[str | Path]) -> tuple[Path, ...]:
     return paths
 
 
-def _open(path: Path) -> h5py.File:
+def _open(path: Path, swmr: bool = False) -> h5py.File:
     try:
-        return h5py.File(path, "r")
+        return h5py.File(path, "r", swmr=True) if swmr else h5py.File(path, "r")
     except OSError as err:
         raise ConfocalFormatError(
             f"{path}: cannot open as HDF5 ({err}) (confocal.files)") from err
@@ -174,10 +184,10 @@ def _units(dset: h5py.Dataset) -> str:
     return as_str(dset.attrs.get("units", "")).strip()
 
 
-def _list_entries(f: h5py.File, file: Path, scans: str) -> list[str]:
+def _list_entries(f: h5py.File, file: Path, scans: str, swmr: bool = False) -> list[str]:
     names = [n for n in f if fnmatch.fnmatchcase(n, scans)
              and isinstance(f.get(n, getlink=False), h5py.Group)]
-    if not names:
+    if not names and not swmr:
         found = sorted(f, key=natural_key)
         listing = ", ".join(found[:12]) + (", ..." if len(found) > 12 else "")
         raise ConfocalFormatError(
@@ -304,7 +314,7 @@ def _read_entry(
             lengths[posixpath.basename(rel) or kind] = values.size
         sources[kind] = f"{file}::{dset.name}" + (" (one value per scan)" if scalar else "")
     n = min(lengths.values())
-    if len(set(lengths.values())) > 1:
+    if len(set(lengths.values())) > 1 and not opts.swmr:  # live: points being written
         listing = ", ".join(f"{k} {v}" for k, v in lengths.items())
         notes.append(f"{label}: lengths differ ({listing}) -> {n} points used")
 
@@ -398,6 +408,7 @@ def _assemble(
 def _opts(
     scans: str, depth_path: str, depth_unit: str, depth_zero: float, depth_sign: int,
     epoch_path: str, count_time_path: str | None, monitor_path: str | None,
+    swmr: bool = False,
 ) -> _Opts:
     if depth_unit not in ("mm", "um"):
         raise ValueError(f"confocal.depth_unit: expected 'mm' or 'um', found {depth_unit!r}")
@@ -409,14 +420,15 @@ def _opts(
     return _Opts(scans=scans, depth_path=depth_path, depth_unit=depth_unit,
                  depth_zero=float(depth_zero), depth_sign=int(depth_sign),
                  epoch_path=epoch_path, count_time_path=count_time_path,
-                 monitor_path=monitor_path)
+                 monitor_path=monitor_path, swmr=swmr)
 
 
-def _entry_names(files: tuple[Path, ...], scans: str) -> list[tuple[Path, str]]:
+def _entry_names(files: tuple[Path, ...], scans: str, swmr: bool = False
+                 ) -> list[tuple[Path, str]]:
     out: list[tuple[Path, str]] = []
     for file in files:
-        with _open(file) as f:
-            out.extend((file, name) for name in _list_entries(f, file, scans))
+        with _open(file, swmr) as f:
+            out.extend((file, name) for name in _list_entries(f, file, scans, swmr))
     return out
 
 
@@ -436,14 +448,14 @@ def _read_points(
     names: list[tuple[Path, str]] | None = None, extra_notes: Sequence[str] = (),
 ) -> ConfocalPoints:
     if names is None:
-        names = _entry_names(files, opts.scans)
+        names = _entry_names(files, opts.scans, opts.swmr)
     if n_frames is not None and len(n_frames) != len(names):
         raise ValueError(f"n_frames_per_entry: {len(n_frames)} values for the {len(names)} "
                          f"entries matching {opts.scans!r} in {', '.join(map(str, files))}")
     notes = list(extra_notes)
     entries: list[_Entry] = []
     for file, items in _by_file(names):
-        with _open(file) as f:
+        with _open(file, opts.swmr) as f:
             for k, name in items:
                 nf = None if n_frames is None else int(n_frames[k])
                 entries.append(_read_entry(f, file, name, opts, nf, frames_name, notes))
@@ -468,6 +480,7 @@ def read_confocal_points(
     count_time_path: str | None,
     monitor_path: str | None,
     n_frames_per_entry: Sequence[int] | None = None,
+    swmr: bool = False,
 ) -> ConfocalPoints:
     """Read every point's depth, time, count time and monitor (see the module docstring).
 
@@ -477,10 +490,11 @@ def read_confocal_points(
     (one per entry, in the order read) are the frames or spectra of each entry: they
     take part in the common length of the entry and place ``frame_index`` (row in the
     concatenated frames); without it ``frame_index`` numbers the kept points 0..n-1.
+    ``swmr``: files still being written (a live run, module docstring).
     """
     paths = _check_files(files)
     opts = _opts(scans, depth_path, depth_unit, depth_zero, depth_sign, epoch_path,
-                 count_time_path, monitor_path)
+                 count_time_path, monitor_path, swmr)
     return _read_points(paths, opts, n_frames_per_entry, "frames", None)
 
 
@@ -501,6 +515,7 @@ def open_confocal_frames(
     epoch_path: str,
     count_time_path: str | None,
     monitor_path: str | None,
+    swmr: bool = False,
 ) -> tuple[FrameSource, ConfocalPoints]:
     """Angle-dispersive confocal run: the lazy frame stack and its points.
 
@@ -512,21 +527,30 @@ def open_confocal_frames(
     of each point in the returned :class:`~operando.io.xrd.frames.FrameSource`; the source
     may hold frames that are no point (beyond an entry's common length, or whose epoch
     is not finite), so reduce the rows ``points.frame_index``, not every frame.
+
+    ``swmr``: files still being written (a live run): the frames are opened as growing
+    files (:func:`~operando.io.xrd.frames.open_frames` with ``swmr``: a frame counts once
+    written with its metadata) and a point counts once its frame and its counters (epoch,
+    depth, ...) are written (the common length of the entry); before the first entry a
+    :class:`ConfocalFormatError` says so.
     """
     paths = _check_files(files)
     opts = _opts(scans, depth_path, depth_unit, depth_zero, depth_sign, epoch_path,
-                 count_time_path, monitor_path)
-    names = _entry_names(paths, scans)
+                 count_time_path, monitor_path, swmr)
+    names = _entry_names(paths, scans, swmr)
+    if not names:
+        raise ConfocalFormatError(f"no scan entry yet in {', '.join(map(str, paths))} "
+                                  f"({_key('scans', scans)}; the files are being written)")
     rel = detector_path.lstrip("/")
     # every entry must hold the frames (open_frames' pattern skips entries without them)
     for file, items in _by_file(names):
-        with _open(file) as f:
+        with _open(file, swmr) as f:
             for _, name in items:
                 _frame_dataset_check(f, file, name, rel)
     refused: str | None = None
     notes: list[str] = []
     try:
-        source = open_frames([str(p) for p in paths], dataset=f"/{scans}/{rel}")
+        source = open_frames([str(p) for p in paths], dataset=f"/{scans}/{rel}", swmr=swmr)
     except InputFileError as err:
         refused = str(err)  # not the exception: its traceback would keep files open
     if refused is not None:
@@ -574,7 +598,7 @@ def _open_per_entry(
             src = open_frames(f"{file}::{_full(name, rel)}", swmr=True)
         except InputFileError as err:
             raise _frames_error(err, rel, opts.scans) from err
-        with _open(file) as f:
+        with _open(file, opts.swmr) as f:
             extent = _dataset(f, file, name, rel, "detector_path")
             n_extent = int(extent.shape[0]) if extent.ndim == 3 else 1
             wanted = [n_extent]
@@ -700,6 +724,7 @@ def read_confocal_spectra(
     epoch_path: str,
     count_time_path: str | None,
     monitor_path: str | None,
+    swmr: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float, ConfocalPoints]:
     """Energy-dispersive confocal run: every point's MCA spectrum, the calibration, 2θ.
 
@@ -712,6 +737,8 @@ def read_confocal_spectra(
     1e-9 relative;
     ``two_theta_deg`` the fixed scattering angle (degree; ``two_theta_deg`` or the dataset
     at ``two_theta_path``, one value in every entry). Exactly one of each pair is given.
+    ``swmr``: files still being written (a live run): a point counts once its spectrum and
+    its counters are written (the common length of the entry).
     """
     if (energy_calibration_path is None) == (energy_calibration_keV is None):
         raise ValueError(
@@ -725,8 +752,11 @@ def read_confocal_spectra(
                                                 else "neither"))
     paths = _check_files(files)
     opts = _opts(scans, depth_path, depth_unit, depth_zero, depth_sign, epoch_path,
-                 count_time_path, monitor_path)
-    names = _entry_names(paths, scans)
+                 count_time_path, monitor_path, swmr)
+    names = _entry_names(paths, scans, swmr)
+    if not names:
+        raise ConfocalFormatError(f"no scan entry yet in {', '.join(map(str, paths))} "
+                                  f"({_key('scans', scans)}; the files are being written)")
     n_spectra: list[int] = []
     n_channels: int | None = None
     first_where = ""
@@ -737,7 +767,7 @@ def read_confocal_spectra(
     tth: float | None = None if two_theta_deg is None else float(two_theta_deg)
     tth_where = "confocal.two_theta_deg"
     for file, items in _by_file(names):
-        with _open(file) as f:
+        with _open(file, swmr) as f:
             for _, name in items:
                 n, nch, c, t = _ed_entry(f, file, name, spectrum_path,
                                          energy_calibration_path, two_theta_path)
@@ -775,7 +805,7 @@ def read_confocal_spectra(
     counts = np.empty((points.n_points, n_channels), dtype=np.float64)
     pass_of = {label: p for p, label in enumerate(points.entries)}
     for file, items in _by_file(names):
-        with _open(file) as f:
+        with _open(file, swmr) as f:
             for _, name in items:
                 p = pass_of.get(f"{file}::/{name}")
                 if p is None:  # an entry with no point
