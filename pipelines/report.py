@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +30,7 @@ from operando.config import RunConfig, load_config, validate_config
 from operando.io.figures import save_figure
 from operando.io.products import product_path
 from operando.io.report import file_size, read_json, read_log_warnings, write_report_page
-from operando.io.run import open_run
+from operando.io.run import IncompleteRunWarning, open_run
 from operando.report import summary as S
 from operando.report.live import LIVE_TAG, is_live, live_marker
 from operando.report.page import Figure, ProductRow, ReportPage, StreamSection, render_report
@@ -259,7 +260,9 @@ def write_report(run_dir_or_config: Any) -> Path:
     without products.
     """
     cfg, pdir = _resolve(run_dir_or_config)
-    tree = open_run(pdir)
+    with warnings.catch_warnings():  # a live run's page says so itself, product by product
+        warnings.simplefilter("ignore", IncompleteRunWarning)
+        tree = open_run(pdir)
     try:
         # every product but the patterns is small: read once, not variable by variable
         products = {g: tree[g].to_dataset() if g == "xrd" else tree[g].to_dataset().load()

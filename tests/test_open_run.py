@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import dask.array as da
@@ -12,7 +13,7 @@ import xarray as xr
 
 import operando
 from operando.io.products import RUN_STORE, product_path, read_product, write_product
-from operando.io.run import NoProductError, shared_attrs
+from operando.io.run import IncompleteRunWarning, NoProductError, shared_attrs
 from operando.io.run import open_run as io_open_run
 from pipelines.reduce import reduce_run
 
@@ -219,3 +220,30 @@ def test_whole_run_reduced_to_zarr_opens_like_netcdf(small_reduced, tmp_path: Pa
         _assert_lazy(z)
         for g in nc.children:
             _assert_same_product(nc[g].to_dataset().load(), z[g].to_dataset().load(), g)
+
+
+def test_a_run_still_being_acquired_opens_as_incomplete(tmp_path: Path) -> None:
+    """Products written by a live pass carry complete = 0: the tree says so at its root and
+    open_run warns that they are not final; a complete run does neither."""
+    pdir = tmp_path / "run1"
+    pdir.mkdir()
+    echem = xr.Dataset({"voltage_V": ("echem_time", np.zeros(3))},
+                       attrs={"complete": 0, "samples_covered": 3})
+    xrd = xr.Dataset({"intensity": ("frame", np.zeros(2))},
+                     attrs={"complete": 0, "frames_covered": 2})
+    echem.to_netcdf(pdir / "echem.nc", engine="h5netcdf")
+    xrd.to_netcdf(pdir / "xrd.nc", engine="h5netcdf")
+    with pytest.warns(IncompleteRunWarning, match=r"still being acquired: echem \(3 samples\); "
+                      r"xrd \(2 frames\) are incomplete"):
+        tree = operando.open_run(pdir)
+    assert tree.attrs["complete"] == 0 and tree.attrs["incomplete_products"] == "echem xrd"
+    assert "frames_covered" not in tree.attrs
+    tree.close()
+    for name, ds in (("echem", echem), ("xrd", xrd)):
+        ds.attrs = {}
+        ds.to_netcdf(pdir / f"{name}.nc", engine="h5netcdf")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", IncompleteRunWarning)
+        tree = operando.open_run(pdir)
+    assert tree.attrs["complete"] == 1 and "incomplete_products" not in tree.attrs
+    tree.close()

@@ -6,7 +6,8 @@ with a group per product (``output.format: zarr``, written by
 :func:`operando.io.products.write_product`). :func:`open_run` opens either as the same tree:
 
 ```
-/            attrs: run, products, format, and the provenance every product agrees on
+/            attrs: run, products, format, complete, and the provenance every product
+             agrees on
 ├── echem    dims (echem_time)
 ├── xrd      dims (frame, q)            coords time (s, potentiostat clock), time_utc
 ├── peaks    dims (frame, peak, window, phase)
@@ -18,22 +19,27 @@ with a group per product (``output.format: zarr``, written by
 Lazily: every variable is dask-backed (``chunks={}``: the chunks of the file), nothing is
 read until ``.load()`` / ``.compute()`` / ``.values``; index coordinates (``q``, ``peak``…)
 are read to build their index. ``tree.close()`` (or ``with open_run(...) as tree``)
-closes the files. Reads only; knows nothing of the config (an object with a
+closes the files. A run opened while it is still being acquired (products written by a
+live pass carry ``complete = false``) has root ``complete = 0`` and
+``incomplete_products``, and :func:`open_run` warns (:class:`IncompleteRunWarning`) that
+they are not final. Reads only; knows nothing of the config (an object with a
 ``product_dir`` attribute is accepted; :func:`operando.open_run` also takes a config path).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import xarray as xr
 
+from operando.cf import covered, is_incomplete
 from operando.io.products import RUN_STORE, product_path
 
-__all__ = ["PRODUCTS", "NoProductError", "open_run", "shared_attrs"]
+__all__ = ["PRODUCTS", "IncompleteRunWarning", "NoProductError", "open_run", "shared_attrs"]
 
 #: product names in the order of the reduction (and of the tree's groups)
 PRODUCTS = ("echem", "xrd", "peaks", "xanes", "confocal", "kinetics")
@@ -41,6 +47,11 @@ PRODUCTS = ("echem", "xrd", "peaks", "xanes", "confocal", "kinetics")
 #: attributes lifted to the root when every product that carries them agrees
 SHARED_PREFIXES = ("clock_",)
 SHARED_KEYS = ("operando_version", "Conventions")
+
+
+class IncompleteRunWarning(UserWarning):
+    """A run opened while it is still being acquired: some products carry
+    ``complete = false`` (written by a live pass) and are not final."""
 
 
 class NoProductError(FileNotFoundError):
@@ -148,7 +159,9 @@ def open_run(source: str | os.PathLike[str] | HasProductDir, *,
     ``chunks``: passed to xarray (default ``{}``: dask arrays with the file's chunks).
 
     Root attributes: ``run`` (the run's name: the product folder's name), ``products``
-    (the groups, in reduction order), ``format``, and the provenance every product that
+    (the groups, in reduction order), ``format``, ``complete`` (0 when a product was
+    written by a live pass: then ``incomplete_products`` names them and an
+    :class:`IncompleteRunWarning` is issued), and the provenance every product that
     carries it agrees on (:func:`shared_attrs`: ``operando_version``, the clock model).
 
     Raises ``FileNotFoundError`` for a missing folder, :class:`NoProductError` for a folder
@@ -191,10 +204,23 @@ def open_run(source: str | os.PathLike[str] | HasProductDir, *,
         raise ValueError(f"open_run: format expected 'auto', 'netcdf' or 'zarr', found "
                          f"{format!r}")
     groups = list(tree.children)
+    incomplete = {g: covered(tree[g].attrs) for g in groups if is_incomplete(tree[g].attrs)}
+    shared = shared_attrs({g: tree[g].attrs for g in groups})
+    for k in ("complete", *(f"{items}_covered" for c in incomplete.values() for items in c)):
+        shared.pop(k, None)
     tree.attrs = {
         "run": pdir.resolve().name,
         "products": " ".join(groups),
         "format": format,
-        **shared_attrs({g: tree[g].attrs for g in groups}),
+        **shared,
+        "complete": int(not incomplete),
     }
+    if incomplete:
+        tree.attrs["incomplete_products"] = " ".join(incomplete)
+        what = "; ".join(f"{g} ({', '.join(f'{n} {k}' for k, n in c.items()) or 'partial'})"
+                         for g, c in incomplete.items())
+        warnings.warn(IncompleteRunWarning(
+            f"{pdir}: the run is still being acquired: {what} "
+            f"{'is' if len(incomplete) == 1 else 'are'} incomplete (complete = false), not "
+            "final"), stacklevel=2)
     return tree

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.text import Text
+
+from operando.cf import covered, is_incomplete
 
 __all__ = ["LIVE_TAG", "is_live", "live_marker", "retitle"]
 
@@ -20,13 +21,8 @@ __all__ = ["LIVE_TAG", "is_live", "live_marker", "retitle"]
 LIVE_TAG = "live"
 
 
-def is_live(attrs: Mapping[str, Any]) -> bool:
-    """A product written during a live run: its ``complete`` attribute is 0 / false."""
-    if "complete" not in attrs:
-        return False
-    flag = np.asarray(attrs["complete"]).ravel()
-    value = flag[0] if flag.size else 1
-    return str(value).strip().lower() in ("0", "false", "no")
+#: a product written during a live run: its ``complete`` attribute is 0 / false
+is_live = is_incomplete
 
 
 def live_marker(attrs: Mapping[str, Any]) -> str:
@@ -35,8 +31,7 @@ def live_marker(attrs: Mapping[str, Any]) -> str:
     complete one."""
     if not is_live(attrs):
         return ""
-    parts = [f"{int(np.asarray(v).ravel()[0])} of ? {k.removesuffix('_covered')}"
-             for k, v in attrs.items() if k.endswith("_covered")]
+    parts = [f"{n} of ? {items}" for items, n in covered(attrs).items()]
     return f"{LIVE_TAG}: " + (", ".join(parts) if parts else "incomplete")
 
 
