@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from operando.io.h5fail import release_h5netcdf
+
 __all__ = ["atomic_path", "fsync_tree", "part_path", "publish", "remove_stale_parts",
            "write_bytes_atomic", "write_text_atomic"]
 
@@ -145,9 +147,10 @@ def publish(tmp: str | Path, final: str | Path, *, overwrite: bool = True) -> No
 def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it to ``final`` on success.
 
-    On an exception the temporary file is removed and ``final`` is untouched
-    (an earlier product under that name stays intact). Parts of ``final`` left by a
-    killed run are removed first.
+    On an exception the temporary file is emptied and removed and ``final`` is untouched
+    (an earlier product under that name stays intact); an h5netcdf file left open on it by
+    a failed write is dropped without touching HDF5 again (:mod:`operando.io.h5fail`).
+    Parts of ``final`` left by a killed run are removed first.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +164,9 @@ def atomic_path(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
             raise RuntimeError(f"{final}: the writer produced no file")
         publish(tmp, final, overwrite=overwrite)
     except BaseException as err:
+        release_h5netcdf(tmp)  # HDF5 must not touch a file it failed to write (h5fail)
+        with contextlib.suppress(OSError):
+            os.truncate(tmp, 0)  # its blocks freed even where a writer still holds it open
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         clear = _write_error(final, err)
