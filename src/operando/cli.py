@@ -45,7 +45,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-err_console = Console(stderr=True)
+# a message stays one line (a path in it is never broken); the terminal wraps it
+err_console = Console(stderr=True, soft_wrap=True)
 # silx (through pyFAI) warns on every start that pyopencl is absent; operando does not use it
 logging.getLogger("silx.opencl.common").setLevel(logging.ERROR)
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
     from pipelines.serve import Beamtime
 
 console = Console()
-err_console = Console(stderr=True)
+# a message stays one line (a path in it is never broken); the terminal wraps it
+err_console = Console(stderr=True, soft_wrap=True)
 
 _STYLE = {"reduced": "green", "up to date": "green", "live": "cyan", "locked": "yellow",
           "failed": "red", "invalid": "red", "new": "dim"}
