@@ -46,7 +46,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import psutil
 
-__all__ = ["GRACE_S", "MARK_ENV", "POLL_S", "ensure_lifeline", "sigterm_as_exit"]
+__all__ = ["GRACE_S", "MARK_ENV", "POLL_S", "ensure_lifeline", "sigterm_as_exit",
+           "sigterm_deferred"]
 
 #: how often the watchdog notes the descendants (s)
 POLL_S = 0.5
@@ -58,6 +59,10 @@ MARK_ENV = "OPERANDO_LIFELINE"
 
 _lifeline: subprocess.Popen[bytes] | None = None
 _lock = threading.Lock()
+#: depth of :func:`sigterm_deferred` blocks in the main thread, and the signals that came
+#: while it was > 0
+_deferring = 0
+_pending: list[int] = []
 
 
 def ensure_lifeline() -> int | None:
@@ -90,6 +95,9 @@ def sigterm_as_exit() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        if _deferring:
+            _pending.append(signum)
+            return
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -97,6 +105,29 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def sigterm_deferred() -> Iterator[None]:
+    """Inside, a SIGTERM that :func:`sigterm_as_exit` turns into ``SystemExit`` waits for
+    the block to end, then is raised: for steps that must not be cut in half. A Dask
+    LocalCluster interrupted while starting by anything but an ``Exception`` is never
+    closed (``SpecCluster.__init__``): its scheduler goes at interpreter exit while its
+    workers still run, and they print tracebacks ("Failed to communicate with scheduler
+    during heartbeat"). Main thread only; elsewhere a no-op."""
+    global _deferring
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+        if not _deferring and _pending:
+            signum = _pending[0]
+            _pending.clear()
+            raise SystemExit(128 + signum)
 
 
 def _marked(token: str) -> list[psutil.Process]:
