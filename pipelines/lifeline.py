@@ -27,7 +27,8 @@ therefore not be started from it (none is: the run's lock, products and cache ar
 
 :func:`sigterm_as_exit` turns SIGTERM into ``SystemExit(143)`` while a reduce runs in the
 main thread, so ``finally`` blocks (temporary product files removed, the cluster closed)
-and ``atexit`` hooks (Prefect's server stopped) run as on Ctrl-C.
+and ``atexit`` hooks (Prefect's server stopped) run as on Ctrl-C; inside
+:func:`sigterm_deferred` (a Dask cluster starting or closing) it waits for the block's end.
 """
 
 from __future__ import annotations
