@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -206,3 +207,66 @@ def test_read_only_output_folder(tmp_path) -> None:
     assert "an earlier xrd.nc is intact" in r.stdout
     assert final.read_bytes() == before
     assert not _parts(d)
+
+
+def _in_own_mount_namespace(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``sh -c script args…`` in a new user and mount namespace (util-linux ``unshare``; no
+    privilege needed where the kernel allows unprivileged user namespaces): it may mount a
+    tmpfs of its own, which disappears with it."""
+    return subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
+                           script, "sh", *args], capture_output=True, text=True, env=ENV,
+                          stdin=subprocess.DEVNULL, timeout=600)
+
+
+def _small_tmpfs_possible(tmp_path: Path) -> str | None:
+    """None when a 64 kB tmpfs can be mounted in an own namespace, else why not."""
+    if shutil.which("unshare") is None:
+        return "util-linux unshare is not installed"
+    d = tmp_path / "probe"
+    d.mkdir()
+    r = _in_own_mount_namespace('mount -t tmpfs -o size=64k tmpfs "$1"', str(d))
+    return None if r.returncode == 0 else f"cannot mount a tmpfs in a user namespace: " \
+        f"{r.stderr.strip()[-300:]}"
+
+
+@pytest.mark.slow
+def test_full_disk_reduce_exits_1_naming_the_product(small_run, tmp_path) -> None:
+    """A whole `operando reduce` on a really full disk: the output folder a 1 MB tmpfs
+    (ENOSPC, not a size limit, and only there: Prefect's database is elsewhere). Exit code
+    exactly 1; stderr is the failed product's one line and where the traceback went; the
+    earlier xrd.nc intact; no part left."""
+    why = _small_tmpfs_possible(tmp_path)
+    if why:
+        pytest.skip(why)
+    from operando.config import load_config
+
+    base = load_config(small_run.run_config_path)
+    out = tmp_path / "reduced"
+    out.mkdir()
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(base.model_copy(update={"output": base.output.model_copy(
+        update={"directory": out})}).to_yaml(), encoding="utf-8")
+    earlier = write_product(_ds(), tmp_path / "earlier.nc", product="xrd")
+    run_dir = out / base.run.name
+    script = textwrap.dedent("""
+        mount -t tmpfs -o size=1m tmpfs "$1" || exit 99
+        mkdir -p "$2" && cp "$3" "$2/xrd.nc"
+        "$5" -m operando reduce "$4" --only xrd --scheduler none >/dev/null 2>"$6"
+        echo "rc=$?"
+        cmp -s "$3" "$2/xrd.nc" && echo "earlier intact"
+        ls -A "$2"
+    """)
+    err = tmp_path / "stderr.txt"
+    r = _in_own_mount_namespace(script, str(out), str(run_dir), str(earlier), str(cfg),
+                                sys.executable, str(err))
+    assert r.returncode == 0, r.stderr[-3000:]
+    stderr = err.read_text()
+    assert "rc=1\n" in r.stdout, (r.stdout, stderr[-3000:])
+    assert "earlier intact" in r.stdout, r.stdout
+    assert ".part" not in r.stdout, r.stdout
+    lines = stderr.splitlines()
+    assert lines[0] == f"xrd failed: [Errno 28] {run_dir / 'xrd.nc'}: cannot be written, the " \
+        "disk is full (No space left on device); nothing was written, an earlier xrd.nc is " \
+        "intact", stderr[-3000:]
+    assert len(lines) == 2 and lines[1].startswith("traceback(s) in "), stderr[-3000:]
+    assert "Traceback" not in stderr
