@@ -21,6 +21,7 @@ from typing import Any
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from operando.io.cluster import read_cluster_file
+from pipelines.lifeline import sigterm_deferred
 
 __all__ = [
     "JOBQUEUE_SYSTEMS",
@@ -228,28 +229,31 @@ def dask_client(scheduler: str | ClusterSpec | None,
     client = None
     expected = 0
     try:
-        if isinstance(scheduler, ClusterSpec):
-            cluster = jobqueue_cluster(scheduler)
-            if scheduler.adapt is not None:
-                cluster.adapt(**scheduler.adapt)
-            elif scheduler.workers is not None:
-                cluster.scale(n=scheduler.workers)
+        with sigterm_deferred():  # a cluster cut in half while starting is never closed
+            if isinstance(scheduler, ClusterSpec):
+                cluster = jobqueue_cluster(scheduler)
+                if scheduler.adapt is not None:
+                    cluster.adapt(**scheduler.adapt)
+                elif scheduler.workers is not None:
+                    cluster.scale(n=scheduler.workers)
+                else:
+                    cluster.scale(jobs=scheduler.jobs or 1)
+                expected = scheduler.threads
+                client = Client(cluster)
+            elif scheduler == "local":
+                workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
+                                       processes=True, dashboard_address=None)
+                client = Client(cluster)
             else:
-                cluster.scale(jobs=scheduler.jobs or 1)
-            expected = scheduler.threads
-            client = Client(cluster)
-        elif scheduler == "local":
-            workers = n_workers or max(1, min(os.cpu_count() or 1, 4))
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None)
-            client = Client(cluster)
-        else:
-            client = Client(scheduler)
-        client.register_plugin(WorkerMemoryTuning())
-        n = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+                client = Client(scheduler)
+            client.register_plugin(WorkerMemoryTuning())
+            n = sum(w.get("nthreads", 1)
+                    for w in client.scheduler_info()["workers"].values())
         yield client, max(1, n, expected)
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+        with sigterm_deferred():  # nor one cut in half while closing
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()

@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from operando.io.h5fail import release_h5netcdf
+
 __all__ = ["atomic_path", "fsync_tree", "part_path", "publish", "remove_stale_parts",
            "write_bytes_atomic", "write_text_atomic"]
 
@@ -150,11 +152,12 @@ def atomic_path(final: str | Path, *, overwrite: bool = True,
                 durable: bool = True) -> Iterator[Path]:
     """Yield a temporary path in the same folder; rename it to ``final`` on success.
 
-    On an exception the temporary file is removed and ``final`` is untouched
-    (an earlier product under that name stays intact). Parts of ``final`` left by a
-    killed run are removed first. ``durable`` False skips the fsyncs (a file replaced many
-    times a minute whose readers need it whole, not on disk after a crash: the versions
-    of a simulated acquisition).
+    On an exception the temporary file is emptied and removed and ``final`` is untouched
+    (an earlier product under that name stays intact); an h5netcdf file left open on it by
+    a failed write is dropped without touching HDF5 again (:mod:`operando.io.h5fail`).
+    Parts of ``final`` left by a killed run are removed first. ``durable`` False skips the
+    fsyncs (a file replaced many times a minute whose readers need it whole, not on disk
+    after a crash: the versions of a simulated acquisition).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -168,6 +171,9 @@ def atomic_path(final: str | Path, *, overwrite: bool = True,
             raise RuntimeError(f"{final}: the writer produced no file")
         publish(tmp, final, overwrite=overwrite, durable=durable)
     except BaseException as err:
+        release_h5netcdf(tmp)  # HDF5 must not touch a file it failed to write (h5fail)
+        with contextlib.suppress(OSError):
+            os.truncate(tmp, 0)  # its blocks freed even where a writer still holds it open
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         clear = _write_error(final, err)

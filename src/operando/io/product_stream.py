@@ -14,7 +14,10 @@ an earlier product under the final name stays as it was.
 NetCDF4: the fixed part is written by xarray; each streamed variable is created with
 h5netcdf (chunked by rows of at most :data:`CHUNK_BYTES`, NaN fill for floats) with the
 attributes xarray would give it (its own, and ``coordinates`` naming the non-dimension
-coordinates on its dimensions, so xarray reads the same Dataset back). Zarr: the
+coordinates on its dimensions, so xarray reads the same Dataset back); its rows are
+written through h5py datasets held open, the file flushed after each block, so a block
+that cannot be written (a full disk) raises there, and the file is then dropped without
+another HDF5 call (:mod:`operando.io.h5fail`). Zarr: the
 documented region-write pattern (``to_zarr(compute=False)`` creates every array, then
 ``to_zarr(region=...)`` writes each block).
 """
@@ -30,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from operando.io.atomic import atomic_path
+from operando.io.h5fail import abandon
 from operando.io.products import stamp_product, zarr_group_atomic, zarr_strings
 
 __all__ = ["CHUNK_BYTES", "ProductWriter", "chunk_rows_of", "stream_product",
@@ -68,26 +72,33 @@ class ProductWriter:
         self._dims = {n: tuple(str(d) for d in ds[n].dims) for n in names}
         self._done = np.zeros(self.n, dtype=bool)
         self._file: Any = None
+        self._datasets: dict[str, Any] = {}
 
     def _open_netcdf(self, ds: xr.Dataset) -> None:
         import h5netcdf
+        import h5py
 
-        self._file = h5netcdf.File(self.tmp, "a")
-        plain = [str(c) for c in ds.coords if c not in ds.dims]
-        for name in self.names:
-            var = ds[name].variable
-            rows = chunk_rows_of(var.shape, var.dtype)
-            floating = var.dtype.kind == "f"
-            v = self._file.create_variable(
-                name, self._dims[name], dtype=var.dtype,
-                chunks=(rows, *var.shape[1:]) if self.n else None,
-                fillvalue=np.nan if floating else None)
-            for key, value in var.attrs.items():
-                v.attrs[key] = value
-            if name not in ds.coords:
-                mine = [c for c in plain if set(ds[c].dims) <= set(var.dims) and c != name]
-                if mine:
-                    v.attrs["coordinates"] = " ".join(mine)
+        with h5netcdf.File(self.tmp, "a") as nc:
+            plain = [str(c) for c in ds.coords if c not in ds.dims]
+            for name in self.names:
+                var = ds[name].variable
+                rows = chunk_rows_of(var.shape, var.dtype)
+                floating = var.dtype.kind == "f"
+                v = nc.create_variable(
+                    name, self._dims[name], dtype=var.dtype,
+                    chunks=(rows, *var.shape[1:]) if self.n else None,
+                    fillvalue=np.nan if floating else None)
+                for key, value in var.attrs.items():
+                    v.attrs[key] = value
+                if name not in ds.coords:
+                    mine = [c for c in plain if set(ds[c].dims) <= set(var.dims) and c != name]
+                    if mine:
+                        v.attrs["coordinates"] = " ".join(mine)
+        # the rows go in through h5py handles held open until the end (h5netcdf opens and
+        # closes a dataset per access: a chunk that cannot be written would fail in that
+        # close, where h5py can only print the error)
+        self._file = h5py.File(self.tmp, "r+")
+        self._datasets = {name: self._file[name] for name in self.names}
 
     def write(self, start: int, stop: int, values: Mapping[str, np.ndarray]) -> None:
         """Rows ``[start, stop)`` of each streamed variable (every one of them, shaped
@@ -98,8 +109,13 @@ class ProductWriter:
         if not 0 <= start <= stop <= self.n:
             raise IndexError(f"{self.path}: rows {start}:{stop} outside 0:{self.n}")
         if self.fmt == "netcdf":
-            for name in self.names:
-                self._file.variables[name][start:stop] = values[name]
+            try:
+                for name in self.names:
+                    self._datasets[name][start:stop] = values[name]
+                self._file.flush()  # a block that cannot be written (full disk) fails here
+            except BaseException:
+                self._abandon()
+                raise
         else:
             block = xr.Dataset({n: (self._dims[n], np.asarray(values[n])) for n in self.names})
             block.to_zarr(self.tmp, region={self.dim: slice(start, stop)}, mode="r+",
@@ -114,8 +130,19 @@ class ProductWriter:
     def close(self) -> None:
         """Close the file (NetCDF4); the rename is :func:`stream_product`'s."""
         if self._file is not None:
-            self._file.close()
-            self._file = None
+            try:
+                self._file.flush()
+                self._file.close()
+            except BaseException:
+                self._abandon()
+                raise
+            self._file, self._datasets = None, {}
+
+    def _abandon(self) -> None:
+        """After a failed write: drop the file without calling HDF5 on it again
+        (:mod:`operando.io.h5fail`); the temporary file is removed by the caller."""
+        abandon(self._file, *self._datasets.values())
+        self._file, self._datasets = None, {}
 
     def check_complete(self) -> None:
         """Raise when a row of the streamed variables was never written."""
