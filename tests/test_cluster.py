@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +23,6 @@ from pipelines.cluster import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _dask_cli() -> list[str]:
@@ -82,24 +75,29 @@ def test_existing_scheduler_equals_single_process(small_run, small_reduced,
     config = tmp_path / "run.yaml"
     config.write_text(cfg.to_yaml(), encoding="utf-8")
 
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
+    # the scheduler takes a free port itself and writes its address once it listens (a port
+    # picked here and connected to before the scheduler binds it can be taken by the
+    # client's own socket: a TCP self-connection, then "Address already in use")
+    sched_file = tmp_path / "scheduler.json"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(REPO), os.environ.get("PYTHONPATH", "")])}
     logs = [open(tmp_path / f"dask{i}.log", "wb") for i in range(3)]
     procs: list[subprocess.Popen] = []
     try:
         procs.append(subprocess.Popen(
-            [*_dask_cli(), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--no-dashboard"], cwd=tmp_path, env=env, stdout=logs[0], stderr=logs[0]))
+            [*_dask_cli(), "scheduler", "--host", "127.0.0.1", "--port", "0",
+             "--no-dashboard", "--scheduler-file", str(sched_file)],
+            cwd=tmp_path, env=env, stdout=logs[0], stderr=logs[0]))
         for i in (1, 2):
             procs.append(subprocess.Popen(
-                [*_dask_cli(), "worker", address, "--nthreads", "1", "--host", "127.0.0.1",
-                 "--no-dashboard", "--name", f"w{i}",
+                [*_dask_cli(), "worker", "--scheduler-file", str(sched_file), "--nthreads",
+                 "1", "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}",
                  "--local-directory", str(tmp_path / f"w{i}")],
                 cwd=tmp_path, env=env, stdout=logs[i], stderr=logs[i]))
-        with Client(address, timeout=120) as client:
+        with Client(scheduler_file=str(sched_file), timeout=120) as client:
             client.wait_for_workers(2, timeout=300)
+            address = client.scheduler.address
+        assert address.startswith("tcp://127.0.0.1:"), address
         argv = ["reduce", str(config), "--scheduler", address, "--only", "xrd", "peaks",
                 "--overwrite"]
         res = CliRunner().invoke(app, expand_multi_value_options(argv))
