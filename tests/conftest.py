@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# The tests read the run's own log (reduce.log) and the console, never the log lines a flow
+# sends to Prefect's API; sending them costs ~10 % of a small flow's time. Set before
+# Prefect is imported (a test or a command that needs them sets the variable itself).
+os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
 
 from operando.io.shared_data import find_shared_data
 
