@@ -225,34 +225,35 @@ def _rerun_matches_clean(cfg: Path, product_dir: Path, clean: Path,
     return r
 
 
-def test_killed_reduces_leave_nothing_running_and_the_next_one_is_clean(kill_config,
-                                                                        tmp_path) -> None:
-    """Two kills of a real reduce (in-process chunks: Prefect's temporary server and the
-    lifeline are its processes), then the next reduce of the run:
+def test_sigkill_as_the_server_appears_leaves_nothing_running(kill_config,
+                                                              tmp_path) -> None:
+    """SIGKILL of a real reduce (in-process chunks: Prefect's temporary server and the
+    lifeline are its processes) the moment Prefect's temporary server process appears,
+    before the watchdog's next look (the server used to be left running): rc -9, nothing of
+    the reduce alive 10 s later. (SIGKILL while xrd.nc is written and the clean rerun: the
+    next test; SIGTERM, and kills with a Dask cluster: the slow tests below.)"""
+    config, _, run = kill_config
+    cfg = config(tmp_path)
+    k = _kill_reduce(cfg, tmp_path / "reduced" / run, signal.SIGKILL, _server_started)
+    assert k.rc == -signal.SIGKILL
+    assert not _survivors(k), _survivors(k)
 
-    1. SIGKILL the moment Prefect's temporary server process appears, before the watchdog's
-       next look (it used to be left running): rc -9, nothing of the reduce alive 10 s later;
-    2. SIGKILL while xrd.nc is being written (its part on disk): the part is left, no
-       partial xrd.nc under the final name, nothing alive;
-    3. the next reduce succeeds, removes that part, and its xrd.nc equals the clean
-       reduce's, number for number.
-    (SIGTERM at the server's start: the next test; SIGTERM while writing, and kills with a
-    Dask cluster: the slow random-point test.)
-    """
+
+@pytest.mark.slow
+def test_killed_while_writing_then_the_next_reduce_is_clean(kill_config, tmp_path) -> None:
+    """SIGKILL while xrd.nc is being written (its part on disk): the part is left, no
+    partial xrd.nc under the final name, nothing alive 10 s later; the next reduce
+    succeeds, removes that part, and its xrd.nc equals the clean reduce's, number for
+    number (slow: two real reduces; a stale part's removal is also proved in the default
+    suite by test_durability::test_stale_part_removed_by_next_write_live_one_kept)."""
     config, clean, run = kill_config
     cfg = config(tmp_path)
     product_dir = tmp_path / "reduced" / run
-
-    first = _kill_reduce(cfg, product_dir, signal.SIGKILL, _server_started)
-    assert first.rc == -signal.SIGKILL
-    assert not _survivors(first), _survivors(first)
-
-    second = _kill_reduce(cfg, product_dir, signal.SIGKILL, _part_written)
-    assert second.rc == -signal.SIGKILL
-    assert not _survivors(second), _survivors(second)
-    assert second.parts, "killed while writing: its part is left for the next reduce"
+    k = _kill_reduce(cfg, product_dir, signal.SIGKILL, _part_written)
+    assert k.rc == -signal.SIGKILL
+    assert not _survivors(k), _survivors(k)
+    assert k.parts, "killed while writing: its part is left for the next reduce"
     _no_partial_under_final_name(product_dir, clean)
-
     _rerun_matches_clean(cfg, product_dir, clean)
 
 
